@@ -1,0 +1,119 @@
+"""The contracts between the MQTT shell, the DPS endpoint and the hub endpoints.
+
+The asyncio shell (`server`) owns sockets and the MQTT engine. Once it has parsed a CONNECT it picks
+an endpoint by the CONNECT username (DPS: `{idScope}/registrations/{id}/api-version=...`, no `?`;
+hub: `{host}/{device}/?api-version=...`) and from then on speaks to it only through `MqttEndpoint`.
+DPS assigns devices to hubs only through `HubDirectory`.
+
+Rules both halves rely on:
+
+- Endpoints never touch sockets or clocks: `now` (seconds since the epoch, float) is an argument.
+- `Send` queues one PUBLISH (QoS 0 or 1, the shell decides) to one live connection. It stays valid
+  while that connection is up; after it ends the shell silently drops further sends, so an endpoint
+  may keep a `Send` for asynchronous replies (DPS answers custom allocations from a task).
+- `Close` asks the shell to end one connection (a hub drops the older connection of a device id
+  when a newer one connects). The shell does not call `disconnect` for a connection the endpoint
+  closed itself.
+- PUBACK, SUBACK, PINGRESP, keep-alive and packet limits are the shell's business, not the
+  endpoint's; `subscribe` only says whether the filter is granted.
+
+This module holds Protocols and type aliases only; it imports nothing at run time beyond typing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, NamedTuple, Protocol
+
+if TYPE_CHECKING:
+    from emulator.twin import TwinDocument
+
+__all__ = ["Close", "HubDirectory", "MqttEndpoint", "Outbound", "Send"]
+
+
+class Outbound(NamedTuple):
+    """A PUBLISH the shell sends to one client."""
+
+    topic: str
+    payload: bytes
+
+
+Send = Callable[[str, bytes], None]
+"""Queue a PUBLISH `(topic, payload)` to the client of one connection."""
+
+Close = Callable[[], None]
+"""End one connection (no DISCONNECT is sent to the client; the socket is closed)."""
+
+
+# CONNACK return codes endpoints answer with (MQTT 3.1.1 §3.2.2.3).
+CONNACK_ACCEPTED = 0
+CONNACK_SERVER_UNAVAILABLE = 3
+CONNACK_BAD_CREDENTIALS = 4
+CONNACK_NOT_AUTHORIZED = 5
+
+
+class MqttEndpoint(Protocol):
+    """DPS, or one IoT hub, as the shell sees it once a CONNECT has been routed to it."""
+
+    def connect(
+        self,
+        *,
+        client_id: str,
+        username: str,
+        password: bytes | None,
+        send: Send,
+        close: Close,
+        now: float,
+    ) -> int:
+        """Authenticate a CONNECT; return the CONNACK code (0 accepts, 5 bad credentials)."""
+        ...
+
+    def publish(
+        self, *, client_id: str, topic: str, payload: bytes, send: Send, now: float
+    ) -> None:
+        """Handle a client PUBLISH; replies go through `send`, now or later."""
+        ...
+
+    def subscribe(self, *, client_id: str, topic_filter: str) -> bool:
+        """Record a subscription; False makes the shell answer SUBACK failure 0x80 for it."""
+        ...
+
+    def unsubscribe(self, *, client_id: str, topic_filter: str) -> None:
+        """Forget a subscription (the Node SDK unsubscribes before disconnecting)."""
+        ...
+
+    def disconnect(self, *, client_id: str) -> None:
+        """The connection of `client_id` ended (DISCONNECT, error, keep-alive or socket close)."""
+        ...
+
+
+class HubDirectory(Protocol):
+    """All emulated IoT hubs, as DPS sees them when it assigns devices."""
+
+    def hub_names(self) -> Sequence[str]:
+        """Host names of the hubs, as configured (`toasters.azure-devices.net`)."""
+        ...
+
+    def upsert_device(
+        self,
+        hub: str,
+        device_id: str,
+        *,
+        primary_key: str,
+        secondary_key: str,
+        twin: TwinDocument | None,
+    ) -> None:
+        """Create or update an enabled SAS device; `twin=None` keeps an existing twin as it is.
+
+        A new device with `twin=None` gets an empty twin. The keys are base64 symmetric keys
+        (for group enrollments, the keys derived for the registration id).
+        """
+        ...
+
+    def device_twin(self, hub: str, device_id: str) -> TwinDocument | None:
+        """The device's twin, or None when the hub has no such device."""
+        ...
+
+    def delete_device(self, hub: str, device_id: str) -> None:
+        """Remove a device (and drop its connection); a missing device is not an error."""
+        ...
