@@ -1,0 +1,51 @@
+"""Credentials shared by the emulator and the simulator: SAS tokens and derived device keys.
+
+Pure and standard-library only (hmac, hashlib, base64, urllib.parse): no I/O, no clock, no
+environment, no Azure SDK. The protocol is written down in ../shared/spec/sas-and-keys.md and
+checked against the vectors in ../shared/fixtures/keys and ../shared/fixtures/sas.
+
+Modules:
+    keys             strict key decoding, HMAC signing, ``derive_device_key``
+    token            ``generate_sas_token``, ``parse_sas_token``, ``verify_sas_token``
+    registration_id  ``validate_registration_id`` against DPS's documented rules
+    errors           the exception tree:
+
+    SasError (ValueError)     every error carries a short machine ``reason``
+    ├── MalformedToken        -> CONNACK 5 / HTTP 401
+    ├── TokenExpired          -> CONNACK 5 / HTTP 401
+    ├── WrongResource         -> CONNACK 5 / HTTP 401
+    ├── BadSignature          -> CONNACK 5 / HTTP 401
+    ├── KeyFormatError        a key is not base64 of 16 to 64 bytes; ``name`` says which
+    └── RegistrationIdError   a registration id breaks DPS's rules; ``problem`` says how
+"""
+
+from sas.errors import (
+    BadSignature,
+    KeyFormatError,
+    MalformedToken,
+    RegistrationIdError,
+    SasError,
+    TokenExpired,
+    WrongResource,
+)
+from sas.keys import decode_key, derive_device_key, sign
+from sas.registration_id import validate_registration_id
+from sas.token import SasToken, generate_sas_token, parse_sas_token, verify_sas_token
+
+__all__ = [
+    "BadSignature",
+    "KeyFormatError",
+    "MalformedToken",
+    "RegistrationIdError",
+    "SasError",
+    "SasToken",
+    "TokenExpired",
+    "WrongResource",
+    "decode_key",
+    "derive_device_key",
+    "generate_sas_token",
+    "parse_sas_token",
+    "sign",
+    "validate_registration_id",
+    "verify_sas_token",
+]
