@@ -58,20 +58,22 @@ def decode(
     buffer: bytes | bytearray | memoryview, *, max_packet_size: int = DEFAULT_MAX_PACKET_SIZE
 ) -> tuple[Packet, int]:
     """Decode the packet at the start of `buffer`; return it and the number of bytes it used."""
-    view = memoryview(buffer)
-    if not view:
-        raise NeedMoreData("empty buffer")
-    first = view[0]
-    remaining, header_len = _decode_remaining_length(view)
-    if remaining > max_packet_size:
-        raise PacketTooLarge(
-            f"remaining length {remaining} exceeds the limit of {max_packet_size} bytes"
-        )
-    end = header_len + remaining
-    if len(view) < end:
-        raise NeedMoreData(f"have {len(view)} of {end} bytes")
-    packet = _decode_body(first >> 4, first & 0x0F, bytes(view[header_len:end]))
-    return packet, end
+    # Released on every exit, so a caller's bytearray can be resized even while an exception
+    # raised here (and its traceback) is still alive.
+    with memoryview(buffer) as view:
+        if not view:
+            raise NeedMoreData("empty buffer")
+        first = view[0]
+        remaining, header_len = _decode_remaining_length(view)
+        if remaining > max_packet_size:
+            raise PacketTooLarge(
+                f"remaining length {remaining} exceeds the limit of {max_packet_size} bytes"
+            )
+        end = header_len + remaining
+        if len(view) < end:
+            raise NeedMoreData(f"have {len(view)} of {end} bytes")
+        body = bytes(view[header_len:end])
+    return _decode_body(first >> 4, first & 0x0F, body), end
 
 
 def _decode_remaining_length(view: memoryview) -> tuple[int, int]:
