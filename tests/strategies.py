@@ -30,3 +30,46 @@ def recommended_registration_ids() -> st.SearchStrategy[str]:
 def expiries() -> st.SearchStrategy[int]:
     """SAS expiries in seconds since the epoch, up to the year 2100."""
     return st.integers(min_value=1, max_value=4_102_444_800)
+
+
+# --- allocation: AllocationRequests (../shared/spec/webhook.md §2) ---
+
+
+def hub_names() -> st.SearchStrategy[str]:
+    """IoT hub host names as linkedHubs carries them (mixed case is seen in real requests)."""
+    label = st.text(string.ascii_letters + string.digits + "-", min_size=1, max_size=20)
+    return label.map(lambda name: f"{name}.azure-devices.net")
+
+
+def linked_hubs(min_size: int = 1, max_size: int = 8) -> st.SearchStrategy[list[str]]:
+    """A linkedHubs array: distinct host names, compared case-insensitively."""
+    return st.lists(
+        hub_names(), min_size=min_size, max_size=max_size, unique_by=lambda hub: hub.casefold()
+    )
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=10),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@st.composite
+def allocation_requests(draw: st.DrawFn) -> dict[str, object]:
+    """Well-formed AllocationRequest documents, group or individual, initial or re-registration."""
+    hubs = draw(linked_hubs())
+    context: dict[str, object] = {"registrationId": draw(registration_ids()), "symmetricKey": {}}
+    if draw(st.booleans()):
+        context["currentIotHubHostName"] = draw(st.sampled_from(hubs) | hub_names())
+        context["currentDeviceId"] = context["registrationId"]
+    if draw(st.booleans()):
+        context["payload"] = draw(json_values)
+    document: dict[str, object] = {"deviceRuntimeContext": context, "linkedHubs": hubs}
+    if draw(st.booleans()):
+        document["enrollmentGroup"] = {"enrollmentGroupId": draw(registration_ids())}
+    else:
+        document["individualEnrollment"] = {"registrationId": context["registrationId"]}
+    return document

@@ -1,0 +1,146 @@
+"""``decide(policy, request)``: the first matching rule denies or allocates.
+
+Allocation, for the matching rule:
+
+1. Candidates are the request's ``linkedHubs`` that match the rule's host-name globs, in the order
+   of the rule's globs (then of ``linkedHubs``). Each keeps the exact string DPS sent: the device
+   later uses it verbatim as host name, MQTT username prefix and SAS resource.
+2. The strategy picks one:
+   ``hash``    weighted consistent hash of the case-folded registration id (``allocation.hashing``)
+   ``sticky``  the device's current hub when it is still a candidate, else ``hash``
+   ``static``  the first candidate
+3. The initial twin and payload templates are rendered for that hub.
+
+A rule with no candidate hub (its globs match nothing linked), or whose candidates all weigh 0
+under ``hash``, denies with a reason that says so: retrying would not help, so DPS should fail the
+registration (400207) rather than retry it.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+from allocation import hashing
+from allocation.policy import Policy, Rule, Strategy, host_glob
+from allocation.request import AllocationRequest
+from allocation.template import MissingValue
+
+
+@dataclass(frozen=True, kw_only=True)
+class Assignment:
+    hub: str
+    rule: str
+    strategy: Strategy
+    initial_twin: Any = None  # {"tags": …, "properties": {"desired": …}} or None
+    payload: Any = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Denial:
+    rule: str
+    reason: str
+
+
+Decision = Assignment | Denial
+
+
+def decide(policy: Policy, request: AllocationRequest) -> Decision:
+    """The decision for one request. Deterministic: the same inputs always give the same answer."""
+    folded_group = request.enrollment_group_id.casefold() if request.enrollment_group_id else None
+    registration_id = request.registration_id
+    folded_id = registration_id.casefold()
+    for rule in policy.index.candidates(folded_id, folded_group):
+        captures = _match(rule, request, folded_id, folded_group)
+        if captures is None:
+            continue
+        if rule.deny is not None:
+            return Denial(rule=rule.name, reason=rule.deny)
+        return _allocate(policy, rule, request, captures)
+    raise AssertionError("the policy's default rule matches every request")
+
+
+def _match(
+    rule: Rule, request: AllocationRequest, folded_id: str, folded_group: str | None
+) -> dict[str, str] | None:
+    captures: dict[str, str] | None = {}
+    if rule.registration_id is not None:
+        captures = rule.registration_id.match(folded_id, request.registration_id)
+        if captures is None:
+            return None
+    if rule.enrollment_groups is not None and folded_group not in rule.enrollment_groups:
+        return None
+    if rule.reprovisioning is not None and rule.reprovisioning != request.is_reprovisioning:
+        return None
+    payload = request.payload
+    for condition in rule.payload_conditions:
+        if not condition.holds(payload):
+            return None
+    for placeholder in rule.required_payload:
+        if not _has_path(payload, placeholder.path):
+            return None
+    return captures
+
+
+def _allocate(
+    policy: Policy, rule: Rule, request: AllocationRequest, captures: dict[str, str]
+) -> Decision:
+    candidates = _candidates(policy, rule, request.linked_hubs)
+    if not candidates:
+        patterns = ", ".join(rule.hub_patterns)
+        return Denial(rule=rule.name, reason=f"no linked hub matches the rule's hubs ({patterns})")
+    hub: str | None = None
+    if rule.strategy is Strategy.STATIC:
+        hub = candidates[0][0]
+    elif rule.strategy is Strategy.STICKY and request.current_hub is not None:
+        current = request.current_hub.casefold()
+        hub = next((name for name, _ in candidates if name.casefold() == current), None)
+    if hub is None:
+        hub = hashing.choose(request.registration_id.casefold(), candidates)
+    if hub is None:
+        return Denial(rule=rule.name, reason="every hub this rule may use has weight 0 (draining)")
+
+    values = {
+        "registration_id": request.registration_id,
+        "enrollment_group": request.enrollment_group_id or "",
+        "hub": hub,
+        "rule": rule.name,
+        "match": captures,
+        "payload": request.payload,
+    }
+    try:
+        initial_twin = rule.initial_twin.render(values) if rule.initial_twin else None
+        payload = rule.payload.render(values) if rule.payload else None
+    except MissingValue as missing:  # guarded by _match; kept so a gap can never become a 500
+        return Denial(rule=rule.name, reason=f"the device did not send {missing}")
+    return Assignment(
+        hub=hub,
+        rule=rule.name,
+        strategy=rule.strategy,
+        initial_twin=initial_twin,
+        payload=payload,
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _candidates(
+    policy: Policy, rule: Rule, linked_hubs: tuple[str, ...]
+) -> tuple[tuple[str, float], ...]:
+    """Linked hubs the rule may use, with weights, in the rule's glob order."""
+    chosen: dict[str, None] = {}
+    for pattern in rule.hub_patterns:
+        glob = host_glob(pattern)
+        for hub in linked_hubs:
+            if glob.fullmatch(hub):
+                chosen.setdefault(hub)
+    return tuple((hub, policy.weight(hub)) for hub in chosen)
+
+
+def _has_path(payload: Any, path: tuple[str, ...]) -> bool:
+    value = payload
+    for step in path:
+        if not isinstance(value, dict) or step not in value:
+            return False
+        value = value[step]
+    return True

@@ -1,0 +1,450 @@
+"""The allocation policy: rules kept as data in a TOML file, validated when loaded.
+
+    version = 1                                   # optional; only 1 exists
+
+    [defaults]
+    strategy = "hash"                             # hash | sticky | static (alias: first)
+    unmatched = "deny"                            # what happens when no rule matches: deny | hash
+    unmatched_reason = "Unrecognized device registration"
+
+    [weights]                                     # optional; host-name glob -> weight (default 1)
+    "*-toasters-*" = 2                            # first matching pattern wins; 0 drains a hub
+
+    [[rules]]
+    name = "toasters"
+    hubs = ["*-toasters-*"]                       # globs over linkedHubs; default ["*"]
+    strategy = "sticky"                           # default: defaults.strategy
+    [rules.match]                                 # every condition given must hold
+    registration_id = { suffix = "-contoso-tstrsd-007" }   # or prefix | exact | glob | regex
+    enrollment_group = ["contoso-custom"]         # a string or a list
+    reprovisioning = false                        # true: only re-registrations
+    payload = { "firmware.channel" = "beta", "modelId" = { matches = "^dtmi:" } }
+    [rules.initial_twin]
+    tags = { deviceType = "toaster", site = "{match.site}" }
+    desired = { state = "ready" }
+    [rules.payload]                               # returned to the device
+    welcome = "{registration_id}"
+
+    [[rules]]
+    name = "everyone else"
+    deny = "Unrecognized device registration"
+
+Registration ids are matched case-insensitively (DPS treats them so); regexes must match the whole
+id. A payload condition is ``equals`` for a plain value, or a table with one of ``equals``,
+``matches`` (a regex searched in the value's text) or ``exists``. A rule whose templates use
+``{payload.x}`` also requires the device to have sent ``x``: without it the rule does not match.
+
+Anything unknown in the file is an error: a typo must not silently change where devices go.
+"""
+
+from __future__ import annotations
+
+import enum
+import fnmatch
+import functools
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from allocation.errors import PolicyError
+from allocation.template import Placeholder, Template, compile_template
+
+DEFAULT_RULE_NAME = "(default)"
+
+
+class Strategy(enum.Enum):
+    HASH = "hash"
+    STICKY = "sticky"
+    STATIC = "static"
+
+
+_STRATEGY_NAMES = {"hash": Strategy.HASH, "sticky": Strategy.STICKY, "static": Strategy.STATIC}
+_STRATEGY_NAMES["first"] = Strategy.STATIC
+
+
+class IdMatchKind(enum.Enum):
+    PREFIX = "prefix"
+    SUFFIX = "suffix"
+    EXACT = "exact"
+    GLOB = "glob"
+    REGEX = "regex"
+
+
+@dataclass(frozen=True, kw_only=True)
+class IdMatcher:
+    """A condition on the registration id. ``text`` is case-folded for prefix, suffix and exact."""
+
+    kind: IdMatchKind
+    text: str
+    regex: re.Pattern[str] | None = None
+
+    def match(self, folded_id: str, registration_id: str) -> dict[str, str] | None:
+        """Captures (empty without a regex) when the id matches, else None."""
+        if self.kind is IdMatchKind.PREFIX:
+            return {} if folded_id.startswith(self.text) else None
+        if self.kind is IdMatchKind.SUFFIX:
+            return {} if folded_id.endswith(self.text) else None
+        if self.kind is IdMatchKind.EXACT:
+            return {} if folded_id == self.text else None
+        if self.regex is None:  # the loader gives every glob and regex matcher its pattern
+            return None
+        found = self.regex.fullmatch(registration_id)
+        if found is None:
+            return None
+        captures = {str(i): g for i, g in enumerate(found.groups(), start=1) if g is not None}
+        captures.update({k: v for k, v in found.groupdict().items() if v is not None})
+        return captures
+
+
+_UNSET: Any = object()
+
+
+@dataclass(frozen=True, kw_only=True)
+class PayloadCondition:
+    path: tuple[str, ...]
+    equals: Any = _UNSET
+    pattern: re.Pattern[str] | None = None
+    exists: bool | None = None
+
+    def holds(self, payload: Any) -> bool:
+        present, value = True, payload
+        for step in self.path:
+            if not isinstance(value, Mapping) or step not in value:
+                present = False
+                break
+            value = value[step]
+        if self.exists is not None:
+            return present == self.exists
+        if not present:
+            return False
+        if self.pattern is not None:
+            text = value if isinstance(value, str) else str(value)
+            return self.pattern.search(text) is not None
+        # JSON equality: True must not equal 1.
+        return type(value) is type(self.equals) and bool(value == self.equals)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Rule:
+    """One rule. Identity equality: rules key the engine's caches."""
+
+    name: str
+    position: int
+    registration_id: IdMatcher | None = None
+    enrollment_groups: frozenset[str] | None = None  # case-folded
+    reprovisioning: bool | None = None
+    payload_conditions: tuple[PayloadCondition, ...] = ()
+    deny: str | None = None
+    hub_patterns: tuple[str, ...] = ("*",)
+    strategy: Strategy = Strategy.HASH
+    initial_twin: Template | None = None
+    payload: Template | None = None
+    required_payload: tuple[Placeholder, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Policy:
+    """A loaded policy. Identity equality: policies key the engine's caches."""
+
+    source: str
+    rules: tuple[Rule, ...]  # the file's rules, then the implicit default rule
+    weights: tuple[tuple[str, float], ...] = ()
+    index: Any = field(default=None, compare=False, repr=False)
+
+    def weight(self, hub: str) -> float:
+        for pattern, weight in self.weights:
+            if host_glob(pattern).fullmatch(hub):
+                return weight
+        return 1.0
+
+
+def default_policy() -> Policy:
+    """No policy configured: DPS's ``hashed`` across linkedHubs, consistently; nothing echoed."""
+    return _finish("(no policy file)", (), (), Strategy.HASH, unmatched="hash", reason="")
+
+
+def load_policy(text: str, *, source: str) -> Policy:
+    """Parse TOML text; ``source`` (the file name) is used in error messages."""
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise PolicyError(source, "file", f"not valid TOML: {error}") from None
+    return parse_policy(document, source=source)
+
+
+def parse_policy(document: Mapping[str, Any], *, source: str) -> Policy:
+    """Validate a decoded policy document into a ``Policy``."""
+    _only(document, {"version", "defaults", "weights", "rules"}, source, "top level")
+    if document.get("version", 1) != 1:
+        raise PolicyError(source, "version", "expected 1, the only policy format version")
+
+    defaults = _table(document.get("defaults", {}), source, "defaults")
+    _only(defaults, {"strategy", "unmatched", "unmatched_reason"}, source, "defaults")
+    strategy = _strategy(defaults.get("strategy", "hash"), source, "defaults.strategy")
+    unmatched = defaults.get("unmatched", "deny")
+    if unmatched not in ("deny", "hash"):
+        raise PolicyError(
+            source, "defaults.unmatched", f'expected "deny" or "hash", got {unmatched!r}'
+        )
+    reason = _string(
+        defaults.get("unmatched_reason", "no allocation rule matches this device"),
+        source,
+        "defaults.unmatched_reason",
+    )
+
+    weights = []
+    for pattern, weight in _table(document.get("weights", {}), source, "weights").items():
+        if (
+            isinstance(weight, bool)
+            or not isinstance(weight, int | float)
+            or not 0 <= weight <= 100
+        ):
+            raise PolicyError(source, f"weights.{pattern!r}", "expected a number from 0 to 100")
+        weights.append((pattern, float(weight)))
+
+    rules_document = document.get("rules", [])
+    if not isinstance(rules_document, list):
+        raise PolicyError(source, "rules", "expected an array of tables: [[rules]]")
+    rules = tuple(
+        _rule(item, position, strategy, source) for position, item in enumerate(rules_document)
+    )
+    names = [rule.name for rule in rules]
+    for position, name in enumerate(names):
+        if name in names[:position]:
+            raise PolicyError(
+                source, f"rules[{position}].name", f"{name!r} is used by an earlier rule"
+            )
+    return _finish(source, rules, tuple(weights), strategy, unmatched=unmatched, reason=reason)
+
+
+def _finish(
+    source: str,
+    rules: tuple[Rule, ...],
+    weights: tuple[tuple[str, float], ...],
+    strategy: Strategy,
+    *,
+    unmatched: str,
+    reason: str,
+) -> Policy:
+    from allocation.matching import RuleIndex  # noqa: PLC0415 - matching imports this module
+
+    fallback = Rule(
+        name=DEFAULT_RULE_NAME,
+        position=len(rules),
+        deny=reason if unmatched == "deny" else None,
+        strategy=strategy,
+    )
+    everything = (*rules, fallback)
+    return Policy(source=source, rules=everything, weights=weights, index=RuleIndex(everything))
+
+
+def _rule(item: object, position: int, default_strategy: Strategy, source: str) -> Rule:
+    where = f"rules[{position}]"
+    rule = _table(item, source, where)
+    name = _string(rule.get("name", where), source, f"{where}.name")
+    where = f"rules[{position}] ({name})" if "name" in rule else where
+    _only(
+        rule,
+        {"name", "match", "deny", "hubs", "strategy", "initial_twin", "payload"},
+        source,
+        where,
+    )
+    conditions = _table(rule.get("match", {}), source, f"{where}.match")
+    _only(
+        conditions,
+        {"registration_id", "enrollment_group", "reprovisioning", "payload"},
+        source,
+        f"{where}.match",
+    )
+
+    id_matcher = None
+    if "registration_id" in conditions:
+        id_matcher = _id_matcher(
+            conditions["registration_id"], source, f"{where}.match.registration_id"
+        )
+
+    groups = None
+    if "enrollment_group" in conditions:
+        raw = conditions["enrollment_group"]
+        listed = [raw] if isinstance(raw, str) else raw
+        if (
+            not isinstance(listed, list)
+            or not listed
+            or not all(isinstance(g, str) and g for g in listed)
+        ):
+            raise PolicyError(
+                source, f"{where}.match.enrollment_group", "expected a group id or a list of them"
+            )
+        groups = frozenset(g.casefold() for g in listed)
+
+    reprovisioning = conditions.get("reprovisioning")
+    if reprovisioning is not None and not isinstance(reprovisioning, bool):
+        raise PolicyError(source, f"{where}.match.reprovisioning", "expected true or false")
+
+    payload_conditions = tuple(
+        _payload_condition(path, spec, source, f"{where}.match.payload.{path}")
+        for path, spec in _table(
+            conditions.get("payload", {}), source, f"{where}.match.payload"
+        ).items()
+    )
+
+    if "deny" in rule:
+        extra = sorted({"hubs", "strategy", "initial_twin", "payload"} & rule.keys())
+        if extra:
+            raise PolicyError(
+                source, f"{where}.deny", f"a deny rule cannot also set {', '.join(extra)}"
+            )
+        return Rule(
+            name=name,
+            position=position,
+            registration_id=id_matcher,
+            enrollment_groups=groups,
+            reprovisioning=reprovisioning,
+            payload_conditions=payload_conditions,
+            deny=_string(rule["deny"], source, f"{where}.deny"),
+        )
+
+    hubs = rule.get("hubs", ["*"])
+    if not isinstance(hubs, list) or not hubs or not all(isinstance(h, str) and h for h in hubs):
+        raise PolicyError(source, f"{where}.hubs", "expected a non-empty list of host-name globs")
+    strategy = _strategy(rule.get("strategy", default_strategy.value), source, f"{where}.strategy")
+
+    initial_twin = None
+    if "initial_twin" in rule:
+        twin = _table(rule["initial_twin"], source, f"{where}.initial_twin")
+        _only(twin, {"tags", "desired"}, source, f"{where}.initial_twin")
+        shaped = {
+            "tags": _table(twin.get("tags", {}), source, f"{where}.initial_twin.tags"),
+            "properties": {
+                "desired": _table(twin.get("desired", {}), source, f"{where}.initial_twin.desired")
+            },
+        }
+        initial_twin = compile_template(shaped, source=source, location=f"{where}.initial_twin")
+    payload = None
+    if "payload" in rule:
+        payload = compile_template(rule["payload"], source=source, location=f"{where}.payload")
+
+    placeholders = [
+        *(initial_twin.placeholders if initial_twin else ()),
+        *(payload.placeholders if payload else ()),
+    ]
+    for placeholder in placeholders:
+        if placeholder.root == "match":
+            _check_capture(placeholder, id_matcher, source, where)
+
+    return Rule(
+        name=name,
+        position=position,
+        registration_id=id_matcher,
+        enrollment_groups=groups,
+        reprovisioning=reprovisioning,
+        payload_conditions=payload_conditions,
+        hub_patterns=tuple(hubs),
+        strategy=strategy,
+        initial_twin=initial_twin,
+        payload=payload,
+        required_payload=tuple(dict.fromkeys(p for p in placeholders if p.root == "payload")),
+    )
+
+
+def _id_matcher(spec: object, source: str, where: str) -> IdMatcher:
+    table = _table(spec, source, where)
+    kinds = [kind for kind in IdMatchKind if kind.value in table]
+    if len(kinds) != 1 or len(table) != 1:
+        raise PolicyError(
+            source, where, "expected exactly one of prefix, suffix, exact, glob, regex"
+        )
+    kind = kinds[0]
+    text = _string(table[kind.value], source, f"{where}.{kind.value}")
+    if kind is IdMatchKind.GLOB:
+        return IdMatcher(
+            kind=kind, text=text, regex=re.compile(fnmatch.translate(text), re.IGNORECASE)
+        )
+    if kind is IdMatchKind.REGEX:
+        try:
+            return IdMatcher(kind=kind, text=text, regex=re.compile(text, re.IGNORECASE))
+        except re.error as error:
+            raise PolicyError(
+                source, f"{where}.regex", f"not a valid regular expression: {error}"
+            ) from None
+    return IdMatcher(kind=kind, text=text.casefold())
+
+
+def _payload_condition(path: str, spec: object, source: str, where: str) -> PayloadCondition:
+    steps = tuple(path.split("."))
+    if not all(steps):
+        raise PolicyError(source, where, "expected a dotted path like a.b.c")
+    if not isinstance(spec, dict):
+        return PayloadCondition(path=steps, equals=spec)
+    if len(spec) != 1 or next(iter(spec)) not in ("equals", "matches", "exists"):
+        raise PolicyError(
+            source, where, "expected a value, or a table with one of equals, matches, exists"
+        )
+    ((operator, operand),) = spec.items()
+    if operator == "equals":
+        return PayloadCondition(path=steps, equals=operand)
+    if operator == "exists":
+        if not isinstance(operand, bool):
+            raise PolicyError(source, f"{where}.exists", "expected true or false")
+        return PayloadCondition(path=steps, exists=operand)
+    try:
+        return PayloadCondition(
+            path=steps, pattern=re.compile(_string(operand, source, f"{where}.matches"))
+        )
+    except re.error as error:
+        raise PolicyError(
+            source, f"{where}.matches", f"not a valid regular expression: {error}"
+        ) from None
+
+
+def _check_capture(
+    placeholder: Placeholder, matcher: IdMatcher | None, source: str, where: str
+) -> None:
+    name = placeholder.path[0]
+    if matcher is None or matcher.regex is None or matcher.kind is not IdMatchKind.REGEX:
+        raise PolicyError(source, where, f"{placeholder} needs match.registration_id to be a regex")
+    groups = matcher.regex.groupindex
+    if len(placeholder.path) != 1 or not (
+        name in groups or (name.isdigit() and 1 <= int(name) <= matcher.regex.groups)
+    ):
+        raise PolicyError(
+            source, where, f"{placeholder} names no group of the registration_id regex"
+        )
+
+
+def _strategy(value: object, source: str, where: str) -> Strategy:
+    if not isinstance(value, str) or value not in _STRATEGY_NAMES:
+        raise PolicyError(
+            source, where, f"expected one of {', '.join(_STRATEGY_NAMES)}, got {value!r}"
+        )
+    return _STRATEGY_NAMES[value]
+
+
+def _table(value: object, source: str, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise PolicyError(source, where, "expected a table")
+    return value
+
+
+def _string(value: object, source: str, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise PolicyError(source, where, "expected a non-empty string")
+    return value
+
+
+def _only(table: Mapping[str, Any], allowed: set[str], source: str, where: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise PolicyError(
+            source,
+            where,
+            f"unknown key {unknown[0]!r}; expected one of {', '.join(sorted(allowed))}",
+        )
+
+
+@functools.lru_cache(maxsize=1024)
+def host_glob(pattern: str) -> re.Pattern[str]:
+    """A case-insensitive host-name glob, compiled once."""
+    return re.compile(fnmatch.translate(pattern), re.IGNORECASE)

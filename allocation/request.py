@@ -1,0 +1,180 @@
+"""The DPS AllocationRequest, parsed once at the edge (../shared/spec/webhook.md §2, §6).
+
+Tolerant in: every field but ``deviceRuntimeContext.registrationId`` and ``linkedHubs`` is optional,
+unknown fields are ignored, and the documented spelling variants of ``currentIotHubHostName`` are
+accepted. Strict about types: a field that is present with the wrong JSON type is a ``RequestError``
+naming it, so a malformed request is answered 400, never 5xx.
+
+Key material never reaches these values: DPS strips it, and we do not keep the attestation objects.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from allocation.errors import RequestError
+
+# Spellings seen in Microsoft's docs tables and prose; the JSON samples use the first.
+_CURRENT_HUB_FIELDS = ("currentIotHubHostName", "currentIoTHubHostName", "currentIoTHubHostname")
+
+
+class EnrollmentKind(enum.Enum):
+    GROUP = "group"
+    INDIVIDUAL = "individual"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReprovisionPolicy:
+    update_hub_assignment: bool
+    migrate_device_data: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class AllocationRequest:
+    """What the webhook needs to decide, from one AllocationRequest."""
+
+    registration_id: str
+    linked_hubs: tuple[str, ...]
+    enrollment_kind: EnrollmentKind = EnrollmentKind.UNKNOWN
+    enrollment_group_id: str | None = None
+    current_hub: str | None = None
+    current_device_id: str | None = None
+    payload: Any = None  # any JSON value the device sent; None when absent or null
+    reprovision_policy: ReprovisionPolicy | None = None
+
+    @property
+    def is_reprovisioning(self) -> bool:
+        """DPS documents the presence of the current hub as the mark of a re-registration."""
+        return self.current_hub is not None
+
+
+def parse_request_body(body: bytes) -> AllocationRequest:
+    """Decode an HTTP body and parse it; any decoding problem is a ``RequestError``."""
+    if not body:
+        raise RequestError("body", "a JSON AllocationRequest object, got an empty body")
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise RequestError(
+            "body", "a JSON AllocationRequest object, got text that is not JSON"
+        ) from None
+    return parse_request(document)
+
+
+def parse_request(document: object) -> AllocationRequest:
+    """Parse a decoded AllocationRequest document."""
+    root = _object(document, "body")
+    context = _object(root.get("deviceRuntimeContext"), "deviceRuntimeContext")
+    registration_id = _required_string(
+        context, "registrationId", "deviceRuntimeContext.registrationId"
+    )
+    linked_hubs = _linked_hubs(root.get("linkedHubs"))
+
+    kind, group_id = EnrollmentKind.UNKNOWN, None
+    policy_document: Mapping[str, Any] | None = None
+    if (group := root.get("enrollmentGroup")) is not None:
+        group = _object(group, "enrollmentGroup")
+        kind = EnrollmentKind.GROUP
+        group_id = _optional_string(group, "enrollmentGroupId", "enrollmentGroup.enrollmentGroupId")
+        policy_document = group
+        policy_field = "enrollmentGroup.reprovisionPolicy"
+    elif (individual := root.get("individualEnrollment")) is not None:
+        policy_document = _object(individual, "individualEnrollment")
+        kind = EnrollmentKind.INDIVIDUAL
+        policy_field = "individualEnrollment.reprovisionPolicy"
+
+    current_hub = None
+    for name in _CURRENT_HUB_FIELDS:
+        current_hub = _optional_string(context, name, f"deviceRuntimeContext.{name}")
+        if current_hub is not None:
+            break
+
+    return AllocationRequest(
+        registration_id=registration_id,
+        linked_hubs=linked_hubs,
+        enrollment_kind=kind,
+        enrollment_group_id=group_id,
+        current_hub=current_hub or None,
+        current_device_id=_optional_string(
+            context, "currentDeviceId", "deviceRuntimeContext.currentDeviceId"
+        ),
+        payload=context.get("payload"),
+        reprovision_policy=(
+            _reprovision_policy(policy_document.get("reprovisionPolicy"), policy_field)
+            if policy_document is not None
+            else None
+        ),
+    )
+
+
+def _object(value: object, field: str) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise RequestError(field, f"a JSON object, got {_json_type(value)}")
+    return value
+
+
+def _required_string(document: Mapping[str, Any], key: str, field: str) -> str:
+    value = document.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise RequestError(field, f"a non-empty string, got {_json_type(value)}")
+    return value
+
+
+def _optional_string(document: Mapping[str, Any], key: str, field: str) -> str | None:
+    value = document.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise RequestError(field, f"a string, got {_json_type(value)}")
+    return value
+
+
+def _linked_hubs(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise RequestError(
+            "linkedHubs", f"a non-empty array of hub host names, got {_json_type(value)}"
+        )
+    if not value:
+        raise RequestError("linkedHubs", "a non-empty array of hub host names, got an empty array")
+    for index, hub in enumerate(value):
+        if not isinstance(hub, str) or not hub.strip():
+            raise RequestError(f"linkedHubs[{index}]", f"a hub host name, got {_json_type(hub)}")
+    return tuple(value)
+
+
+def _reprovision_policy(value: object, field: str) -> ReprovisionPolicy | None:
+    if value is None:
+        return None
+    document = _object(value, field)
+    flags = {}
+    for key in ("updateHubAssignment", "migrateDeviceData"):
+        flag = document.get(key, True)  # both default to true (webhook.md §2.2)
+        if not isinstance(flag, bool):
+            raise RequestError(f"{field}.{key}", f"true or false, got {_json_type(flag)}")
+        flags[key] = flag
+    return ReprovisionPolicy(
+        update_hub_assignment=flags["updateHubAssignment"],
+        migrate_device_data=flags["migrateDeviceData"],
+    )
+
+
+def _json_type(value: object) -> str:
+    """Name a value's JSON type without quoting the value (it may be secret)."""
+    if value is None:
+        return "nothing (missing or null)"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "an empty string" if not value.strip() else "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
