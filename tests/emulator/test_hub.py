@@ -1,0 +1,332 @@
+"""IoT Hub device side: SAS CONNECT, sessions, twin, telemetry, C2D and direct methods, no sockets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from emulator.hub import (
+    C2D_QUEUE_LIMIT,
+    DeviceNotFound,
+    DeviceNotOnline,
+    Hub,
+    Hubs,
+    MethodResponse,
+    UnknownHub,
+)
+from emulator.ports import Outbound
+from emulator.twin import InitialTwin, TwinDocument, TwinError
+from sas import generate_sas_token
+
+FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures"
+E2 = next(v for v in json.loads((FIXTURES / "sas" / "vectors.json").read_text()) if v["id"] == "E2")
+HUB = "127.0.0.3"  # the host name the E2 vector was signed for
+KEY = E2["key"]
+OTHER_KEY = "DZPe4q3my4xZRYespJ9DC5wu5B5SWQOjY81pkl/cYJY="
+WRONG_KEY = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="
+NOW = 1_900_000_000.0
+USERNAME = f"{HUB}/dev-001/?api-version=2019-10-01&DeviceClientType=x"
+
+
+class Client:
+    """The shell's side of one connection: records what the hub sends and whether it closed it."""
+
+    def __init__(self) -> None:
+        self.sent: list[Outbound] = []
+        self.closed = False
+
+    def send(self, topic: str, payload: bytes) -> None:
+        self.sent.append(Outbound(topic, payload))
+
+    def close(self) -> None:
+        self.closed = True
+
+    def json(self, index: int = -1) -> object:
+        return json.loads(self.sent[index].payload)
+
+
+def new_hub() -> Hub:
+    hub = Hub(HUB)
+    hub.upsert_device("dev-001", primary_key=KEY, secondary_key=OTHER_KEY, twin=None, now=NOW)
+    return hub
+
+
+def connect(hub: Hub, client: Client, password: bytes | None = None, *, now: float = NOW) -> int:
+    token = E2["token"].encode() if password is None else password
+    return hub.connect(
+        client_id="dev-001",
+        username=USERNAME,
+        password=token,
+        send=client.send,
+        close=client.close,
+        now=now,
+    )
+
+
+def online(hub: Hub | None = None, *filters: str) -> tuple[Hub, Client]:
+    hub = hub or new_hub()
+    client = Client()
+    assert connect(hub, client) == 0
+    for topic_filter in filters:
+        assert hub.subscribe(client_id="dev-001", topic_filter=topic_filter)
+    return hub, client
+
+
+def publish(hub: Hub, client: Client, topic: str, payload: bytes = b" ") -> None:
+    hub.publish(client_id="dev-001", topic=topic, payload=payload, send=client.send, now=NOW)
+
+
+def test_connect_accepts_the_sdk_token_vector() -> None:
+    """The E2 token the real SDK produces for dev-001 is accepted with CONNACK 0."""
+    hub = new_hub()
+    assert connect(hub, Client()) == 0
+    assert hub.is_connected("dev-001")
+
+
+def test_connect_accepts_the_secondary_key() -> None:
+    """A token signed with the secondary key is accepted too."""
+    hub = new_hub()
+    hub.upsert_device("dev-001", primary_key=OTHER_KEY, secondary_key=KEY, twin=None, now=NOW)
+    assert connect(hub, Client()) == 0
+
+
+@pytest.mark.parametrize(
+    ("password", "now", "why"),
+    [
+        (
+            generate_sas_token(f"{HUB}/devices/dev-001", WRONG_KEY, 2_000_000_000).encode(),
+            NOW,
+            "wrong key",
+        ),
+        (E2["token"].encode(), 2_000_000_001.0, "expired"),
+        (
+            generate_sas_token(f"{HUB}/devices/dev-002", KEY, 2_000_000_000).encode(),
+            NOW,
+            "other resource",
+        ),
+        (b"SharedAccessSignature sig=x", NOW, "malformed"),
+        (b"\xff\xfe", NOW, "not UTF-8"),
+    ],
+)
+def test_bad_credentials_get_connack_5(password: bytes, now: float, why: str) -> None:
+    """Wrong key, expired, other resource, malformed or binary passwords: CONNACK 5."""
+    hub = new_hub()
+    assert connect(hub, Client(), password, now=now) == 5, why
+    assert not hub.is_connected("dev-001")
+
+
+def test_unknown_disabled_or_mismatched_device_gets_connack_5() -> None:
+    """Unknown device, disabled device, or a client id unlike the username's device: 5."""
+    hub = Hub(HUB)
+    assert connect(hub, Client()) == 5
+    hub.upsert_device(
+        "dev-001", primary_key=KEY, secondary_key=KEY, twin=None, now=NOW, enabled=False
+    )
+    assert connect(hub, Client()) == 5
+    hub.upsert_device("dev-001", primary_key=KEY, secondary_key=KEY, twin=None, now=NOW)
+    code = hub.connect(
+        client_id="dev-002",
+        username=USERNAME,
+        password=E2["token"].encode(),
+        send=Client().send,
+        close=Client().close,
+        now=NOW,
+    )
+    assert code == 5
+
+
+def test_a_new_connection_drops_the_old_one() -> None:
+    """One connection per device id: the older connection is closed, the newer one served."""
+    hub, first = online()
+    second = Client()
+    assert connect(hub, second) == 0
+    assert first.closed
+    assert not second.closed
+
+
+def test_twin_get_is_answered_without_a_subscription() -> None:
+    """The connect-time GET gets 200 with desired and reported $version before any SUBSCRIBE."""
+    hub, client = online()
+    publish(hub, client, "$iothub/twin/GET/?$rid=r1")
+    assert client.sent[0].topic == "$iothub/twin/res/200/?$rid=r1"
+    assert client.json() == {"desired": {"$version": 1}, "reported": {"$version": 1}}
+
+
+def test_reported_patch_answers_204_with_the_new_version() -> None:
+    """A reported PATCH is applied and answered 204 with `$version`, empty body."""
+    hub, client = online()
+    publish(
+        hub,
+        client,
+        "$iothub/twin/PATCH/properties/reported/?$rid=r3",
+        b'{"temperature": 22.5, "fw": {"version": "1.2.3"}}',
+    )
+    assert client.sent == [Outbound("$iothub/twin/res/204/?$rid=r3&$version=2", b"")]
+    twin = hub.twin("dev-001")
+    assert twin is not None
+    assert twin.reported == {"temperature": 22.5, "fw": {"version": "1.2.3"}}
+
+
+@pytest.mark.parametrize("body", [b"not json", b'{"bad.key": 1}', b"[1]"])
+def test_invalid_reported_patch_answers_400(body: bytes) -> None:
+    """Non-JSON or a patch the twin rules refuse gets 400 and leaves the twin unchanged."""
+    hub, client = online()
+    publish(hub, client, "$iothub/twin/PATCH/properties/reported/?$rid=r", body)
+    assert client.sent[0].topic == "$iothub/twin/res/400/?$rid=r"
+    twin = hub.twin("dev-001")
+    assert twin is not None
+    assert twin.reported_version == 1
+
+
+def test_desired_patch_is_pushed_with_its_version_to_a_subscriber() -> None:
+    """A service desired patch reaches a subscribed device with `$version`."""
+    hub, client = online(None, "$iothub/twin/PATCH/properties/desired/#")
+    hub.update_desired("dev-001", {"targetTemperature": 21.5, "fanSpeed": "high"}, now=NOW)
+    assert client.sent[0].topic == "$iothub/twin/PATCH/properties/desired/?$version=2"
+    assert client.json() == {"targetTemperature": 21.5, "fanSpeed": "high", "$version": 2}
+
+
+def test_desired_patch_is_not_pushed_without_a_subscription() -> None:
+    """Without the desired subscription the twin changes but nothing is pushed."""
+    hub, client = online()
+    hub.update_desired("dev-001", {"a": 1}, now=NOW)
+    assert client.sent == []
+    with pytest.raises(TwinError):
+        hub.update_desired("dev-001", ["not", "an", "object"], now=NOW)
+
+
+def test_telemetry_is_logged_with_its_property_bag() -> None:
+    """The topic's property bag is decoded into system and application properties."""
+    hub, client = online()
+    topic = (
+        "devices/dev-001/messages/events/%24.mid=msg-1&%24.cid=corr-1&%24.ct=application%2Fjson"
+        "&%24.ce=utf-8&alert=true&sp%20ace%26amp=a%2Fb%20c&flag"
+    )
+    publish(hub, client, topic, b"x")
+    publish(hub, client, "devices/dev-001/messages/events/", b"plain")
+    first, second = hub.messages
+    assert first.body == b"x"
+    assert first.system_properties == {
+        "$.mid": "msg-1",
+        "$.cid": "corr-1",
+        "$.ct": "application/json",
+        "$.ce": "utf-8",
+    }
+    assert first.properties == {"alert": "true", "sp ace&amp": "a/b c", "flag": None}
+    assert (second.body, dict(second.properties)) == (b"plain", {})
+    assert client.sent == []
+
+
+def test_c2d_is_delivered_with_the_real_hub_property_bag() -> None:
+    """C2D to a subscribed device carries $.mid, $.to, $.ct, $.ce and encoded app properties."""
+    hub, client = online(None, "devices/dev-001/messages/devicebound/#")
+    hub.send_c2d(
+        "dev-001",
+        b'{"c2d":"hello"}',
+        message_id="c2d-1",
+        content_type="application/json",
+        content_encoding="utf-8",
+        properties={"color": "red blue", "flag": None},
+    )
+    assert client.sent == [
+        Outbound(
+            "devices/dev-001/messages/devicebound/%24.mid=c2d-1"
+            "&%24.to=%2Fdevices%2Fdev-001%2Fmessages%2FdeviceBound&%24.ct=application%2Fjson"
+            "&%24.ce=utf-8&color=red%20blue&flag",
+            b'{"c2d":"hello"}',
+        )
+    ]
+
+
+def test_c2d_waits_for_the_device_and_survives_reconnect() -> None:
+    """C2D sent while offline is delivered on reconnect, the subscription having persisted."""
+    hub, first = online(None, "devices/dev-001/messages/devicebound/#")
+    hub.disconnect(client_id="dev-001")
+    hub.send_c2d("dev-001", b"queued", message_id="m1")
+    assert first.sent == []
+    second = Client()
+    assert connect(hub, second) == 0
+    assert [o.payload for o in second.sent] == [b"queued"]
+
+
+def test_c2d_queue_keeps_the_newest_messages() -> None:
+    """An offline device's queue holds at most C2D_QUEUE_LIMIT messages, dropping the oldest."""
+    hub = new_hub()
+    for index in range(C2D_QUEUE_LIMIT + 2):
+        hub.send_c2d("dev-001", str(index).encode(), message_id=f"m{index}")
+    _, client = online(hub, "devices/dev-001/messages/devicebound/#")
+    assert [o.payload for o in client.sent] == [
+        str(i).encode() for i in range(2, C2D_QUEUE_LIMIT + 2)
+    ]
+
+
+def test_direct_method_round_trip() -> None:
+    """A method request reaches a subscribed device and its response reaches the caller."""
+    hub, client = online(None, "$iothub/methods/POST/#")
+    responses: list[MethodResponse] = []
+    rid = hub.invoke_method("dev-001", "reboot", {"delay": 5}, on_response=responses.append)
+    assert client.sent == [Outbound(f"$iothub/methods/POST/reboot/?$rid={rid}", b'{"delay": 5}')]
+    publish(hub, client, f"$iothub/methods/res/200/?$rid={rid}", b'{"ok": true}')
+    assert responses == [MethodResponse(200, {"ok": True})]
+    publish(hub, client, f"$iothub/methods/res/200/?$rid={rid}", b"{}")
+    assert len(responses) == 1
+
+
+def test_direct_method_needs_an_online_subscribed_device() -> None:
+    """Invoking a method on an offline or unsubscribed device raises DeviceNotOnline."""
+    hub, _ = online()
+    with pytest.raises(DeviceNotOnline):
+        hub.invoke_method("dev-001", "reboot", None, on_response=lambda r: None)
+    with pytest.raises(DeviceNotFound):
+        hub.invoke_method("nobody", "reboot", None, on_response=lambda r: None)
+
+
+def test_subscribe_grants_only_the_sdk_filters() -> None:
+    """The four device filters are granted; another device's C2D or a wildcard is refused."""
+    hub, _ = online()
+    assert hub.subscribe(client_id="dev-001", topic_filter="$iothub/twin/res/#")
+    assert not hub.subscribe(
+        client_id="dev-001", topic_filter="devices/dev-002/messages/devicebound/#"
+    )
+    assert not hub.subscribe(client_id="dev-001", topic_filter="#")
+
+
+def test_unsubscribe_stops_pushes() -> None:
+    """After UNSUBSCRIBE the desired patch is no longer pushed."""
+    hub, client = online(None, "$iothub/twin/PATCH/properties/desired/#")
+    hub.unsubscribe(client_id="dev-001", topic_filter="$iothub/twin/PATCH/properties/desired/#")
+    hub.update_desired("dev-001", {"a": 1}, now=NOW)
+    assert client.sent == []
+
+
+def test_delete_device_drops_connection_and_identity() -> None:
+    """Deleting a device closes its connection and later CONNECTs are refused."""
+    hub, client = online()
+    hub.delete_device("dev-001")
+    assert client.closed
+    assert hub.twin("dev-001") is None
+    assert connect(hub, Client()) == 5
+
+
+def test_hubs_directory_routes_and_assigns() -> None:
+    """Hubs routes usernames by host, and upsert keeps the twin unless a new one is given."""
+    hubs = Hubs(["Toasters.azure-devices.net", "heatpumps.azure-devices.net"], clock=lambda: NOW)
+    assert hubs.hub_names() == ["Toasters.azure-devices.net", "heatpumps.azure-devices.net"]
+    toasters = hubs.route("toasters.azure-devices.net/dev-001/?api-version=2019-10-01")
+    assert toasters is hubs.hub("toasters.azure-devices.net")
+    assert hubs.route("0ne00000001/registrations/dev-001/api-version=2019-03-31") is None
+    assert hubs.route("elsewhere.net/dev-001/?api-version=1") is None
+    seeded = TwinDocument.new(InitialTwin(tags={"site": "a"}, desired={"fw": "1"}), now=NOW)
+    hubs.upsert_device(
+        "heatpumps.azure-devices.net", "d", primary_key=KEY, secondary_key=KEY, twin=seeded
+    )
+    hubs.upsert_device(
+        "heatpumps.azure-devices.net", "d", primary_key=OTHER_KEY, secondary_key=KEY, twin=None
+    )
+    assert hubs.device_twin("heatpumps.azure-devices.net", "d") == seeded
+    hubs.delete_device("heatpumps.azure-devices.net", "d")
+    assert hubs.device_twin("heatpumps.azure-devices.net", "d") is None
+    with pytest.raises(UnknownHub):
+        hubs.device_twin("nowhere", "d")
