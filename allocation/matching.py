@@ -6,8 +6,12 @@ cheapest to look up:
 
     registration_id exact            dict: folded id -> rules
     registration_id prefix / suffix  per distinct length L: dict of the id's first / last L chars
+    glob / regex                     by the literal text they must start (or, for globs, end) with
     enrollment_group (no id matcher) dict: folded group id -> rules
-    anything else (glob, regex, payload-only, catch-all)   always a candidate
+    anything else (payload-only, catch-all, patterns with no literal part)   always a candidate
+
+Literal parts of globs and regexes are indexed only when they are ASCII, where case-folding and
+the regex engine's IGNORECASE agree.
 
 A lookup collects the candidate rule positions from each index, merges them in file order, and
 the engine then checks each candidate's full set of conditions. The index only narrows: it never
@@ -40,6 +44,10 @@ class RuleIndex:
                 prefix[len(matcher.text)][matcher.text].append(position)
             elif matcher is not None and matcher.kind is IdMatchKind.SUFFIX:
                 suffix[len(matcher.text)][matcher.text].append(position)
+            elif matcher is not None and (head := _literal_head(matcher.kind, matcher.text)):
+                prefix[len(head)][head].append(position)
+            elif matcher is not None and (tail := _literal_tail(matcher.kind, matcher.text)):
+                suffix[len(tail)][tail].append(position)
             elif matcher is None and rule.enrollment_groups is not None:
                 for group_id in rule.enrollment_groups:
                     group[group_id].append(position)
@@ -67,3 +75,36 @@ class RuleIndex:
         positions = found[0] if len(found) == 1 else sorted({p for hits in found for p in hits})
         rules = self._rules
         return (rules[p] for p in positions)
+
+
+_GLOB_SPECIALS = frozenset("*?[]")
+_REGEX_SPECIALS = frozenset(".^$*+?{}[]\\|()")
+_QUANTIFIERS = frozenset("*+?{")
+
+
+def _literal_head(kind: IdMatchKind, pattern: str) -> str:
+    """The folded literal text every id matching a glob or regex starts with ("" if unsure)."""
+    if kind is IdMatchKind.GLOB:
+        head = pattern[
+            : next((i for i, c in enumerate(pattern) if c in _GLOB_SPECIALS), len(pattern))
+        ]
+    elif kind is IdMatchKind.REGEX:
+        body = pattern.removeprefix("^")
+        end = next((i for i, c in enumerate(body) if c in _REGEX_SPECIALS), len(body))
+        head = body[:end]
+        if end < len(body) and body[end] in _QUANTIFIERS:
+            head = head[:-1]  # "ab*" only promises "a"
+        if "|" in body:
+            head = ""  # an alternation may start elsewhere
+    else:
+        return ""
+    return head.casefold() if head.isascii() else ""
+
+
+def _literal_tail(kind: IdMatchKind, pattern: str) -> str:
+    """The folded literal text every id matching a glob ends with ("" if unsure)."""
+    if kind is not IdMatchKind.GLOB:
+        return ""
+    start = max((i for i, c in enumerate(pattern) if c in _GLOB_SPECIALS), default=-1) + 1
+    tail = pattern[start:]
+    return tail.casefold() if tail.isascii() else ""

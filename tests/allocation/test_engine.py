@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from allocation import (
@@ -21,6 +21,7 @@ from allocation import (
     parse_request,
     response_body,
 )
+from allocation.errors import PolicyError
 from allocation.policy import Strategy
 from tests.strategies import allocation_requests, hub_names, linked_hubs, registration_ids
 
@@ -370,3 +371,44 @@ def test_index_agrees_with_trying_every_rule(count: int) -> None:
             or rule.registration_id.match(probe.casefold(), probe) is not None
         )
         assert decide(policy, parsed).rule == scanned
+
+
+@st.composite
+def id_matchers(draw: st.DrawFn) -> str:
+    kind = draw(st.sampled_from(["prefix", "suffix", "exact", "glob", "regex"]))
+    alphabet = "abAB-ß" if kind in ("prefix", "suffix", "exact") else "abAB-ß*?.|^+[]"
+    return f"{kind} = {json.dumps(draw(st.text(alphabet, min_size=1, max_size=5)))}"
+
+
+@settings(max_examples=200)
+@example(['regex = "ab*"'], ["a"])
+@example(['regex = "ab?"'], ["A"])
+@example(['regex = "ab{0,2}"'], ["a"])
+@example(['regex = "ab|b"'], ["b"])
+@example(['regex = "^ab"'], ["ab"])
+@example(['glob = "a?b*"', 'glob = "*ab"'], ["axb", "xab"])
+@example(['suffix = "ß"', 'glob = "*ß"'], ["ASS", "ß"])
+@given(
+    st.lists(id_matchers(), min_size=1, max_size=8),
+    st.lists(st.text("abAB-ßs", max_size=6), min_size=1, max_size=5),
+)
+def test_index_never_hides_a_matching_rule(matchers: list[str], probes: list[str]) -> None:
+    """For any rules and ids, the indexed first match equals the first match of a plain scan."""
+    text = "\n".join(
+        f'[[rules]]\nname = "r{n}"\n[rules.match]\nregistration_id = {{ {m} }}\n'
+        for n, m in enumerate(matchers)
+    )
+    try:
+        policy = load_policy(text, source="random.toml")
+    except PolicyError:
+        return  # an invalid regex is rejected at load time; nothing to index
+    for probe in probes:
+        if not probe:
+            continue
+        scanned = next(
+            rule.name
+            for rule in policy.rules
+            if rule.registration_id is None
+            or rule.registration_id.match(probe.casefold(), probe) is not None
+        )
+        assert decide(policy, request(probe, ["h"])).rule == scanned
