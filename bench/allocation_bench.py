@@ -12,8 +12,8 @@ the file, and some match no rule (the default rule hashes them).
 from __future__ import annotations
 
 import statistics
-from pathlib import Path
 import timeit
+from pathlib import Path
 from typing import Any
 
 from allocation import Assignment, decide, load_policy, parse_request, response_body
