@@ -1,0 +1,148 @@
+"""The seam through which DPS calls a custom-allocation webhook, and its two implementations.
+
+- `Webhook`: one async method, `post(url, body) -> WebhookResponse`; raises `WebhookUnavailable`
+  when no HTTP answer came back (refused, reset, timed out, bad TLS).
+- `HttpWebhook`: the real thing. An HTTP/1.1 POST with the standard library's `http.client`, run in
+  a worker thread (`asyncio.to_thread`) so the event loop never blocks. `http://` and `https://`
+  (system trust store, or the given SSL context). No redirects are followed (undocumented for
+  DPS; a redirect status is just a status, which maps to 400207).
+- `FunctionWebhook`: an in-memory implementation backed by a plain function, for tests of code
+  that calls webhooks. The same DPS tests run against `HttpWebhook` and a real HTTP server.
+
+The webhook URL carries the function key (`?code=`): it is never logged or put in an error
+message; logs show it masked as `?****`.
+
+Errors:
+
+    WebhookUnavailable   no HTTP response (DPS treats it like a 5xx: retried, then 400207)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from emulator.dps import mask_webhook_url as masked
+
+__all__ = [
+    "FunctionWebhook",
+    "HttpWebhook",
+    "Webhook",
+    "WebhookResponse",
+    "WebhookUnavailable",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 30.0
+MAX_RESPONSE_BYTES = 1024 * 1024
+USER_AGENT = "iot-emulator-dps/1"
+
+
+class WebhookUnavailable(Exception):
+    """The webhook gave no HTTP answer; the message names the masked URL and the cause kind."""
+
+
+@dataclass(frozen=True)
+class WebhookResponse:
+    """One HTTP answer: status code and raw body."""
+
+    status: int
+    body: bytes = b""
+
+
+class Webhook(Protocol):
+    """Something that POSTs an AllocationRequest to a webhook URL."""
+
+    async def post(self, url: str, body: bytes) -> WebhookResponse:
+        """POST `body` (JSON) to `url`; raise WebhookUnavailable if no HTTP answer came."""
+        ...
+
+
+class HttpWebhook:
+    """POST over real HTTP/1.1 with `http.client` in a worker thread."""
+
+    def __init__(
+        self, *, timeout: float = DEFAULT_TIMEOUT, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
+        self._timeout = timeout
+        self._ssl_context = ssl_context
+
+    async def post(self, url: str, body: bytes) -> WebhookResponse:
+        """POST `body` to `url` and return the status and body."""
+        return await asyncio.to_thread(self._post_blocking, url, body)
+
+    def _post_blocking(self, url: str, body: bytes) -> WebhookResponse:
+        parts = urlsplit(url)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        connection: http.client.HTTPConnection
+        if parts.scheme == "https":
+            connection = http.client.HTTPSConnection(
+                parts.hostname or "",
+                parts.port,
+                timeout=self._timeout,
+                context=self._ssl_context or ssl.create_default_context(),
+            )
+        elif parts.scheme == "http":
+            connection = http.client.HTTPConnection(
+                parts.hostname or "", parts.port, timeout=self._timeout
+            )
+        else:
+            raise WebhookUnavailable(f"{masked(url)}: expected an http or https URL")
+        try:
+            connection.request(
+                "POST",
+                target,
+                body=body,
+                headers={
+                    "Content-Type": "application/json; charset=utf-8",
+                    "Accept": "application/json",
+                    "User-Agent": USER_AGENT,
+                },
+            )
+            response = connection.getresponse()
+            data = response.read(MAX_RESPONSE_BYTES + 1)
+            if len(data) > MAX_RESPONSE_BYTES:
+                raise WebhookUnavailable(f"{masked(url)}: response larger than 1 MiB")
+            log.debug("webhook %s answered %d", masked(url), response.status)
+            return WebhookResponse(response.status, data)
+        except (OSError, http.client.HTTPException) as error:
+            raise WebhookUnavailable(f"{masked(url)}: {type(error).__name__}") from None
+        finally:
+            connection.close()
+
+
+Handler = Callable[[str, Any], "WebhookResponse | Awaitable[WebhookResponse]"]
+
+
+class FunctionWebhook:
+    """A webhook backed by a function `(url, parsed JSON body) -> WebhookResponse`.
+
+    The function may be async. It may raise WebhookUnavailable to simulate an unreachable host.
+    Every call is recorded in `calls` as `(url, parsed body)`.
+    """
+
+    def __init__(self, handler: Handler) -> None:
+        self._handler = handler
+        self.calls: list[tuple[str, Any]] = []
+
+    async def post(self, url: str, body: bytes) -> WebhookResponse:
+        """Call the function with the parsed body and return its answer."""
+        parsed = json.loads(body)
+        self.calls.append((url, parsed))
+        answer = self._handler(url, parsed)
+        if isinstance(answer, WebhookResponse):
+            return answer
+        return await answer
+
+    @staticmethod
+    def json(status: int, value: object) -> WebhookResponse:
+        """A response with a JSON body."""
+        return WebhookResponse(status, json.dumps(value).encode("utf-8"))
