@@ -1,0 +1,290 @@
+"""The asyncio shell: one TLS listener, one `ServerConnection` per client, endpoints by username.
+
+For each accepted TLS connection the shell reads bytes, feeds them to the sans-IO engine, writes
+what the engine returns, and hands each event to the endpoint the CONNECT username routed to
+(`ports.MqttEndpoint`): DPS or one of the hubs. It decides nothing about DPS or hubs itself.
+
+Per-connection rules (one bad client costs only its own connection; the server keeps serving):
+- no bytes within `engine.receive_timeout` (connect timeout, then 1.5 x keep-alive) -> closed;
+- a `ProtocolViolation` (malformed, QoS 2, oversized, out of order) -> logged and closed;
+- a client that does not read (write buffer above `max_write_buffer`) -> closed;
+- an exception inside an endpoint -> logged with its traceback and that connection closed;
+- `Send` after the connection ended is dropped silently (ports.py).
+Server-to-client PUBLISHes go out at QoS 1, as IoT Hub sends C2D (hub-mqtt.md §4).
+Log lines carry peer, client id and reasons; never a password, token or payload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from collections.abc import Callable
+
+from emulator.mqtt import (
+    SUBACK_FAILURE,
+    Connack,
+    ConnackCode,
+    Connect,
+    ConnectionState,
+    Disconnect,
+    ProtocolViolation,
+    Publish,
+    ServerConnection,
+    Suback,
+    Subscribe,
+    Unsubscribe,
+)
+from emulator.mqtt.codec import DEFAULT_MAX_PACKET_SIZE
+from emulator.ports import MqttEndpoint
+
+__all__ = ["MQTT_TLS_PORT", "MqttServer", "Router"]
+
+log = logging.getLogger(__name__)
+
+MQTT_TLS_PORT = 8883  # hard-coded in the Python device SDK (dps-mqtt.md §1)
+
+Router = Callable[[str], MqttEndpoint | None]
+"""Pick the endpoint for a CONNECT username; None refuses the connection with CONNACK 5."""
+
+Clock = Callable[[], float]
+
+
+class MqttServer:
+    """A TLS MQTT listener on one address that routes each connection to an endpoint."""
+
+    def __init__(
+        self,
+        *,
+        router: Router,
+        ssl_context: ssl.SSLContext | None,
+        host: str,
+        port: int = MQTT_TLS_PORT,
+        max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
+        connect_timeout: float = 10.0,
+        max_write_buffer: int = 4 * 1024 * 1024,
+        clock: Clock = time.time,
+    ) -> None:
+        self._router = router
+        self._ssl = ssl_context
+        self._host = host
+        self._port = port
+        self._max_packet_size = max_packet_size
+        self._connect_timeout = connect_timeout
+        self._max_write_buffer = max_write_buffer
+        self._clock = clock
+        self._server: asyncio.Server | None = None
+        self._connections: set[_Connection] = set()
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful when constructed with port 0)."""
+        if self._server is None or not self._server.sockets:
+            return self._port
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    async def start(self) -> None:
+        """Bind and start accepting connections."""
+        self._server = await asyncio.start_server(
+            self._serve,
+            self._host,
+            self._port,
+            ssl=self._ssl,
+            ssl_handshake_timeout=self._connect_timeout if self._ssl else None,
+        )
+        log.info("mqtt listening host=%s port=%d", self._host, self.port)
+
+    async def close(self) -> None:
+        """Stop accepting, drop every connection and wait until they are gone."""
+        if self._server is None:
+            return
+        self._server.close()
+        for connection in list(self._connections):
+            connection.close()
+        await self._server.wait_closed()
+        self._server = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        engine = ServerConnection(
+            max_packet_size=self._max_packet_size, connect_timeout=self._connect_timeout
+        )
+        connection = _Connection(engine, writer, self._max_write_buffer)
+        self._connections.add(connection)
+        try:
+            await self._run(connection, reader)
+        except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError) as error:
+            log.info("connection lost peer=%s error=%s", connection.peer, type(error).__name__)
+        except Exception:
+            log.exception(
+                "endpoint failed; closing peer=%s client_id=%s",
+                connection.peer,
+                connection.client_id,
+            )
+        finally:
+            self._connections.discard(connection)
+            connection.close()
+            if connection.endpoint is not None and not connection.closed_by_endpoint:
+                connection.endpoint.disconnect(client_id=connection.client_id)
+            with contextlib.suppress(ConnectionError, ssl.SSLError, TimeoutError):
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
+
+    async def _run(self, connection: _Connection, reader: asyncio.StreamReader) -> None:
+        engine = connection.engine
+        while connection.is_open():
+            try:
+                async with asyncio.timeout(engine.receive_timeout):
+                    data = await reader.read(64 * 1024)
+            except TimeoutError:
+                log.info(
+                    "keep-alive expired; closing peer=%s client_id=%s",
+                    connection.peer,
+                    connection.client_id,
+                )
+                return
+            if not data:
+                return
+            events = engine.receive_data(data)
+            connection.write(engine.data_to_send())
+            for event in events:
+                if not connection.is_open():
+                    return
+                self._handle(connection, event)
+            await connection.drain()
+
+    def _handle(self, connection: _Connection, event: object) -> None:
+        engine = connection.engine
+        if isinstance(event, Connect):
+            self._connect(connection, event)
+            return
+        endpoint = connection.endpoint
+        if isinstance(event, ProtocolViolation):
+            log.warning(
+                "protocol violation; closing peer=%s client_id=%s reason=%s",
+                connection.peer,
+                connection.client_id,
+                event.reason,
+            )
+            connection.close()
+        elif endpoint is None:
+            return  # refused at CONNECT: the engine is closed and produces nothing more
+        elif isinstance(event, Publish):
+            endpoint.publish(
+                client_id=connection.client_id,
+                topic=event.topic,
+                payload=event.payload,
+                send=connection.send,
+                now=self._clock(),
+            )
+        elif isinstance(event, Subscribe):
+            codes = tuple(
+                min(qos, 1)
+                if endpoint.subscribe(client_id=connection.client_id, topic_filter=topic_filter)
+                else SUBACK_FAILURE
+                for topic_filter, qos in event.subscriptions
+            )
+            connection.write(engine.send(Suback(event.packet_id, codes)))
+        elif isinstance(event, Unsubscribe):
+            for topic_filter in event.topic_filters:
+                endpoint.unsubscribe(client_id=connection.client_id, topic_filter=topic_filter)
+        elif isinstance(event, Disconnect):
+            log.info("disconnect peer=%s client_id=%s", connection.peer, connection.client_id)
+
+    def _connect(self, connection: _Connection, event: Connect) -> None:
+        connection.client_id = event.client_id
+        endpoint = self._router(event.username or "")
+        if endpoint is None:
+            code = int(ConnackCode.NOT_AUTHORIZED)
+        else:
+            code = endpoint.connect(
+                client_id=event.client_id,
+                username=event.username or "",
+                password=event.password,
+                send=connection.send,
+                close=connection.close_by_endpoint,
+                now=self._clock(),
+            )
+        connection.write(connection.engine.send(Connack(code)))
+        if code == ConnackCode.ACCEPTED:
+            connection.endpoint = endpoint
+            log.info("connected peer=%s client_id=%s", connection.peer, event.client_id)
+            connection.flush_pending()
+        else:
+            log.info(
+                "refused peer=%s client_id=%s connack=%d", connection.peer, event.client_id, code
+            )
+            connection.close()
+
+
+class _Connection:
+    """The shell's handle on one client: engine, writer, and the callbacks endpoints get."""
+
+    def __init__(
+        self, engine: ServerConnection, writer: asyncio.StreamWriter, max_write_buffer: int
+    ) -> None:
+        self.engine = engine
+        self.client_id = ""
+        self.endpoint: MqttEndpoint | None = None
+        self.closed = False
+        self.closed_by_endpoint = False
+        self._pending: list[tuple[str, bytes]] = []
+        self._writer = writer
+        self._max_write_buffer = max_write_buffer
+        peer = writer.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+
+    def is_open(self) -> bool:
+        return not self.closed and not self.engine.closed
+
+    def write(self, data: bytes) -> None:
+        if not data or self.closed:
+            return
+        self._writer.write(data)
+        if self._writer.transport.get_write_buffer_size() > self._max_write_buffer:
+            log.warning(
+                "client is not reading; closing peer=%s client_id=%s", self.peer, self.client_id
+            )
+            self.close()
+
+    async def drain(self) -> None:
+        if not self.closed:
+            await self._writer.drain()
+
+    def send(self, topic: str, payload: bytes) -> None:
+        """`ports.Send`: a QoS 1 PUBLISH to this client, or nothing if it is gone.
+
+        Sends made while the CONNECT is being decided (an endpoint flushing queued messages)
+        wait for the CONNACK, which must be the first packet the client gets.
+        """
+        if not self.is_open():
+            return
+        if self.engine.state is ConnectionState.CONNECTING:
+            self._pending.append((topic, payload))
+            return
+        self.write(self.engine.send(Publish(topic=topic, payload=payload, qos=1)))
+
+    def flush_pending(self) -> None:
+        pending, self._pending = self._pending, []
+        for topic, payload in pending:
+            self.send(topic, payload)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._pending.clear()
+        if self._aborting():
+            self._writer.transport.abort()
+        else:
+            self._writer.close()
+
+    def close_by_endpoint(self) -> None:
+        """`ports.Close`: the endpoint ends this connection (a newer one took the device id)."""
+        self.closed_by_endpoint = True
+        self.close()
+
+    def _aborting(self) -> bool:
+        # A client that does not read would keep a graceful close waiting for its buffer.
+        return self._writer.transport.get_write_buffer_size() > self._max_write_buffer
