@@ -233,6 +233,8 @@ def _registration_ids(args: argparse.Namespace) -> list[str]:
     """The ids to derive, validated; warnings go to stderr, grouped by kind."""
     single, single_label = _optional(args, "registration_id", 3)
     labelled: list[tuple[str, str]]
+    if args.prefix is not None and args.count is None:
+        raise UsageError("--prefix: only with --count")
     if args.count is not None or args.ids_file is not None:
         if single is not None:
             raise UsageError(f"{single_label}: not allowed with --count or --ids-file")
@@ -242,8 +244,6 @@ def _registration_ids(args: argparse.Namespace) -> list[str]:
             raise UsageError("--out-dir or --jsonl: required with --count or --ids-file")
         labelled = _counted_ids(args) if args.count is not None else _ids_from_file(args.ids_file)
     else:
-        if args.prefix is not None:
-            raise UsageError("--prefix: only with --count")
         if single is None:
             raise UsageError(
                 "registration id: missing; give it as positional argument 3, --registration-id, "
