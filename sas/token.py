@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import quote, unquote
 
-from sas.errors import BadSignature, MalformedToken, TokenExpired, WrongResource
+from sas.errors import BadSignature, KeyFormatError, MalformedToken, TokenExpired, WrongResource
 from sas.keys import decode_key, hmac_sha256_base64
 
 PREFIX = "SharedAccessSignature "
@@ -96,8 +96,9 @@ def verify_sas_token(
 ) -> int:
     """Return the index in ``keys`` of the key that signed ``token``.
 
-    Raises TokenExpired, WrongResource or BadSignature (all SasError); KeyFormatError if one of
-    ``keys`` is not a valid key. Every key is tried, so timing does not tell which one matched.
+    Raises TokenExpired, WrongResource or BadSignature (all SasError). A key that is not valid
+    base64 of 16 to 64 bytes (say an empty secondary key) matches nothing; the BadSignature
+    message then names it. Every key is tried, so timing does not tell which one matched.
     """
     if token.expiry <= now:
         raise TokenExpired("token: field 'se' is not after the current time")
@@ -106,10 +107,17 @@ def verify_sas_token(
     string_to_sign = f"{token.resource_as_sent}\n{token.expiry}"
     presented = token.signature.encode("utf-8")
     matched: int | None = None
+    invalid: list[str] = []
     for index, key in enumerate(keys):
-        expected = hmac_sha256_base64(decode_key(key, name=f"keys[{index}]"), string_to_sign)
+        try:
+            raw_key = decode_key(key, name=f"keys[{index}]")
+        except KeyFormatError as error:
+            invalid.append(error.name)
+            continue
+        expected = hmac_sha256_base64(raw_key, string_to_sign)
         if hmac.compare_digest(expected.encode("ascii"), presented) and matched is None:
             matched = index
     if matched is None:
-        raise BadSignature("token: field 'sig' matches none of the keys")
+        unusable = f" ({', '.join(invalid)} not a valid key)" if invalid else ""
+        raise BadSignature(f"token: field 'sig' matches none of the keys{unusable}")
     return matched
