@@ -190,6 +190,11 @@ class Hub:
         """The device's twin, or None when the device does not exist."""
         return self._twins.get(device_id)
 
+    def subscriptions(self, device_id: str) -> set[str]:
+        """The topic filters the device's session holds (kept across connections)."""
+        session = self._sessions.get(device_id)
+        return set(session.subscriptions) if session is not None else set()
+
     def is_connected(self, device_id: str) -> bool:
         """Whether the device has a live MQTT connection."""
         return device_id in self._live
@@ -198,6 +203,12 @@ class Hub:
     def messages(self) -> tuple[TelemetryMessage, ...]:
         """The telemetry log, oldest first."""
         return tuple(self._messages)
+
+    def drop_connection(self, device_id: str) -> bool:
+        """Close the device's connection as a network failure would (the session stays)."""
+        live = self._live.get(device_id)
+        self._drop(device_id)
+        return live is not None
 
     def _drop(self, device_id: str) -> None:
         live = self._live.pop(device_id, None)

