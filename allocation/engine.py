@@ -86,7 +86,7 @@ def _match(
 def _allocate(
     policy: Policy, rule: Rule, request: AllocationRequest, captures: dict[str, str]
 ) -> Decision:
-    candidates = _candidates(policy, rule, request.linked_hubs)
+    candidates, ring = _candidates(policy, rule, request.linked_hubs)
     if not candidates:
         patterns = ", ".join(rule.hub_patterns)
         return Denial(rule=rule.name, reason=f"no linked hub matches the rule's hubs ({patterns})")
@@ -97,7 +97,8 @@ def _allocate(
         current = request.current_hub.casefold()
         hub = next((name for name, _ in candidates if name.casefold() == current), None)
     if hub is None:
-        hub = hashing.choose(request.registration_id.casefold(), candidates)
+        owner = ring.owner(request.registration_id.casefold())
+        hub = None if owner is None else candidates[owner][0]
     if hub is None:
         return Denial(rule=rule.name, reason="every hub this rule may use has weight 0 (draining)")
 
@@ -126,15 +127,16 @@ def _allocate(
 @functools.lru_cache(maxsize=1024)
 def _candidates(
     policy: Policy, rule: Rule, linked_hubs: tuple[str, ...]
-) -> tuple[tuple[str, float], ...]:
-    """Linked hubs the rule may use, with weights, in the rule's glob order."""
+) -> tuple[tuple[tuple[str, float], ...], hashing.Ring]:
+    """Linked hubs the rule may use, with weights, in the rule's glob order; and their ring."""
     chosen: dict[str, None] = {}
     for pattern in rule.hub_patterns:
         glob = host_glob(pattern)
         for hub in linked_hubs:
             if glob.fullmatch(hub):
                 chosen.setdefault(hub)
-    return tuple((hub, policy.weight(hub)) for hub in chosen)
+    weighted = tuple((hub, policy.weight(hub)) for hub in chosen)
+    return weighted, hashing.build_ring(weighted)
 
 
 def _has_path(payload: Any, path: tuple[str, ...]) -> bool:
