@@ -1,0 +1,102 @@
+"""`python -m emulator`: start DPS, the configured IoT hubs and optionally the Functions host.
+
+    python -m emulator --config emulator.toml [--bind 127.0.0.1] [--state-dir .emulator]
+                       [--host-functions] [--function-key KEY] [--time-scale 1.0]
+
+Runs until interrupted (Ctrl-C / SIGTERM), then stops every component in reverse order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from emulator.app import Emulator, Options
+from emulator.config import ConfigError
+
+__all__ = ["main", "parse_args"]
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Options:
+    """Turn command-line arguments into `Options`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m emulator",
+        description="Local Azure IoT DPS and IoT Hub emulator (MQTT 3.1.1 over TLS on port 8883).",
+    )
+    parser.add_argument("--config", type=Path, required=True, help="TOML configuration file")
+    parser.add_argument(
+        "--bind", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(".emulator"),
+        help="where the CA, certificates and function key live (default .emulator)",
+    )
+    parser.add_argument(
+        "--host-functions",
+        action="store_true",
+        help="serve function_app.app's HTTP routes on 127.0.0.1:7071",
+    )
+    parser.add_argument(
+        "--function-key",
+        default=None,
+        help="function key the local Functions host enforces (generated and kept when absent)",
+    )
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        help="multiply DPS's webhook retry waits by this factor (tests use e.g. 0.01)",
+    )
+    args = parser.parse_args(argv)
+    if args.time_scale <= 0:
+        parser.error("--time-scale: expected a number greater than 0")
+    return Options(
+        config_path=args.config,
+        state_dir=args.state_dir,
+        bind=args.bind,
+        host_functions=args.host_functions,
+        function_key=args.function_key,
+        time_scale=args.time_scale,
+    )
+
+
+async def _serve(options: Options) -> None:
+    emulator = Emulator(options)
+    await emulator.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    print(f"emulator ready on {options.bind}:8883; CA certificate: {emulator.ca_path}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await emulator.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The CLI entry point; returns the process exit status."""
+    options = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        asyncio.run(_serve(options))
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"error: {error.strerror or error} ({options.bind}:8883)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

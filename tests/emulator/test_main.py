@@ -1,0 +1,121 @@
+"""The CLI: argument parsing, and a real `python -m emulator` process started and stopped."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from emulator.__main__ import parse_args
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_defaults() -> None:
+    """Only --config is required; bind, state dir and time scale have documented defaults."""
+    options = parse_args(["--config", "e.toml"])
+    assert (options.config_path, options.bind, options.state_dir) == (
+        Path("e.toml"),
+        "127.0.0.1",
+        Path(".emulator"),
+    )
+    assert (options.host_functions, options.function_key, options.time_scale) == (False, None, 1.0)
+
+
+def test_every_option_is_parsed() -> None:
+    """Each flag lands in its Options field."""
+    options = parse_args(
+        [
+            "--config",
+            "c.toml",
+            "--bind",
+            "127.42.3.1",
+            "--state-dir",
+            "s",
+            "--host-functions",
+            "--function-key",
+            "k",
+            "--time-scale",
+            "0.01",
+        ]
+    )
+    assert options.bind == "127.42.3.1"
+    assert options.state_dir == Path("s")
+    assert options.host_functions
+    assert options.function_key == "k"
+    assert options.time_scale == 0.01
+
+
+def test_time_scale_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:
+    """A zero or negative time scale is refused naming the flag."""
+    with pytest.raises(SystemExit):
+        parse_args(["--config", "c.toml", "--time-scale", "0"])
+    assert "--time-scale: expected a number greater than 0" in capsys.readouterr().err
+
+
+@pytest.mark.e2e
+def test_cli_starts_writes_the_ca_and_stops_on_sigterm(tmp_path: Path) -> None:
+    """`python -m emulator` announces readiness, writes ca.pem and exits 0 on SIGTERM."""
+    config = tmp_path / "e.toml"
+    config.write_text('[[hubs]]\nname = "toasters.azure-devices.net"\n')
+    state = tmp_path / "state"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "emulator",
+            "--config",
+            str(config),
+            "--bind",
+            "127.42.3.1",
+            "--state-dir",
+            str(state),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert "emulator ready on 127.42.3.1:8883" in line
+        assert (state / "ca.pem").is_file()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def test_bad_config_exits_2(tmp_path: Path) -> None:
+    """An invalid configuration is reported on stderr with exit status 2."""
+    config = tmp_path / "e.toml"
+    config.write_text("[[hubs]]\nname = 3\n")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "emulator",
+            "--config",
+            str(config),
+            "--bind",
+            "127.42.3.2",
+            "--state-dir",
+            str(tmp_path / "s"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "hubs" in result.stderr
