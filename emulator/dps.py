@@ -234,9 +234,13 @@ class Operation:
 class TwinSource(Enum):
     """Where the device's twin comes from when DPS upserts it."""
 
-    KEEP = "keep"  # leave the hub's twin alone (created empty if the device is new)
+    KEEP = "keep"  # leave the hub's twin alone
     MIGRATE = "migrate"  # copy the twin from `HubPlan.delete_from` (the old hub)
     INITIAL = "initial"  # a fresh twin from `HubPlan.initial_twin`
+
+
+# With KEEP or MIGRATE, `HubPlan.initial_twin` is the fallback when there is no twin to keep or
+# move (the device was deleted from its hub meanwhile).
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -655,7 +659,7 @@ def plan_assignment(
         hub=hub,
         device_id=device_id,
         twin_source=source,
-        initial_twin=initial if source is TwinSource.INITIAL else None,
+        initial_twin=initial,
         delete_from=delete_from,
     )
     return new_record, plan

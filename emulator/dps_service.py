@@ -1,0 +1,359 @@
+"""The DPS endpoint the MQTT shell routes DPS connections to (a `ports.MqttEndpoint`).
+
+It keeps DPS's state (connected registrants, operations, registration records) and runs each
+allocation as an asyncio task, so `publish` returns at once: a register gets `202 assigning`
+straight away and the device's polls see the result when the task has finished. Decisions are
+`emulator.dps`'s; this module only sequences them:
+
+    register  -> operation (assigning) -> 202
+              -> task: enabled? -> allocate (static | hashed | webhook with retries)
+                       -> plan_assignment (reprovision policy) -> hubs via ports.HubDirectory
+                       -> operation (assigned | failed | disabled)
+    poll      -> 202 while assigning, else 200 with the final body; unknown operation -> 404
+
+The webhook is reached through the `webhook_client.Webhook` seam; the clock and the sleep between
+webhook retries are injected (`time_scale` shrinks DPS's retry schedule for tests). Nothing here
+logs a key, a token or a webhook URL's query.
+
+`publish` must be called from the event loop's thread (it starts tasks); `aclose()` cancels the
+allocations still running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+
+from emulator import dps
+from emulator.config import Allocation, EmulatorConfig, IndividualEnrollment
+from emulator.dps import (
+    Assigned,
+    AuthenticationError,
+    DpsRequestError,
+    Failed,
+    Operation,
+    Register,
+    Registrant,
+    RegistrationRecord,
+    RegistrationStatus,
+    Retry,
+    StatusQuery,
+    TwinSource,
+)
+from emulator.ports import CONNACK_ACCEPTED, Close, HubDirectory, Send
+from emulator.twin import TwinDocument
+from emulator.webhook_client import Webhook, WebhookUnavailable
+
+__all__ = ["DpsService"]
+
+log = logging.getLogger(__name__)
+
+POLL_RETRY_AFTER = 1  # seconds, an integer: the SDK parses `retry-after` with int()
+MAX_OPERATIONS = 10_000
+ERROR_INTERNAL = 500000  # inference: DPS's code for an internal failure is undocumented
+
+
+class DpsService:
+    """Device Provisioning Service over MQTT: authentication, registration, allocation."""
+
+    def __init__(
+        self,
+        config: EmulatorConfig,
+        hubs: HubDirectory,
+        webhook: Webhook,
+        *,
+        time_scale: float = 1.0,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        entropy: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self._config = config
+        self._hubs = hubs
+        self._webhook = webhook
+        self._delays = dps.retry_delays(time_scale)
+        self._clock = clock
+        self._sleep = sleep
+        self._entropy = entropy
+        self._started = dps.format_dps_timestamp(clock())
+        self._registrants: dict[str, Registrant] = {}
+        self._operations: dict[str, Operation] = {}
+        self._records: dict[str, RegistrationRecord] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def id_scope(self) -> str:
+        """The configured id scope (the first segment of a DPS CONNECT username)."""
+        return self._config.dps.id_scope
+
+    def record(self, registration_id: str) -> RegistrationRecord | None:
+        """DPS's record of a registration id's current assignment, if any."""
+        return self._records.get(registration_id.lower())
+
+    async def idle(self) -> None:
+        """Wait until no allocation is running (for tests and orderly shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def aclose(self) -> None:
+        """Cancel the allocations still running."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- ports.MqttEndpoint ---------------------------------------------------------------------
+
+    def connect(
+        self,
+        *,
+        client_id: str,
+        username: str,
+        password: bytes | None,
+        send: Send,
+        close: Close,
+        now: float,
+    ) -> int:
+        """Authenticate a DPS CONNECT (CONNACK 0, or 5 for any credential problem)."""
+        try:
+            registrant = dps.authenticate(
+                self._config, client_id=client_id, username=username, password=password, now=now
+            )
+        except AuthenticationError as error:
+            log.info("DPS CONNECT refused for %r: %s", client_id, error.reason)
+            return error.connack
+        self._registrants[client_id] = registrant
+        log.info("DPS CONNECT accepted for %r", client_id)
+        return CONNACK_ACCEPTED
+
+    def publish(
+        self, *, client_id: str, topic: str, payload: bytes, send: Send, now: float
+    ) -> None:
+        """Serve a register or a poll; answers go through `send`."""
+        registrant = self._registrants.get(client_id)
+        if registrant is None:
+            log.warning("DPS PUBLISH from %r without an accepted CONNECT; dropped", client_id)
+            return
+        try:
+            request = dps.parse_request(topic, payload, registration_id=registrant.registration_id)
+        except DpsRequestError as error:
+            log.info("DPS request from %r refused: %s", client_id, error.message)
+            if error.rid is not None:
+                send(
+                    dps.reply_topic(error.status, error.rid),
+                    dps.error_body(error.error_code, error.message, now=now),
+                )
+            return
+        if isinstance(request, Register):
+            self._register(registrant, request, send, now)
+        else:
+            self._poll(registrant, request, send, now)
+
+    def subscribe(self, *, client_id: str, topic_filter: str) -> bool:
+        """Grant `$dps/registrations/res/#` only."""
+        return dps.subscription_allowed(topic_filter)
+
+    def unsubscribe(self, *, client_id: str, topic_filter: str) -> None:
+        """Nothing to forget: DPS replies on the response topic regardless."""
+
+    def disconnect(self, *, client_id: str) -> None:
+        """Forget the connection; allocations already started still finish."""
+        self._registrants.pop(client_id, None)
+
+    # -- requests -------------------------------------------------------------------------------
+
+    def _register(self, registrant: Registrant, request: Register, send: Send, now: float) -> None:
+        stamp = dps.format_dps_timestamp(now)
+        operation = Operation(
+            operation_id=dps.new_operation_id(self._entropy(24)),
+            registration_id=registrant.registration_id,
+            status=RegistrationStatus.ASSIGNING,
+            created=stamp,
+            last_updated=stamp,
+        )
+        self._store(operation)
+        log.info(
+            "DPS register %r via %s: operation %s",
+            registrant.registration_id,
+            _enrollment_name(registrant),
+            operation.operation_id,
+        )
+        send(
+            dps.reply_topic(202, request.rid, retry_after=POLL_RETRY_AFTER),
+            dps.operation_body(operation),
+        )
+        task = asyncio.get_running_loop().create_task(
+            self._allocate(operation, registrant, request.payload),
+            name=f"dps-allocate-{registrant.registration_id}",
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _poll(self, registrant: Registrant, query: StatusQuery, send: Send, now: float) -> None:
+        operation = self._operations.get(query.operation_id)
+        if operation is None or (
+            operation.registration_id.lower() != registrant.registration_id.lower()
+        ):
+            send(
+                dps.reply_topic(404, query.rid),
+                dps.error_body(dps.ERROR_OPERATION_NOT_FOUND, "Operation not found.", now=now),
+            )
+            return
+        if operation.status is RegistrationStatus.ASSIGNING:
+            send(
+                dps.reply_topic(202, query.rid, retry_after=POLL_RETRY_AFTER),
+                dps.operation_body(operation),
+            )
+            return
+        send(dps.reply_topic(200, query.rid), dps.operation_body(operation))
+
+    def _store(self, operation: Operation) -> None:
+        self._operations[operation.operation_id] = operation
+        while len(self._operations) > MAX_OPERATIONS:
+            del self._operations[next(iter(self._operations))]
+
+    # -- allocation -----------------------------------------------------------------------------
+
+    async def _allocate(
+        self, operation: Operation, registrant: Registrant, payload: object
+    ) -> None:
+        try:
+            await self._allocate_unguarded(operation, registrant, payload)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("DPS allocation of %r failed unexpectedly", registrant.registration_id)
+            self._finish(
+                operation,
+                RegistrationStatus.FAILED,
+                error=Failed(ERROR_INTERNAL, "Internal error while assigning the device."),
+            )
+
+    async def _allocate_unguarded(
+        self, operation: Operation, registrant: Registrant, payload: object
+    ) -> None:
+        enrollment = registrant.enrollment
+        if not enrollment.enabled:
+            log.info("DPS registration %r: enrollment disabled", registrant.registration_id)
+            self._finish(operation, RegistrationStatus.DISABLED)
+            return
+        record = self.record(registrant.registration_id)
+        linked = dps.linked_hubs(enrollment, record)
+        outcome: Assigned | Failed
+        if enrollment.allocation is Allocation.CUSTOM:
+            outcome = await self._call_webhook(registrant, record, payload, linked)
+        else:
+            outcome = dps.choose_native_hub(enrollment, registrant.registration_id, linked)
+        if isinstance(outcome, Failed):
+            log.info(
+                "DPS registration %r failed: %d %s",
+                registrant.registration_id,
+                outcome.error_code,
+                outcome.message,
+            )
+            self._finish(operation, RegistrationStatus.FAILED, error=outcome)
+            return
+        now = self._clock()
+        new_record, plan = dps.plan_assignment(registrant, outcome, record=record, now=now)
+        self._apply(plan, registrant, now)
+        self._records[registrant.registration_id.lower()] = new_record
+        log.info(
+            "DPS registration %r assigned to %s (%s)",
+            registrant.registration_id,
+            new_record.assigned_hub,
+            new_record.substatus.value,
+        )
+        self._finish(
+            operation, RegistrationStatus.ASSIGNED, record=new_record, payload=outcome.payload
+        )
+
+    async def _call_webhook(
+        self,
+        registrant: Registrant,
+        record: RegistrationRecord | None,
+        payload: object,
+        linked: tuple[str, ...],
+    ) -> Assigned | Failed:
+        url = registrant.enrollment.webhook_url or ""
+        request = dps.allocation_request(
+            registrant,
+            record=record,
+            payload=payload,
+            linked=linked,
+            enrollment_created=self._started,
+        )
+        body = json.dumps(request).encode("utf-8")
+        last = Retry(None)
+        for attempt in range(len(self._delays) + 1):
+            try:
+                answer = await self._webhook.post(url, body)
+            except WebhookUnavailable as error:
+                log.info("DPS webhook call %d: %s", attempt + 1, error)
+                outcome: dps.WebhookOutcome = Retry(None)
+            else:
+                log.info(
+                    "DPS webhook call %d for %r: HTTP %d",
+                    attempt + 1,
+                    registrant.registration_id,
+                    answer.status,
+                )
+                outcome = dps.webhook_outcome(answer.status, answer.body, linked)
+            if not isinstance(outcome, Retry):
+                return outcome
+            last = outcome
+            if attempt < len(self._delays):
+                await self._sleep(self._delays[attempt])
+        return dps.exhausted_outcome(last)
+
+    def _apply(self, plan: dps.HubPlan, registrant: Registrant, now: float) -> None:
+        """Create or update the device on its hub, then remove it from the hub it left."""
+        existing = self._hubs.device_twin(plan.hub, plan.device_id)
+        twin: TwinDocument | None
+        if plan.twin_source is TwinSource.INITIAL:
+            twin = TwinDocument.new(plan.initial_twin, now=now)
+        elif plan.twin_source is TwinSource.MIGRATE and plan.delete_from is not None:
+            twin = self._hubs.device_twin(plan.delete_from, plan.device_id)
+            if twin is None:
+                twin = TwinDocument.new(plan.initial_twin, now=now)
+        else:
+            twin = None if existing is not None else TwinDocument.new(plan.initial_twin, now=now)
+        self._hubs.upsert_device(
+            plan.hub,
+            plan.device_id,
+            primary_key=registrant.device_primary_key,
+            secondary_key=registrant.device_secondary_key,
+            twin=twin,
+        )
+        if plan.delete_from is not None:
+            self._hubs.delete_device(plan.delete_from, plan.device_id)
+
+    def _finish(
+        self,
+        operation: Operation,
+        status: RegistrationStatus,
+        *,
+        record: RegistrationRecord | None = None,
+        payload: object = None,
+        error: Failed | None = None,
+    ) -> None:
+        self._store(
+            dataclasses.replace(
+                operation,
+                status=status,
+                last_updated=dps.format_dps_timestamp(self._clock()),
+                record=record,
+                payload=payload,
+                error_code=error.error_code if error else None,
+                error_message=error.message if error else None,
+            )
+        )
+
+
+def _enrollment_name(registrant: Registrant) -> str:
+    enrollment = registrant.enrollment
+    if isinstance(enrollment, IndividualEnrollment):
+        return f"individual enrollment {enrollment.registration_id!r}"
+    return f"group {enrollment.id!r}"

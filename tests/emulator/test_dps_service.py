@@ -1,0 +1,489 @@
+"""Tests for emulator.dps_service: DPS driven through its MqttEndpoint methods, no sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from emulator.config import EmulatorConfig, parse_config
+from emulator.dps_service import DpsService
+from emulator.hub import Hubs
+from emulator.webhook_client import (
+    FunctionWebhook,
+    HttpWebhook,
+    Webhook,
+    WebhookResponse,
+    WebhookUnavailable,
+)
+from sas.keys import derive_device_key
+from sas.token import generate_sas_token
+
+NOW = 1_700_000_000.0
+GROUP_PRIMARY = "DZPe4q3my4xZRYespJ9DC5wu5B5SWQOjY81pkl/cYJY="
+GROUP_SECONDARY = "iZlcsgZYcqfw02/f1mcrIYTcbCmWZSgIgQ4ED9Kp/fE="
+TOASTERS = "toasters.azure-devices.net"
+HEATPUMPS = "heatpumps.azure-devices.net"
+WEBHOOK_URL = "http://127.0.0.1:7071/api/allocate?code=the-function-key"
+REGISTER = "$dps/registrations/PUT/iotdps-register/?$rid={rid}"
+POLL = "$dps/registrations/GET/iotdps-get-operationstatus/?$rid={rid}&operationId={op}"
+
+
+def make_config(**group: Any) -> EmulatorConfig:
+    """Two hubs, one custom group (overridable), one static individual enrollment."""
+    entry = {
+        "id": "contoso",
+        "primary_key": GROUP_PRIMARY,
+        "secondary_key": GROUP_SECONDARY,
+        "allocation": "custom",
+        "webhook_url": WEBHOOK_URL,
+        "initial_twin": {"tags": {"from": "enrollment"}},
+        **group,
+    }
+    if entry["allocation"] != "custom":
+        entry.pop("webhook_url")
+    return parse_config(
+        {
+            "hubs": [{"name": TOASTERS}, {"name": HEATPUMPS}],
+            "enrollment_groups": [entry],
+            "individual_enrollments": [
+                {
+                    "registration_id": "solo",
+                    "device_id": "solo-device",
+                    "primary_key": GROUP_SECONDARY,
+                    "secondary_key": GROUP_PRIMARY,
+                    "allocation": "static",
+                    "hubs": [HEATPUMPS],
+                }
+            ],
+        },
+        source="test.toml",
+    )
+
+
+class Sleeps:
+    """An injected sleep that records the waits and returns at once."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        """Record a wait."""
+        self.waits.append(seconds)
+
+
+class Device:
+    """One DPS client connection, speaking through the endpoint methods like the shell does."""
+
+    def __init__(self, service: DpsService, registration_id: str, key: str) -> None:
+        self.service = service
+        self.registration_id = registration_id
+        self.key = key
+        self.received: list[tuple[str, dict[str, Any]]] = []
+        self.rid = 0
+
+    def send(self, topic: str, payload: bytes) -> None:
+        """The shell's Send: record what DPS publishes to this client."""
+        self.received.append((topic, json.loads(payload)))
+
+    def connect(self, *, expiry: float = NOW + 3600) -> int:
+        """CONNECT with a token signed by `key`, the way the Python SDK builds it."""
+        token = generate_sas_token(
+            f"0ne00000001/registrations/{self.registration_id}", self.key, int(expiry)
+        )
+        return self.service.connect(
+            client_id=self.registration_id,
+            username=f"0ne00000001/registrations/{self.registration_id}/api-version=2019-03-31",
+            password=token.encode(),
+            send=self.send,
+            close=lambda: None,
+            now=NOW,
+        )
+
+    def publish(self, topic: str, body: bytes) -> tuple[str, dict[str, Any]]:
+        """Publish and return DPS's immediate answer."""
+        before = len(self.received)
+        self.service.publish(
+            client_id=self.registration_id, topic=topic, payload=body, send=self.send, now=NOW
+        )
+        assert len(self.received) == before + 1
+        return self.received[-1]
+
+    def register(self, payload: object = None) -> str:
+        """Send a register request; return the operation id from the 202."""
+        self.rid += 1
+        body = json.dumps({"payload": payload, "registrationId": self.registration_id}).encode()
+        topic, answer = self.publish(REGISTER.format(rid=self.rid), body)
+        assert topic == f"$dps/registrations/res/202/?$rid={self.rid}&retry-after=1"
+        assert answer["status"] == "assigning"
+        return str(answer["operationId"])
+
+    def poll(self, operation_id: str) -> tuple[str, dict[str, Any]]:
+        """Send a status poll; return DPS's answer."""
+        self.rid += 1
+        return self.publish(POLL.format(rid=self.rid, op=operation_id), b" ")
+
+    async def provision(self, payload: object = None) -> dict[str, Any]:
+        """Register, let the allocation finish, poll once; return the final body."""
+        operation_id = self.register(payload)
+        await self.service.idle()
+        topic, body = self.poll(operation_id)
+        assert topic == f"$dps/registrations/res/200/?$rid={self.rid}"
+        return body
+
+
+def group_device(service: DpsService, registration_id: str = "dev-001") -> Device:
+    """A connected device of the group, using its derived primary key."""
+    device = Device(service, registration_id, derive_device_key(GROUP_PRIMARY, registration_id))
+    assert device.connect() == 0
+    return device
+
+
+def build(
+    webhook: Webhook, *, sleeps: Sleeps | None = None, **group: Any
+) -> tuple[DpsService, Hubs]:
+    """A DPS service over real in-memory hubs."""
+    config = make_config(**group)
+    hubs = Hubs(config.hubs, clock=lambda: NOW)
+    service = DpsService(config, hubs, webhook, clock=lambda: NOW, sleep=sleeps or Sleeps())
+    return service, hubs
+
+
+def answering(*answers: WebhookResponse) -> FunctionWebhook:
+    """A fake webhook giving these answers in turn (the last one repeats)."""
+    queue = list(answers)
+    return FunctionWebhook(lambda url, body: queue.pop(0) if len(queue) > 1 else queue[0])
+
+
+def to_hub(hub: str, **extra: Any) -> WebhookResponse:
+    """A 200 answer assigning `hub`."""
+    return FunctionWebhook.json(200, {"iotHubHostName": hub, **extra})
+
+
+def test_custom_group_registration_assigns_with_twin_and_payload() -> None:
+    """A group device lands on the webhook's hub with its twin, keys and payload echoed."""
+    webhook = answering(
+        to_hub(TOASTERS, initialTwin={"tags": {"t": 1}}, payload={"hello": "world"})
+    )
+    service, hubs = build(webhook)
+
+    async def scenario() -> dict[str, Any]:
+        return await group_device(service).provision({"fw": "1.2.3"})
+
+    body = asyncio.run(scenario())
+    state = body["registrationState"]
+    assert (body["status"], state["assignedHub"], state["deviceId"]) == (
+        "assigned",
+        TOASTERS,
+        "dev-001",
+    )
+    assert (state["substatus"], state["payload"]) == ("initialAssignment", {"hello": "world"})
+    identity = hubs.hub(TOASTERS).device("dev-001")
+    assert identity is not None
+    assert identity.primary_key == derive_device_key(GROUP_PRIMARY, "dev-001")
+    assert identity.secondary_key == derive_device_key(GROUP_SECONDARY, "dev-001")
+    twin = hubs.device_twin(TOASTERS, "dev-001")
+    assert twin is not None
+    assert twin.tags == {"t": 1}
+    ((url, request),) = webhook.calls
+    assert url == WEBHOOK_URL
+    assert request["deviceRuntimeContext"]["payload"] == {"fw": "1.2.3"}
+    assert request["linkedHubs"] == [TOASTERS, HEATPUMPS]
+    text = json.dumps(request)
+    assert "the-function-key" not in text
+    assert GROUP_PRIMARY not in text
+
+
+def test_poll_while_the_webhook_runs_answers_202() -> None:
+    """Until the webhook answers, polls get 202 assigning with retry-after."""
+
+    async def scenario() -> tuple[str, str]:
+        gate = asyncio.Event()
+
+        async def slow(url: str, body: Any) -> WebhookResponse:
+            await gate.wait()
+            return to_hub(HEATPUMPS)
+
+        service, _ = build(FunctionWebhook(slow))
+        device = group_device(service)
+        operation_id = device.register()
+        await asyncio.sleep(0)
+        during, _ = device.poll(operation_id)
+        gate.set()
+        await service.idle()
+        after, body = device.poll(operation_id)
+        return during.split("?")[0] + body["status"], after.split("?")[0]
+
+    during, after = asyncio.run(scenario())
+    assert during == "$dps/registrations/res/202/assigned"
+    assert after == "$dps/registrations/res/200/"
+
+
+def test_hashed_and_static_allocation_need_no_webhook() -> None:
+    """Hashed groups and static individuals are assigned natively, with the enrollment twin."""
+    webhook = FunctionWebhook(lambda url, body: pytest.fail("webhook must not be called"))
+    service, hubs = build(webhook, allocation="hashed")
+
+    async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
+        group = await group_device(service).provision()
+        solo = Device(service, "solo", GROUP_SECONDARY)
+        assert solo.connect() == 0
+        return group, await solo.provision()
+
+    group, solo = asyncio.run(scenario())
+    assert group["registrationState"]["assignedHub"] in (TOASTERS, HEATPUMPS)
+    twin = hubs.device_twin(group["registrationState"]["assignedHub"], "dev-001")
+    assert twin is not None
+    assert twin.tags == {"from": "enrollment"}
+    assert (solo["registrationState"]["assignedHub"], solo["registrationState"]["deviceId"]) == (
+        HEATPUMPS,
+        "solo-device",
+    )
+    assert hubs.hub(HEATPUMPS).device("solo-device") is not None
+
+
+def test_disabled_enrollment_ends_disabled() -> None:
+    """A disabled group's device connects, and its registration ends in status disabled."""
+    service, hubs = build(answering(to_hub(TOASTERS)), enabled=False)
+    body = asyncio.run(group_device(service).provision())
+    assert body["status"] == "disabled"
+    assert hubs.hub(TOASTERS).device("dev-001") is None
+
+
+@pytest.mark.parametrize(
+    ("answer", "code", "message"),
+    [
+        (FunctionWebhook.json(400, {"error": "no"}), 400207, "status code: 400"),
+        (FunctionWebhook.json(401, {}), 400209, "unauthorized"),
+        (to_hub(""), 400208, "did not specify"),
+        (to_hub("elsewhere.azure-devices.net"), 400207, "not linked"),
+    ],
+)
+def test_webhook_refusals_fail_the_registration(
+    answer: WebhookResponse, code: int, message: str
+) -> None:
+    """Deny, 401, empty hub and unlinked hub end failed with DPS's error code, no device made."""
+    service, hubs = build(answering(answer))
+    body = asyncio.run(group_device(service).provision())
+    state = body["registrationState"]
+    assert (body["status"], state["errorCode"]) == ("failed", code)
+    assert message in state["errorMessage"]
+    assert all(hub.device("dev-001") is None for hub in hubs)
+
+
+def test_5xx_then_200_is_retried_on_dps_schedule() -> None:
+    """500, 429, then 200: assigned after waits of 1 s and 10 s."""
+    sleeps = Sleeps()
+    webhook = answering(
+        FunctionWebhook.json(500, {}), FunctionWebhook.json(429, {}), to_hub(TOASTERS)
+    )
+    service, _ = build(webhook, sleeps=sleeps)
+    body = asyncio.run(group_device(service).provision())
+    assert body["status"] == "assigned"
+    assert sleeps.waits == [1, 10]
+    assert len(webhook.calls) == 3
+
+
+def test_persistent_5xx_fails_after_ten_retries() -> None:
+    """A webhook that always answers 503 is called 11 times, then the registration fails."""
+    sleeps = Sleeps()
+    webhook = answering(FunctionWebhook.json(503, {}))
+    service, _ = build(webhook, sleeps=sleeps)
+    body = asyncio.run(group_device(service).provision())
+    assert body["registrationState"]["errorMessage"].endswith("status code: 503")
+    assert len(webhook.calls) == 11
+    assert sum(sleeps.waits) == 415
+
+
+def test_time_scale_shrinks_the_retry_waits() -> None:
+    """With time_scale 0.01 the waits are a hundredth of DPS's."""
+    config = make_config()
+    sleeps = Sleeps()
+    webhook = answering(FunctionWebhook.json(502, {}), to_hub(TOASTERS))
+    hubs = Hubs(config.hubs, clock=lambda: NOW)
+    service = DpsService(config, hubs, webhook, time_scale=0.01, clock=lambda: NOW, sleep=sleeps)
+    asyncio.run(group_device(service).provision())
+    assert sleeps.waits == [pytest.approx(0.01)]
+
+
+def test_unreachable_webhook_is_retried_then_fails() -> None:
+    """A webhook that never answers fails the registration with 400207 after the retries."""
+
+    def down(url: str, body: Any) -> WebhookResponse:
+        raise WebhookUnavailable("http://127.0.0.1:7071/api/allocate?****: ConnectionRefusedError")
+
+    webhook = FunctionWebhook(down)
+    service, _ = build(webhook)
+    body = asyncio.run(group_device(service).provision())
+    assert body["registrationState"]["errorCode"] == 400207
+    assert len(webhook.calls) == 11
+
+
+def reprovision(policy: str, second_hub: str) -> tuple[dict[str, Any], Hubs, FunctionWebhook]:
+    """Provision to toasters, report a property, re-register with the webhook choosing again."""
+    webhook = answering(
+        to_hub(TOASTERS, initialTwin={"tags": {"round": 1}}),
+        to_hub(second_hub, initialTwin={"tags": {"round": 2}}),
+    )
+    service, hubs = build(webhook, reprovision=policy)
+
+    async def scenario() -> dict[str, Any]:
+        device = group_device(service)
+        await device.provision()
+        twin = hubs.device_twin(TOASTERS, "dev-001")
+        assert twin is not None
+        hubs.upsert_device(
+            TOASTERS,
+            "dev-001",
+            primary_key=device.key,
+            secondary_key=device.key,
+            twin=twin.patch_reported({"kept": True}, now=NOW),
+        )
+        return await device.provision()
+
+    return asyncio.run(scenario()), hubs, webhook
+
+
+def test_migrate_moves_the_twin_and_removes_the_old_device() -> None:
+    """Migrate: the device and its reported twin move to the new hub, the old hub forgets it."""
+    body, hubs, webhook = reprovision("migrate", HEATPUMPS)
+    state = body["registrationState"]
+    assert (state["assignedHub"], state["substatus"]) == (HEATPUMPS, "deviceDataMigrated")
+    assert hubs.hub(TOASTERS).device("dev-001") is None
+    twin = hubs.device_twin(HEATPUMPS, "dev-001")
+    assert twin is not None
+    assert (twin.reported, twin.tags) == ({"kept": True}, {"round": 1})
+    context = webhook.calls[1][1]["deviceRuntimeContext"]
+    assert (context["currentIotHubHostName"], context["currentDeviceId"]) == (TOASTERS, "dev-001")
+
+
+def test_migrate_to_the_same_hub_keeps_the_twin() -> None:
+    """Migrate to the same hub keeps the device data; substatus reprovisionedToInitialAssignment."""
+    body, hubs, _ = reprovision("migrate", TOASTERS)
+    assert body["registrationState"]["substatus"] == "reprovisionedToInitialAssignment"
+    twin = hubs.device_twin(TOASTERS, "dev-001")
+    assert twin is not None
+    assert twin.reported == {"kept": True}
+
+
+def test_reset_starts_the_twin_again() -> None:
+    """Reset: the new hub gets the webhook's initial twin, reported data is gone."""
+    body, hubs, _ = reprovision("reset", HEATPUMPS)
+    assert body["registrationState"]["substatus"] == "deviceDataReset"
+    twin = hubs.device_twin(HEATPUMPS, "dev-001")
+    assert twin is not None
+    assert (twin.reported, twin.tags) == ({}, {"round": 2})
+    assert hubs.hub(TOASTERS).device("dev-001") is None
+
+
+def test_never_keeps_the_device_where_it_is() -> None:
+    """Never: the webhook sees only the current hub and its other choice is not applied."""
+    body, hubs, webhook = reprovision("never", TOASTERS)
+    assert body["registrationState"]["assignedHub"] == TOASTERS
+    assert webhook.calls[1][1]["linkedHubs"] == [TOASTERS]
+    twin = hubs.device_twin(TOASTERS, "dev-001")
+    assert twin is not None
+    assert twin.reported == {"kept": True}
+
+
+def test_bad_credentials_are_refused_with_connack_5() -> None:
+    """A wrong key and an expired token both get CONNACK 5."""
+    service, _ = build(answering(to_hub(TOASTERS)))
+    assert Device(service, "dev-001", GROUP_PRIMARY).connect() == 5
+    good_key = derive_device_key(GROUP_SECONDARY, "dev-001")
+    assert Device(service, "dev-001", good_key).connect(expiry=NOW - 1) == 5
+    assert Device(service, "dev-001", good_key).connect() == 0
+
+
+def test_unknown_operation_and_bad_requests_get_errors() -> None:
+    """Polling an unknown operation gives 404; a malformed register gives 400."""
+    service, _ = build(answering(to_hub(TOASTERS)))
+
+    async def scenario() -> tuple[str, str]:
+        device = group_device(service)
+        missing, _ = device.poll("0.0000000000000000.nope")
+        bad, body = device.publish(REGISTER.format(rid="x"), b"not json")
+        assert body["errorCode"] == 400001
+        return missing, bad
+
+    missing, bad = asyncio.run(scenario())
+    assert missing.startswith("$dps/registrations/res/404/")
+    assert bad == "$dps/registrations/res/400/?$rid=x"
+
+
+def test_subscriptions_grant_only_the_response_topic() -> None:
+    """SUBSCRIBE is granted for $dps/registrations/res/# only."""
+    service, _ = build(answering(to_hub(TOASTERS)))
+    assert service.subscribe(client_id="d", topic_filter="$dps/registrations/res/#")
+    assert not service.subscribe(client_id="d", topic_filter="$iothub/#")
+
+
+def test_publish_without_connect_is_dropped() -> None:
+    """A PUBLISH for a client DPS never accepted gets no answer."""
+    service, _ = build(answering(to_hub(TOASTERS)))
+    sent: list[str] = []
+    service.publish(
+        client_id="ghost",
+        topic=REGISTER.format(rid=1),
+        payload=b"{}",
+        send=lambda topic, payload: sent.append(topic),
+        now=NOW,
+    )
+    assert sent == []
+
+
+# --- the same flow with the real webhook client over real HTTP -------------------------------
+
+
+class Allocator(BaseHTTPRequestHandler):
+    """A tiny real webhook: assigns the request's last linked hub, 401 without ?code=k."""
+
+    def do_POST(self) -> None:
+        """Answer like an allocation function."""
+        request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.bodies.append(request)  # type: ignore[attr-defined]
+        status = 200 if self.path.endswith("?code=k") else 401
+        answer = json.dumps({"iotHubHostName": request["linkedHubs"][-1], "payload": 7}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Keep the test output quiet."""
+
+
+@pytest.fixture
+def allocator() -> Iterator[Callable[[str], str]]:
+    """A real HTTP webhook server; yields a function making its URL with a query."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Allocator)
+    server.bodies = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    yield lambda query: f"http://127.0.0.1:{server.server_address[1]}/api/allocate?{query}"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def test_real_http_webhook_assigns(allocator: Callable[[str], str]) -> None:
+    """Through HttpWebhook and a real HTTP server the device is assigned with the payload."""
+    service, hubs = build(HttpWebhook(timeout=5), webhook_url=allocator("code=k"))
+    body = asyncio.run(group_device(service).provision())
+    assert body["status"] == "assigned"
+    assert body["registrationState"]["assignedHub"] == HEATPUMPS
+    assert body["registrationState"]["payload"] == 7
+    assert hubs.hub(HEATPUMPS).device("dev-001") is not None
+
+
+def test_real_http_webhook_with_a_wrong_key_fails_400209(allocator: Callable[[str], str]) -> None:
+    """A real webhook answering 401 makes the registration fail with 400209."""
+    service, _ = build(HttpWebhook(timeout=5), webhook_url=allocator("code=wrong"))
+    body = asyncio.run(group_device(service).provision())
+    assert body["registrationState"]["errorCode"] == 400209
