@@ -34,6 +34,9 @@ format: $(PY_STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+demo: install
+	$(BIN)/python -m demo
+
 bench: install
 	$(BIN)/python -m bench
 
