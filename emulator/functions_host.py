@@ -1,0 +1,484 @@
+"""A local Azure Functions host for this repository's Python v2 app, without Core Tools.
+
+It serves whatever `app.get_functions()` declares, generically:
+
+- HTTP triggers at `/{route_prefix}/{route}` (prefix `api`; route templates with `{name}`,
+  `{name?}`, `{name:constraint}` and a trailing `{*rest}`), for the trigger's methods (all when
+  unset). Auth level FUNCTION accepts the function key or the master key, ADMIN only the master
+  key, ANONYMOUS anything; the key comes from `?code=` or the `x-functions-key` header. A missing
+  or wrong key is answered 401 before the function runs, as Azure does (Core Tools does not
+  check keys; DPS maps that 401 to 400209, so the emulator must).
+- Event Grid triggers at `POST /runtime/webhooks/EventGrid?functionName=<name>` with the status
+  codes of Core Tools' Event Grid extension (../shared/spec/lifecycle-events.md §7):
+
+      aeg-event-type: SubscriptionValidation   200 {"validationResponse": <validationCode>}
+      aeg-event-type: Notification             202 when every event's invocation succeeds,
+                                               500 when any fails (Event Grid re-sends the batch)
+      aeg-event-type: Unsubscribe              202
+      header missing or another value          400
+      unknown functionName                     404
+
+  Keys are not checked there (Core Tools does not either).
+
+Requests become `func.HttpRequest` / `func.EventGridEvent`; an `HttpResponse` (or a str/bytes
+body) goes back as is. A function that raises gives 500 with an empty body: the traceback goes
+to the log, never to the client. The request's query string (it carries the key) is never
+logged. Async functions run on a private event loop in the request's thread.
+
+The server is the standard library's `ThreadingHTTPServer` in a background thread: the emulator's
+own event loop never blocks on a function.
+
+Errors:
+
+    FunctionsHostError    the app cannot be loaded or served (names the module or the port)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import importlib
+import inspect
+import json
+import logging
+import os
+import re
+import secrets
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import azure.functions as func
+
+__all__ = [
+    "FunctionsHost",
+    "FunctionsHostError",
+    "HttpRoute",
+    "load_function_app",
+    "state_key",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 7071
+MAX_BODY_BYTES = 100 * 1024 * 1024  # Azure Functions' request size limit
+EVENT_GRID_PATH = "/runtime/webhooks/eventgrid"
+
+
+class FunctionsHostError(Exception):
+    """The Functions app cannot be loaded or served."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class HttpRoute:
+    """One HTTP-triggered function as the host serves it."""
+
+    function_name: str
+    template: str
+    pattern: re.Pattern[str]
+    methods: frozenset[str] | None
+    auth_level: str
+    arg_name: str
+    call: Callable[..., Any] = field(repr=False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _EventGridFunction:
+    function_name: str
+    arg_name: str
+    call: Callable[..., Any] = field(repr=False)
+
+
+def load_function_app(module: str = "function_app", attribute: str = "app") -> func.FunctionApp:
+    """Import `module` and return its FunctionApp (`function_app.app` by default)."""
+    try:
+        loaded = importlib.import_module(module)
+    except ImportError as error:
+        raise FunctionsHostError(f"{module}: cannot be imported ({error})") from None
+    app = getattr(loaded, attribute, None)
+    if not isinstance(app, func.FunctionApp):
+        raise FunctionsHostError(f"{module}.{attribute}: expected an azure.functions.FunctionApp")
+    return app
+
+
+def state_key(state_dir: Path, name: str, given: str | None = None) -> tuple[str, bool]:
+    """A key kept in `<state_dir>/<name>` (0600): `given`, the stored one, or a new one.
+
+    Returns `(key, generated)`; the caller prints a generated key once (never log it).
+    A `given` key is used as is and not stored.
+    """
+    if given:
+        return given, False
+    path = state_dir / name
+    if path.exists():
+        stored = path.read_text(encoding="utf-8").strip()
+        if stored:
+            return stored, False
+    key = secrets.token_urlsafe(32)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(key + "\n")
+    return key, True
+
+
+def _compile_route(template: str) -> re.Pattern[str]:
+    parts: list[str] = []
+    for segment in template.strip("/").split("/"):
+        match = re.fullmatch(r"\{(\*?)([A-Za-z_][A-Za-z0-9_]*)(\?)?(?::[^}]*)?\}", segment)
+        if match is None:
+            parts.append("/" + re.escape(segment))
+        elif match.group(1):
+            parts.append(f"(?:/(?P<{match.group(2)}>.*))?")
+        elif match.group(3):
+            parts.append(f"(?:/(?P<{match.group(2)}>[^/]+))?")
+        else:
+            parts.append(f"/(?P<{match.group(2)}>[^/]+)")
+    return re.compile("".join(parts) + "/?", re.IGNORECASE)
+
+
+def _routes(
+    app: func.FunctionApp, route_prefix: str
+) -> tuple[list[HttpRoute], dict[str, _EventGridFunction]]:
+    routes: list[HttpRoute] = []
+    event_grid: dict[str, _EventGridFunction] = {}
+    prefix = route_prefix.strip("/")
+    for function in app.get_functions():
+        trigger: Any = function.get_trigger()  # HttpTrigger | EventGridTrigger | ...; untyped here
+        name = str(function.get_function_name())
+        if trigger is None:
+            continue
+        call = function.get_user_function()
+        kind = trigger.get_binding_name()
+        if kind == "httpTrigger":
+            template = trigger.route if trigger.route is not None else name
+            methods = (
+                frozenset(str(getattr(m, "value", m)).upper() for m in trigger.methods)
+                if trigger.methods
+                else None
+            )
+            level = str(getattr(trigger.auth_level, "value", trigger.auth_level) or "FUNCTION")
+            routes.append(
+                HttpRoute(
+                    function_name=name,
+                    template=template,
+                    pattern=_compile_route(f"{prefix}/{template}" if prefix else template),
+                    methods=methods,
+                    auth_level=level.upper(),
+                    arg_name=trigger.name,
+                    call=call,
+                )
+            )
+        elif kind == "eventGridTrigger":
+            event_grid[name.lower()] = _EventGridFunction(
+                function_name=name, arg_name=trigger.name, call=call
+            )
+        else:
+            log.warning("function %s: trigger %s is not served by the local host", name, kind)
+    return routes, event_grid
+
+
+def _invoke(call: Callable[..., Any], argument_name: str, argument: object) -> Any:
+    result = call(**{argument_name: argument})
+    if inspect.isawaitable(result):
+        return asyncio.run(_await(result))
+    return result
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def _event_time(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    match = re.fullmatch(r"(.*T\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)?", value)
+    if match is None:
+        return None
+    fraction = (match.group(2) or "0")[:6].ljust(6, "0")
+    zone = match.group(3) or "+00:00"
+    try:
+        return datetime.fromisoformat(f"{match.group(1)}.{fraction}{zone.replace('Z', '+00:00')}")
+    except ValueError:
+        return None
+
+
+def _to_event(raw: Mapping[str, Any]) -> func.EventGridEvent:
+    return func.EventGridEvent(
+        id=str(raw.get("id", "")),
+        data=raw.get("data") or {},
+        topic=str(raw.get("topic", "")),
+        subject=str(raw.get("subject", "")),
+        event_type=str(raw.get("eventType", "")),
+        event_time=_event_time(raw.get("eventTime")),
+        data_version=str(raw.get("dataVersion", "")),
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Reply:
+    status: int
+    body: bytes = b""
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def _json_reply(status: int, value: object) -> _Reply:
+    return _Reply(
+        status=status,
+        body=json.dumps(value).encode("utf-8"),
+        headers=(("Content-Type", "application/json; charset=utf-8"),),
+    )
+
+
+class FunctionsHost:
+    """Serve a FunctionApp's HTTP and Event Grid triggers on 127.0.0.1 (port 7071 by default)."""
+
+    def __init__(
+        self,
+        app: func.FunctionApp,
+        *,
+        function_key: str,
+        master_key: str | None = None,
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+        route_prefix: str = "api",
+    ) -> None:
+        self._routes, self._event_grid = _routes(app, route_prefix)
+        self._function_key = function_key
+        self._master_key = master_key
+        self._address = (host, port)
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def routes(self) -> tuple[HttpRoute, ...]:
+        """The HTTP routes served, in declaration order."""
+        return tuple(self._routes)
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful with port 0)."""
+        if self._server is None:
+            raise FunctionsHostError("the Functions host is not started")
+        return int(self._server.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        """`http://host:port` of the running host."""
+        return f"http://{self._address[0]}:{self.port}"
+
+    async def start(self) -> None:
+        """Bind and serve in a background thread."""
+        self.start_blocking()
+
+    def start_blocking(self) -> None:
+        """Bind and serve in a background thread (for callers without an event loop)."""
+        host = self
+
+        class Handler(_Handler):
+            functions_host = host
+
+        try:
+            server = ThreadingHTTPServer(self._address, Handler)
+        except OSError as error:
+            raise FunctionsHostError(
+                f"cannot listen on {self._address[0]}:{self._address[1]} ({error.strerror})"
+            ) from None
+        server.daemon_threads = True
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, args=(0.05,), name="functions-host", daemon=True
+        )
+        self._thread.start()
+        log.info(
+            "functions host on %s: %s",
+            self.base_url,
+            ", ".join(f"/{route.template}" for route in self._routes) or "no HTTP routes",
+        )
+
+    async def close(self) -> None:
+        """Stop serving and release the port."""
+        await asyncio.to_thread(self.close_blocking)
+
+    def close_blocking(self) -> None:
+        """Stop serving and release the port (blocking)."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    # -- request handling (runs in the server's request threads) -------------------------------
+
+    def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> _Reply:
+        """Answer one request; `target` is the request line's path and query."""
+        parts = urlsplit(target)
+        path = unquote(parts.path)
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        if path.lower().rstrip("/") == EVENT_GRID_PATH and method == "POST":
+            return self._event_grid_request(query, headers, body)
+        for route in self._routes:
+            match = route.pattern.fullmatch(path)
+            if match is None:
+                continue
+            if route.methods is not None and method not in route.methods:
+                continue
+            if not self._authorized(route.auth_level, query, headers):
+                log.info("functions host: %s %s -> 401", method, path)
+                return _Reply(status=401)
+            return self._http_request(
+                route,
+                method=method,
+                target=target,
+                query=query,
+                match=match,
+                headers=headers,
+                body=body,
+            )
+        log.info("functions host: %s %s -> 404", method, path)
+        return _Reply(status=404)
+
+    def _authorized(self, level: str, query: Mapping[str, str], headers: Mapping[str, str]) -> bool:
+        if level == "ANONYMOUS":
+            return True
+        presented = query.get("code") or headers.get("x-functions-key") or ""
+        accepted = (
+            [self._master_key] if level == "ADMIN" else [self._function_key, self._master_key]
+        )
+        matched = False
+        for key in accepted:
+            if key and hmac.compare_digest(presented.encode(), key.encode()):
+                matched = True
+        return matched
+
+    def _http_request(
+        self,
+        route: HttpRoute,
+        *,
+        method: str,
+        target: str,
+        query: Mapping[str, str],
+        match: re.Match[str],
+        headers: Mapping[str, str],
+        body: bytes,
+    ) -> _Reply:
+        request = func.HttpRequest(
+            method,
+            f"http://{headers.get('host', '127.0.0.1')}{target}",
+            headers=dict(headers),
+            params=dict(query),
+            route_params={k: v for k, v in match.groupdict().items() if v is not None},
+            body=body,
+        )
+        try:
+            result = _invoke(route.call, route.arg_name, request)
+        except Exception:
+            log.exception("function %s raised", route.function_name)
+            return _Reply(status=500)
+        reply = _from_result(result)
+        log.info("functions host: %s /%s -> %d", method, route.template, reply.status)
+        return reply
+
+    def _event_grid_request(
+        self, query: Mapping[str, str], headers: Mapping[str, str], body: bytes
+    ) -> _Reply:
+        name = query.get("functionName", "")
+        function = self._event_grid.get(name.lower())
+        if function is None:
+            return _json_reply(404, {"error": f"cannot find function: '{name}'"})
+        kind = headers.get("aeg-event-type", "")
+        if kind not in ("SubscriptionValidation", "Notification", "Unsubscribe"):
+            return _json_reply(400, {"error": "aeg-event-type header missing or not supported"})
+        if kind == "Unsubscribe":
+            return _Reply(status=202)
+        try:
+            parsed = json.loads(body)
+        except (UnicodeDecodeError, ValueError):
+            return _json_reply(400, {"error": "body: expected JSON"})
+        events = parsed if isinstance(parsed, list) else [parsed]
+        if not all(isinstance(event, dict) for event in events):
+            return _json_reply(400, {"error": "body: expected an event or an array of events"})
+        if kind == "SubscriptionValidation":
+            data = events[0].get("data") if events else None
+            code = data.get("validationCode") if isinstance(data, dict) else None
+            return _json_reply(200, {"validationResponse": code})
+        failures = 0
+        for raw in events:
+            try:
+                _invoke(function.call, function.arg_name, _to_event(raw))
+            except Exception:
+                failures += 1
+                log.exception(
+                    "function %s raised on event %s", function.function_name, raw.get("id")
+                )
+        status = 500 if failures else 202
+        log.info(
+            "functions host: Event Grid %s, %d event(s) -> %d",
+            function.function_name,
+            len(events),
+            status,
+        )
+        return _Reply(status=status)
+
+
+def _from_result(result: object) -> _Reply:
+    if isinstance(result, func.HttpResponse):
+        headers = dict(result.headers)
+        if not any(name.lower() == "content-type" for name in headers):
+            mimetype = result.mimetype or "text/plain"
+            charset = result.charset or "utf-8"
+            headers["Content-Type"] = f"{mimetype}; charset={charset}"
+        return _Reply(
+            status=result.status_code, body=result.get_body() or b"", headers=tuple(headers.items())
+        )
+    if isinstance(result, str | bytes):
+        body = result.encode("utf-8") if isinstance(result, str) else result
+        return _Reply(
+            status=200, body=body, headers=(("Content-Type", "text/plain; charset=utf-8"),)
+        )
+    if result is None:
+        return _Reply(status=204)
+    log.error("HTTP function returned %s; expected an HttpResponse", type(result).__name__)
+    return _Reply(status=500)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    functions_host: FunctionsHost
+    protocol_version = "HTTP/1.1"
+    server_version = "emulator-functions-host"
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY_BYTES:
+            self._write(_Reply(status=413))
+            return
+        body = self.rfile.read(length) if length else b""
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        try:
+            reply = self.functions_host.handle(self.command, self.path, headers, body)
+        except Exception:
+            log.exception("functions host: internal error")
+            reply = _Reply(status=500)
+        self._write(reply)
+
+    def _write(self, reply: _Reply) -> None:
+        self.send_response(reply.status)
+        for name, value in reply.headers:
+            if name.lower() != "content-length":
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(reply.body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(reply.body)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silence the default access log: it would print the query string (the key)."""
