@@ -24,9 +24,11 @@ from pathlib import Path
 
 from emulator.certs import CertificatePaths, ensure_certificates, server_ssl_context
 from emulator.config import EmulatorConfig, load_config
+from emulator.dps_service import DpsService
 from emulator.hub import Hub, Hubs
 from emulator.ports import MqttEndpoint
 from emulator.server import MQTT_TLS_PORT, MqttServer
+from emulator.webhook_client import HttpWebhook
 
 __all__ = ["Emulator", "Options", "is_dps_username"]
 
@@ -59,7 +61,7 @@ class Emulator:
         self.options = options
         self.config: EmulatorConfig | None = None
         self.hubs: Hubs | None = None
-        self.dps: MqttEndpoint | None = None
+        self.dps: DpsService | None = None
         self.certificates: CertificatePaths | None = None
         self.server: MqttServer | None = None
 
@@ -106,9 +108,11 @@ class Emulator:
         if self.server is not None:
             await self.server.close()
             self.server = None
+        if self.dps is not None:
+            await self.dps.aclose()
 
-    def _build_dps(self, config: EmulatorConfig, hubs: Hubs) -> MqttEndpoint | None:
-        return None
+    def _build_dps(self, config: EmulatorConfig, hubs: Hubs) -> DpsService:
+        return DpsService(config, hubs, HttpWebhook(), time_scale=self.options.time_scale)
 
     def _route(self, username: str) -> MqttEndpoint | None:
         if is_dps_username(username):

@@ -77,6 +77,7 @@ class MqttServer:
         self._clock = clock
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
+        self._handlers: set[asyncio.Task[None]] = set()
 
     @property
     def port(self) -> int:
@@ -104,6 +105,10 @@ class MqttServer:
         self._server.close()
         for connection in list(self._connections):
             connection.close()
+        # Python 3.11's wait_closed() does not wait for connection handlers: wait for them here,
+        # so that no handler outlives the server (and the loop it runs on).
+        if self._handlers:
+            await asyncio.wait(self._handlers, timeout=5)
         await self._server.wait_closed()
         self._server = None
 
@@ -113,6 +118,10 @@ class MqttServer:
         )
         connection = _Connection(engine, writer, self._max_write_buffer)
         self._connections.add(connection)
+        handler = asyncio.current_task()
+        if handler is not None:
+            self._handlers.add(handler)
+            handler.add_done_callback(self._handlers.discard)
         try:
             await self._run(connection, reader)
         except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError) as error:

@@ -1,0 +1,426 @@
+"""The real ProvisioningDeviceClient against the emulator's DPS over TLS on 127.42.2.1:8883, then
+the real IoTHubDeviceClient on the hub DPS chose."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from azure.iot.device import IoTHubDeviceClient, ProvisioningDeviceClient
+from azure.iot.device.exceptions import ClientError, CredentialError
+
+from sas import derive_device_key
+from tests.emulator.e2e.harness import RunningEmulator, options
+
+pytestmark = pytest.mark.e2e
+
+BIND = "127.42.2.1"
+DPS_HOST = "global.azure-devices-provisioning.net"
+ID_SCOPE = "0ne00000001"
+GROUP_KEY = "DZPe4q3my4xZRYespJ9DC5wu5B5SWQOjY81pkl/cYJY="
+SECONDARY = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="
+DEVICE_KEY = "OSANXEslinwdWI7CugTZIIMS97VdG65m3pD753neq7E="
+STATIC_SECONDARY = "AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM="
+CUSTOM_KEY = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI="
+CUSTOM_SECONDARY = "BAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQ="
+RESET_KEY = "BQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQU="
+NEVER_KEY = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc="
+UNUSED_SECONDARIES = (
+    "BgYGBgYGBgYGBgYGBgYGBgYGBgYGBgYGBgYGBgYGBgY=",
+    "CAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAg=",
+)
+TOASTERS, HEATPUMPS = "toasters.azure-devices.net", "heatpumps.azure-devices.net"
+
+Reply = tuple[int, dict[str, Any] | None]
+
+
+class WebhookServer:
+    """A real HTTP server standing in for the Functions app: answers scripted replies per
+    registration id and records the AllocationRequests it got."""
+
+    def __init__(self) -> None:
+        self.replies: dict[str, list[Reply]] = {}
+        self.requests: list[dict[str, Any]] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                owner.requests.append(body)
+                script = owner.replies.get(
+                    body["deviceRuntimeContext"]["registrationId"], [(404, None)]
+                )
+                status, answer = script.pop(0) if len(script) > 1 else script[0]
+                data = json.dumps(answer).encode() if answer is not None else b""
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self.server = ThreadingHTTPServer((BIND, 0), Handler)
+        self.url = f"http://{BIND}:{self.server.server_address[1]}/api/allocate?code=secret-key"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> WebhookServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+def config(webhook_url: str) -> str:
+    return f"""
+[dps]
+id_scope = "{ID_SCOPE}"
+host = "{DPS_HOST}"
+
+[[hubs]]
+name = "{TOASTERS}"
+
+[[hubs]]
+name = "{HEATPUMPS}"
+
+[[enrollment_groups]]
+id = "static-group"
+primary_key = "{GROUP_KEY}"
+secondary_key = "{STATIC_SECONDARY}"
+allocation = "static"
+hubs = ["{HEATPUMPS}"]
+initial_twin = {{ tags = {{ site = "lab" }}, desired = {{ fw = "1.0" }} }}
+
+[[enrollment_groups]]
+id = "custom-group"
+primary_key = "{CUSTOM_KEY}"
+secondary_key = "{CUSTOM_SECONDARY}"
+allocation = "custom"
+webhook_url = "{webhook_url}"
+hubs = ["{TOASTERS}", "{HEATPUMPS}"]
+reprovision = "migrate"
+
+[[enrollment_groups]]
+id = "custom-reset"
+primary_key = "{RESET_KEY}"
+secondary_key = "{UNUSED_SECONDARIES[0]}"
+allocation = "custom"
+webhook_url = "{webhook_url}"
+hubs = ["{TOASTERS}", "{HEATPUMPS}"]
+reprovision = "reset"
+
+[[enrollment_groups]]
+id = "custom-never"
+primary_key = "{NEVER_KEY}"
+secondary_key = "{UNUSED_SECONDARIES[1]}"
+allocation = "custom"
+webhook_url = "{webhook_url}"
+hubs = ["{TOASTERS}", "{HEATPUMPS}"]
+reprovision = "never"
+
+[[individual_enrollments]]
+registration_id = "solo-1"
+primary_key = "{DEVICE_KEY}"
+secondary_key = "{SECONDARY}"
+allocation = "static"
+hubs = ["{TOASTERS}"]
+
+[[individual_enrollments]]
+registration_id = "solo-off"
+primary_key = "{DEVICE_KEY}"
+secondary_key = "{SECONDARY}"
+allocation = "static"
+hubs = ["{TOASTERS}"]
+enabled = false
+"""
+
+
+class WireTap:
+    """Wraps the DPS endpoint and records every reply it sends, exactly as it goes on the wire."""
+
+    def __init__(self, endpoint: Any) -> None:
+        self._endpoint = endpoint
+        self.replies: list[tuple[str, str, dict[str, Any]]] = []  # (client id, topic, body)
+
+    def publish(self, *, client_id: str, topic: str, payload: bytes, send: Any, now: float) -> None:
+        def tapped(reply_topic: str, body: bytes) -> None:
+            self.replies.append((client_id, reply_topic, json.loads(body)))
+            send(reply_topic, body)
+
+        self._endpoint.publish(
+            client_id=client_id, topic=topic, payload=payload, send=tapped, now=now
+        )
+
+    def final_body(self, registration_id: str) -> dict[str, Any]:
+        return [b for c, _, b in self.replies if c == registration_id][-1]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._endpoint, name)
+
+
+@pytest.fixture(scope="module")
+def webhook() -> Iterator[WebhookServer]:
+    """The scripted webhook, over real HTTP."""
+    with WebhookServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def emulator(
+    tmp_path_factory: pytest.TempPathFactory, webhook: WebhookServer
+) -> Iterator[RunningEmulator]:
+    """One emulator for this module, with a tiny time scale for webhook retries."""
+    run_options = options(
+        tmp_path_factory.mktemp("dps"), BIND, config(webhook.url), time_scale=0.001
+    )
+    with RunningEmulator(run_options) as running:
+        running.emulator.dps = WireTap(running.emulator.dps)  # type: ignore[assignment]
+        yield running
+
+
+def tap(emulator: RunningEmulator) -> WireTap:
+    wire = emulator.emulator.dps
+    assert isinstance(wire, WireTap)
+    return wire
+
+
+def register(emulator: RunningEmulator, registration_id: str, key: str, payload: Any = None) -> Any:
+    client = ProvisioningDeviceClient.create_from_symmetric_key(
+        provisioning_host=DPS_HOST,
+        registration_id=registration_id,
+        id_scope=ID_SCOPE,
+        symmetric_key=key,
+        gateway_hostname=BIND,
+        server_verification_cert=emulator.ca_pem,
+    )
+    if payload is not None:
+        client.provisioning_payload = payload
+    return client.register()
+
+
+def on_hub(
+    emulator: RunningEmulator, hub: str, device_id: str, key: str, action: Callable[[Any], Any]
+) -> Any:
+    client = IoTHubDeviceClient.create_from_symmetric_key(
+        symmetric_key=key,
+        hostname=hub,
+        device_id=device_id,
+        gateway_hostname=BIND,
+        server_verification_cert=emulator.ca_pem,
+    )
+    client.connect()
+    try:
+        return action(client)
+    finally:
+        client.shutdown()
+
+
+def test_group_registration_then_hub_connection_with_initial_twin(
+    emulator: RunningEmulator,
+) -> None:
+    """A group device registers with its derived key, lands on the static hub, connects there
+    with the same key and reads the enrollment's initial desired properties."""
+    key = derive_device_key(GROUP_KEY, "dev-001")
+    result = register(emulator, "dev-001", key)
+    assert result.status == "assigned"
+    state = result.registration_state
+    assert (state.assigned_hub, state.device_id, state.sub_status) == (
+        HEATPUMPS,
+        "dev-001",
+        "initialAssignment",
+    )
+    twin = on_hub(emulator, HEATPUMPS, "dev-001", key, lambda c: c.get_twin())
+    assert twin["desired"]["fw"] == "1.0"
+    hub_twin = emulator.call(lambda: emulator.emulator.hub(HEATPUMPS).twin("dev-001"))
+    assert hub_twin is not None
+    assert hub_twin.tags == {"site": "lab"}
+
+
+def test_individual_registration(emulator: RunningEmulator) -> None:
+    """An individual enrollment registers with its own key and can use its hub."""
+    result = register(emulator, "solo-1", DEVICE_KEY)
+    assert result.registration_state.assigned_hub == TOASTERS
+    twin = on_hub(emulator, TOASTERS, "solo-1", DEVICE_KEY, lambda c: c.get_twin())
+    assert twin["reported"] == {"$version": 1}
+
+
+def test_wrong_key_raises_credential_error(emulator: RunningEmulator) -> None:
+    """A token signed with a key DPS does not know gets CONNACK 5 -> CredentialError."""
+    with pytest.raises(CredentialError):
+        register(emulator, "solo-1", GROUP_KEY)
+
+
+def test_disabled_enrollment(emulator: RunningEmulator) -> None:
+    """A disabled individual enrollment ends in status `disabled`, which the SDK raises."""
+    with pytest.raises(ClientError) as raised:
+        register(emulator, "solo-off", DEVICE_KEY)
+    assert "disabled" in str(raised.value.__cause__)
+
+
+def test_custom_allocation_with_payload_both_ways(
+    emulator: RunningEmulator, webhook: WebhookServer
+) -> None:
+    """The webhook gets the device payload and a masked URL; its hub, twin and payload land."""
+    webhook.replies["cust-1"] = [
+        (
+            200,
+            {
+                "iotHubHostName": TOASTERS,
+                "initialTwin": {
+                    "tags": {"tier": "gold"},
+                    "properties": {"desired": {"mode": "eco"}},
+                },
+                "payload": {"hello": "device"},
+            },
+        )
+    ]
+    key = derive_device_key(CUSTOM_KEY, "cust-1")
+    result = register(emulator, "cust-1", key, payload={"fw": "1.2.3"})
+    state = result.registration_state
+    assert (state.assigned_hub, state.sub_status) == (TOASTERS, "initialAssignment")
+    assert json.loads(state.response_payload) == {"hello": "device"}
+    [request] = [
+        r for r in webhook.requests if r["deviceRuntimeContext"]["registrationId"] == "cust-1"
+    ]
+    assert request["deviceRuntimeContext"]["payload"] == {"fw": "1.2.3"}
+    assert "secret-key" not in json.dumps(request)
+    twin = on_hub(emulator, TOASTERS, "cust-1", key, lambda c: c.get_twin())
+    assert twin["desired"]["mode"] == "eco"
+
+
+@pytest.mark.parametrize(
+    ("script", "error_code"),
+    [
+        ([(400, {"message": "denied"})], 400207),
+        ([(401, None)], 400209),
+        ([(200, {"iotHubHostName": ""})], 400208),
+        ([(200, {"iotHubHostName": "elsewhere.azure-devices.net"})], None),
+    ],
+    ids=["deny", "unauthorized", "empty-hub", "hub-not-linked"],
+)
+def test_custom_allocation_failures(
+    emulator: RunningEmulator, webhook: WebhookServer, script: list[Reply], error_code: int | None
+) -> None:
+    """Deny, 401, an empty hub and a hub outside linkedHubs all fail the registration."""
+    registration_id = f"fail-{len(webhook.requests)}"
+    webhook.replies[registration_id] = script
+    with pytest.raises(ClientError) as raised:
+        register(emulator, registration_id, derive_device_key(CUSTOM_KEY, registration_id))
+    assert "failed registration status" in str(raised.value.__cause__)
+    body = tap(emulator).final_body(registration_id)
+    assert body["status"] == "failed"
+    state = body["registrationState"]
+    assert state["errorCode"] == (error_code or state["errorCode"])
+    if error_code == 400207:
+        assert state["errorMessage"] == "Custom allocation failed with status code: 400"
+    if error_code is None:
+        hubs = emulator.emulator.hubs
+        assert hubs is not None
+        assert "elsewhere.azure-devices.net" not in emulator.call(hubs.hub_names)
+
+
+def test_webhook_500_then_200_is_retried_to_assigned(
+    emulator: RunningEmulator, webhook: WebhookServer
+) -> None:
+    """5xx answers are retried on DPS's (time-scaled) schedule until the webhook succeeds."""
+    webhook.replies["retry-1"] = [(500, None), (503, None), (200, {"iotHubHostName": HEATPUMPS})]
+    result = register(emulator, "retry-1", derive_device_key(CUSTOM_KEY, "retry-1"))
+    assert result.registration_state.assigned_hub == HEATPUMPS
+    assert (
+        len(
+            [
+                r
+                for r in webhook.requests
+                if r["deviceRuntimeContext"]["registrationId"] == "retry-1"
+            ]
+        )
+        == 3
+    )
+
+
+def test_reprovision_migrate_moves_device_and_twin(
+    emulator: RunningEmulator, webhook: WebhookServer
+) -> None:
+    """Under migrate, a second registration to another hub moves the device and its twin."""
+    key = derive_device_key(CUSTOM_KEY, "move-1")
+    webhook.replies["move-1"] = [
+        (200, {"iotHubHostName": TOASTERS}),
+        (200, {"iotHubHostName": HEATPUMPS}),
+    ]
+    assert register(emulator, "move-1", key).registration_state.assigned_hub == TOASTERS
+    on_hub(
+        emulator,
+        TOASTERS,
+        "move-1",
+        key,
+        lambda c: c.patch_twin_reported_properties({"battery": 90}),
+    )
+    second = register(emulator, "move-1", key).registration_state
+    assert (second.assigned_hub, second.sub_status) == (HEATPUMPS, "deviceDataMigrated")
+    twin = on_hub(emulator, HEATPUMPS, "move-1", key, lambda c: c.get_twin())
+    assert twin["reported"]["battery"] == 90
+    assert emulator.call(lambda: emulator.emulator.hub(TOASTERS).twin("move-1")) is None
+
+
+def requests_for(webhook: WebhookServer, registration_id: str) -> list[dict[str, Any]]:
+    return [
+        r
+        for r in webhook.requests
+        if r["deviceRuntimeContext"]["registrationId"] == registration_id
+    ]
+
+
+def test_reprovision_reset_restores_the_initial_twin(
+    emulator: RunningEmulator, webhook: WebhookServer
+) -> None:
+    """Under reset, re-registering on the same hub gives deviceDataReset and a fresh twin."""
+    key = derive_device_key(RESET_KEY, "reset-1")
+    answer = {
+        "iotHubHostName": TOASTERS,
+        "initialTwin": {"properties": {"desired": {"mode": "factory"}}},
+    }
+    webhook.replies["reset-1"] = [(200, answer)]
+    assert register(emulator, "reset-1", key).registration_state.assigned_hub == TOASTERS
+    on_hub(
+        emulator,
+        TOASTERS,
+        "reset-1",
+        key,
+        lambda c: c.patch_twin_reported_properties({"battery": 90}),
+    )
+    second = register(emulator, "reset-1", key).registration_state
+    assert (second.assigned_hub, second.sub_status) == (TOASTERS, "deviceDataReset")
+    twin = on_hub(emulator, TOASTERS, "reset-1", key, lambda c: c.get_twin())
+    assert "battery" not in twin["reported"]
+    assert twin["desired"]["mode"] == "factory"
+
+
+def test_reprovision_never_keeps_the_hub(emulator: RunningEmulator, webhook: WebhookServer) -> None:
+    """Under never, the webhook still runs but is offered only the current hub; the device and
+    its twin stay where they are."""
+    key = derive_device_key(NEVER_KEY, "never-1")
+    webhook.replies["never-1"] = [(200, {"iotHubHostName": TOASTERS})]
+    assert register(emulator, "never-1", key).registration_state.assigned_hub == TOASTERS
+    on_hub(
+        emulator,
+        TOASTERS,
+        "never-1",
+        key,
+        lambda c: c.patch_twin_reported_properties({"battery": 50}),
+    )
+    second = register(emulator, "never-1", key).registration_state
+    assert second.assigned_hub == TOASTERS
+    assert second.sub_status == "reprovisionedToInitialAssignment"
+    first_request, second_request = requests_for(webhook, "never-1")
+    assert sorted(first_request["linkedHubs"]) == sorted([TOASTERS, HEATPUMPS])
+    assert second_request["linkedHubs"] == [TOASTERS]
+    twin = on_hub(emulator, TOASTERS, "never-1", key, lambda c: c.get_twin())
+    assert twin["reported"]["battery"] == 50
