@@ -5,7 +5,15 @@ Only translation happens here: ``func.HttpRequest`` -> bytes -> ``webhook`` hand
 is loaded on the first request, then cached for the life of the worker.
 
 Functions:
-    allocate   POST /api/allocate   auth FUNCTION (DPS passes the key as ?code=)
+    allocate                POST /api/allocate                               auth FUNCTION (DPS passes ?code=)
+    device_lifecycle        Event Grid: IoT Hub device created/deleted/connected/disconnected
+    admin_get_device        GET  /api/devices/{registrationId}               auth ADMIN
+    admin_list_devices      GET  /api/devices?hub=&status=                   auth ADMIN
+    admin_retire_device     POST /api/devices/{registrationId}/retire        auth ADMIN
+    admin_reinstate_device  POST /api/devices/{registrationId}/reinstate     auth ADMIN
+
+The last five live in ``lifecycle_functions.py`` (a Blueprint) and share the store runtime with
+``allocate``: one set of Table clients per worker, built on first use.
 """
 
 from __future__ import annotations
@@ -17,17 +25,20 @@ from pathlib import Path
 
 import azure.functions as func
 
+import lifecycle_functions
+from store.runtime import get_runtime
 from webhook.handler import AllocateHandler, Answer
 from webhook.policy_source import PolicySource
 
 APP_ROOT = Path(__file__).resolve().parent
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+app.register_functions(lifecycle_functions.bp)
 
 
 @functools.cache
 def _allocate_handler() -> AllocateHandler:
-    return AllocateHandler(policy=PolicySource(os.environ, root=APP_ROOT).get)
+    return AllocateHandler(policy=PolicySource(os.environ, root=APP_ROOT).get, runtime=get_runtime)
 
 
 @app.route(route="allocate", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import subprocess
@@ -16,6 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import function_app
+from store.memory import MemoryStore
+from store.runtime import Runtime, set_runtime
 from tests.strategies import allocation_requests, json_values
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,12 +26,21 @@ FIXTURES = ROOT / ".." / "shared" / "fixtures" / "webhook"
 
 
 @pytest.fixture(autouse=True)
-def tutorial_policy(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Each test gets a fresh handler reading the tutorial policy."""
+def tutorial_policy(monkeypatch: pytest.MonkeyPatch) -> Iterator[MemoryStore]:
+    """Each test gets a fresh handler reading the tutorial policy, over an in-memory store."""
     monkeypatch.setenv("ALLOCATION_POLICY_FILE", "examples/tutorial-policy.toml")
     function_app._allocate_handler.cache_clear()
-    yield
+    store = MemoryStore()
+    set_runtime(Runtime(store=store, hubs=lambda hub: None))
+    yield store
+    set_runtime(None)
     function_app._allocate_handler.cache_clear()
+
+
+@functools.cache
+def indexed_functions() -> dict[str, str]:
+    """Function name -> function.json, as the host indexes them (get_functions builds only once)."""
+    return {f.get_function_name(): f.get_function_json() for f in function_app.app.get_functions()}
 
 
 def post(body: bytes) -> tuple[int, Any]:
@@ -40,16 +52,26 @@ def post(body: bytes) -> tuple[int, Any]:
     return response.status_code, json.loads(response.get_body())
 
 
-def test_functions_are_wired_with_routes_and_auth_levels() -> None:
-    """allocate is POST /api/allocate with auth level FUNCTION."""
-    functions = {
-        f.get_function_name(): f.get_function_json() for f in function_app.app.get_functions()
-    }
-    trigger = json.loads(functions["allocate"])["bindings"][0]
-    assert trigger["type"] == "httpTrigger"
-    assert trigger["route"] == "allocate"
-    assert trigger["methods"] == ["POST"]
-    assert trigger["authLevel"] == "FUNCTION"
+@pytest.mark.parametrize(
+    ("name", "trigger_type", "route", "methods", "auth"),
+    [
+        ("allocate", "httpTrigger", "allocate", ["POST"], "FUNCTION"),
+        ("device_lifecycle", "eventGridTrigger", None, None, None),
+        ("admin_get_device", "httpTrigger", "devices/{registrationId}", ["GET"], "ADMIN"),
+        ("admin_list_devices", "httpTrigger", "devices", ["GET"], "ADMIN"),
+        ("admin_retire_device", "httpTrigger", "devices/{registrationId}/retire", ["POST"], "ADMIN"),
+        ("admin_reinstate_device", "httpTrigger", "devices/{registrationId}/reinstate", ["POST"], "ADMIN"),
+    ],
+)
+def test_functions_are_wired_with_routes_and_auth_levels(
+    name: str, trigger_type: str, route: str | None, methods: list[str] | None, auth: str | None
+) -> None:
+    """Each function has its documented trigger, route, methods and auth level."""
+    trigger = json.loads(indexed_functions()[name])["bindings"][0]
+    assert trigger["type"] == trigger_type
+    assert trigger.get("route") == route
+    assert trigger.get("methods") == methods
+    assert trigger.get("authLevel") == auth
 
 
 def test_documented_request_gets_documented_response() -> None:

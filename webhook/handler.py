@@ -1,30 +1,51 @@
-"""The allocate handler: one AllocationRequest body in, one ``Answer`` out.
+"""The allocate handler: one AllocationRequest body in, one ``Answer`` out, one record logged.
 
 Status codes, chosen for what DPS does with them (../shared/spec/webhook.md §4):
 
     200  assigned: {"iotHubHostName", "initialTwin"?, "payload"?}
-    400  a deliberate deny, or a malformed request: DPS fails the registration (400207)
-    503  the policy cannot be loaded: DPS retries (10 times over ~7 minutes), no device is refused
-         for the operator's mistake
+    400  a deliberate deny (a rule, or a retired device), or a malformed request: DPS fails the
+         registration (400207)
+    429  the retired-device check could not be made and RETIRED_CHECK is fail-closed (the
+         default): DPS retries later; a possibly retired device is never admitted
+    503  the policy cannot be loaded: DPS retries; no device is refused for the operator's mistake
 
-No input produces a 5xx or a traceback: ``handle`` catches what the core raises and turns it into
-one of the answers above. The log gets one line per request with the registration id, outcome,
-hub, rule and timing — never the body, which may carry device data.
+No input produces a 5xx or a traceback: ``handle`` turns what the core and the store raise into
+one of the answers above. Every call writes one registration record (``store.records``), and an
+assigned device is counted in the inventory; both writes are bounded by STORE_TIMEOUT_SECONDS. If
+they fail, the answer stands and the whole record goes to the log as one line marked for replay
+(``python -m store replay``), so nothing is lost. The log never gets the body or payload values.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from allocation import Assignment, Policy, decide, response_body
 from allocation.errors import PolicyError, RequestError
-from allocation.request import parse_request_body
+from allocation.request import AllocationRequest, parse_request_body
+from store.base import InvalidKey, StoreError
+from store.deadline import call_with_deadline
+from store.records import (
+    DeviceStatus,
+    EnrollmentKind,
+    Outcome,
+    RegistrationRecord,
+    summarize_payload,
+)
+from store.replay import format_replay_line
+from store.runtime import Runtime
+from store.settings import RetiredCheck
 
 log = logging.getLogger("webhook.allocate")
+
+RETIRED_RULE = "(retired)"
+UNPARSED_ID = "(unparsed)"
 
 
 @dataclass(frozen=True)
@@ -38,9 +59,11 @@ class AllocateHandler:
         self,
         *,
         policy: Callable[[], Policy],
+        runtime: Callable[[], Runtime],
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self._policy = policy
+        self._runtime = runtime
         self._clock = clock
 
     def handle(self, body: bytes) -> Answer:
@@ -49,39 +72,177 @@ class AllocateHandler:
             request = parse_request_body(body)
         except RequestError as error:
             log.warning("allocation rejected: invalid request: %s", error)
-            return Answer(
+            answer = Answer(
                 400, {"error": "invalid request", "field": error.field, "message": str(error)}
             )
+            self._record(
+                _unparsed_id(body), None, Outcome.INVALID_REQUEST, started, reason=str(error)
+            )
+            return answer
+
         try:
             policy = self._policy()
         except PolicyError as error:
             log.error("allocation unavailable: policy failed to load: %s", error)
-            return Answer(
-                503,
-                {
-                    "error": "policy unavailable",
-                    "message": "the allocation policy failed to load; see the function log",
-                },
+            message = "the allocation policy failed to load; see the function log"
+            self._record(
+                request.registration_id, request, Outcome.RETRY_LATER, started, reason=message
             )
+            return Answer(503, {"error": "policy unavailable", "message": message})
+
+        refusal = self._retired_check(request, started)
+        if refusal is not None:
+            return refusal
 
         decision = decide(policy, request)
-        elapsed_ms = (self._clock() - started) * 1000
         if isinstance(decision, Assignment):
+            ms = self._record(
+                request.registration_id,
+                request,
+                Outcome.ASSIGNED,
+                started,
+                hub=decision.hub,
+                rule=decision.rule,
+                strategy=decision.strategy.value,
+            )
             log.info(
-                "allocation assigned registration_id=%s hub=%s rule=%s strategy=%s reprovision=%s ms=%.3f",
+                "allocation assigned registration_id=%s hub=%s rule=%s strategy=%s "
+                "reprovision=%s ms=%.3f",
                 request.registration_id,
                 decision.hub,
                 decision.rule,
                 decision.strategy.value,
                 request.is_reprovisioning,
-                elapsed_ms,
+                ms,
             )
             return Answer(200, response_body(decision))
+        ms = self._record(
+            request.registration_id,
+            request,
+            Outcome.DENIED,
+            started,
+            rule=decision.rule,
+            reason=decision.reason,
+        )
         log.info(
             "allocation denied registration_id=%s rule=%s reason=%s ms=%.3f",
             request.registration_id,
             decision.rule,
             decision.reason,
-            elapsed_ms,
+            ms,
         )
         return Answer(400, {"error": "denied", "rule": decision.rule, "reason": decision.reason})
+
+    def _retired_check(self, request: AllocationRequest, started: float) -> Answer | None:
+        """A refusal when the device is retired, or when that cannot be known and we fail closed."""
+        try:
+            runtime = self._runtime()
+            device = call_with_deadline(
+                lambda: runtime.store.get_device(request.registration_id),
+                runtime.settings.timeout_seconds,
+                what="retired check",
+            )
+        except InvalidKey:
+            device = None  # an id that cannot be a table key cannot have been retired
+        except StoreError as error:
+            fail_open = self._fail_open()
+            log.warning(
+                "allocation retired check failed registration_id=%s policy=%s: %s",
+                request.registration_id,
+                "fail-open" if fail_open else "fail-closed",
+                error,
+            )
+            if fail_open:
+                return None
+            message = "the device's status could not be checked; DPS will retry"
+            self._record(
+                request.registration_id, request, Outcome.RETRY_LATER, started, reason=message
+            )
+            return Answer(429, {"error": "retry later", "message": message})
+        if device is None or device.status is not DeviceStatus.RETIRED:
+            return None
+        reason = "device retired" + (f": {device.retired_reason}" if device.retired_reason else "")
+        self._record(
+            request.registration_id,
+            request,
+            Outcome.DENIED,
+            started,
+            rule=RETIRED_RULE,
+            reason=reason,
+        )
+        log.info(
+            "allocation denied registration_id=%s rule=%s", request.registration_id, RETIRED_RULE
+        )
+        return Answer(400, {"error": "denied", "rule": RETIRED_RULE, "reason": reason})
+
+    def _fail_open(self) -> bool:
+        try:
+            return self._runtime().settings.retired_check is RetiredCheck.FAIL_OPEN
+        except StoreError:
+            return False  # settings that cannot be read never open the gate
+
+    def _record(
+        self,
+        registration_id: str,
+        request: AllocationRequest | None,
+        outcome: Outcome,
+        started: float,
+        **decided: Any,
+    ) -> float:
+        """Write the registration record (and count an assignment); on failure log it for replay."""
+        decision_ms = (self._clock() - started) * 1000
+        failure: StoreError | None = None
+        runtime: Runtime | None = None
+        try:
+            runtime = self._runtime()
+        except StoreError as error:
+            failure = error
+        size, keys = summarize_payload(request.payload) if request else (0, ())
+        record = RegistrationRecord(
+            time=runtime.clock() if runtime else datetime.now(UTC),
+            registration_id=registration_id,
+            device_id=(request.current_device_id or request.registration_id) if request else None,
+            enrollment_kind=EnrollmentKind(request.enrollment_kind.value)
+            if request
+            else EnrollmentKind.UNKNOWN,
+            enrollment_id=_enrollment_id(request),
+            outcome=outcome,
+            reprovision=request.is_reprovisioning if request else False,
+            previous_hub=request.current_hub if request else None,
+            payload_size=size,
+            payload_keys=keys,
+            decision_ms=round(decision_ms, 3),
+            **decided,
+        )
+        if runtime is not None:
+            store, seconds = runtime.store, runtime.settings.timeout_seconds
+
+            def write() -> None:
+                if outcome is Outcome.ASSIGNED:
+                    store.record_provisioning(record)  # first: a logged record is always counted
+                store.append_registration(record)
+
+            try:
+                call_with_deadline(write, seconds, what="registration log")
+                return decision_ms
+            except StoreError as error:
+                failure = error
+        log.warning("registration record not stored (%s); %s", failure, format_replay_line(record))
+        return decision_ms
+
+
+def _enrollment_id(request: AllocationRequest | None) -> str | None:
+    if request is None:
+        return None
+    if request.enrollment_group_id is not None:
+        return request.enrollment_group_id
+    return request.registration_id if request.enrollment_kind.value == "individual" else None
+
+
+def _unparsed_id(body: bytes) -> str:
+    """The registration id of a request that failed to parse, when one can be read at all."""
+    try:
+        value = json.loads(body)["deviceRuntimeContext"]["registrationId"]
+    except (ValueError, TypeError, KeyError, IndexError, RecursionError):
+        return UNPARSED_ID
+    return value if isinstance(value, str) and value.strip() and len(value) <= 256 else UNPARSED_ID

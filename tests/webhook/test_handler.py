@@ -1,0 +1,237 @@
+"""The allocate handler with its store: one record per call, retired devices, and store faults."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from allocation import load_policy
+from store.base import StoreUnavailable
+from store.memory import MemoryStore
+from store.records import DeviceStatus, Outcome, RegistrationRecord
+from store.replay import parse_replay_lines, replay
+from store.runtime import Runtime
+from store.settings import RetiredCheck, StoreSettings
+from store.tables import TableStore
+from tests.store.azurite import ACCOUNT_KEY, Azurite
+from tests.store.conftest import fresh_prefix
+from webhook.handler import AllocateHandler
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / ".." / "shared" / "fixtures" / "webhook"
+POLICY = load_policy(
+    (ROOT / "examples" / "tutorial-policy.toml").read_text(), source="tutorial-policy.toml"
+)
+NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+TOASTER = "breakroom499-contoso-tstrsd-007"
+
+
+def body(name: str = "initial-group-request.json", **context: Any) -> bytes:
+    document = json.loads((FIXTURES / name).read_text())
+    document["deviceRuntimeContext"].update(context)
+    return json.dumps(document).encode()
+
+
+def handler(store: Any, **settings: Any) -> AllocateHandler:
+    runtime = Runtime(
+        store=store, hubs=lambda hub: None, settings=StoreSettings(**settings), clock=lambda: NOW
+    )
+    return AllocateHandler(policy=lambda: POLICY, runtime=lambda: runtime)
+
+
+class WritesFail(MemoryStore):
+    """Reads work, every write fails: the log write after a decision is what breaks."""
+
+    def append_registration(self, rec: RegistrationRecord) -> None:
+        raise StoreUnavailable("registration log: table service unreachable")
+
+    def record_provisioning(self, rec: RegistrationRecord) -> Any:
+        raise StoreUnavailable("inventory: table service unreachable")
+
+
+class Hangs(MemoryStore):
+    """Every call blocks until released: a backend that accepts and never answers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def get_device(self, registration_id: str) -> Any:
+        self.release.wait(10)
+        return None
+
+
+def test_assigned_call_is_logged_and_counted() -> None:
+    """An assignment writes its record and counts the device in the inventory."""
+    store = MemoryStore()
+    answer = handler(store).handle(body("reprovision-with-payload-request.json"))
+    assert answer.status == 200
+    (record,) = store.registration_history(TOASTER)
+    assert record.outcome is Outcome.ASSIGNED
+    assert record.hub == "contoso-toasters-hub-1098.azure-devices.net"
+    assert (record.rule, record.strategy, record.enrollment_id) == (
+        "toasters",
+        "hash",
+        "contoso-custom-allocated-devices",
+    )
+    assert record.reprovision is True
+    assert record.previous_hub == "contoso-toasters-hub-1098.azure-devices.net"
+    assert record.payload_keys == ("MyDeviceFirmwareVersion", "MyDeviceProvisioningVersion")
+    assert record.payload_size > 0
+    assert record.time == NOW
+    device = store.get_device(TOASTER)
+    assert device is not None
+    assert (device.provisioning_count, device.hub) == (1, record.hub)
+
+
+@pytest.mark.parametrize(
+    ("request_body", "registration_id", "outcome", "status"),
+    [
+        (body(registrationId="lobby-coffee-1"), "lobby-coffee-1", Outcome.DENIED, 400),
+        (
+            b'{"deviceRuntimeContext": {"registrationId": "dev-9"}, "linkedHubs": []}',
+            "dev-9",
+            Outcome.INVALID_REQUEST,
+            400,
+        ),
+        (b"{not json", "(unparsed)", Outcome.INVALID_REQUEST, 400),
+    ],
+)
+def test_every_outcome_writes_one_record(
+    request_body: bytes, registration_id: str, outcome: Outcome, status: int
+) -> None:
+    """Denied and invalid requests are logged too, under the id when one can be read."""
+    store = MemoryStore()
+    assert handler(store).handle(request_body).status == status
+    (record,) = store.registration_history(registration_id)
+    assert record.outcome is outcome
+    assert record.reason
+    assert store.get_device(registration_id) is None
+
+
+def test_retired_device_is_denied_then_reinstated() -> None:
+    """A retired device gets 400 with the reason; once reinstated it is assigned again."""
+    store = MemoryStore()
+    webhook = handler(store)
+    assert webhook.handle(body()).status == 200
+    store.set_status(TOASTER, DeviceStatus.RETIRED, reason="stolen", now=NOW)
+    answer = webhook.handle(body())
+    assert (answer.status, answer.body) == (
+        400,
+        {"error": "denied", "rule": "(retired)", "reason": "device retired: stolen"},
+    )
+    store.set_status(TOASTER, DeviceStatus.ACTIVE, reason=None, now=NOW)
+    assert webhook.handle(body()).status == 200
+    outcomes = [r.outcome for r in store.registration_history(TOASTER)]
+    assert outcomes.count(Outcome.DENIED) == 1
+    assert outcomes.count(Outcome.ASSIGNED) == 2
+
+
+def test_unreachable_store_fails_closed_with_429(caplog: pytest.LogCaptureFixture) -> None:
+    """When the retired check cannot be made, DPS is told to retry; the attempt is logged for replay."""
+    store = MemoryStore()
+    store.fail_with = StoreUnavailable("table service unreachable")
+    with caplog.at_level(logging.WARNING):
+        answer = handler(store).handle(body())
+    assert answer.status == 429
+    (record,) = parse_replay_lines(caplog.text.splitlines()).records
+    assert record[1].outcome is Outcome.RETRY_LATER
+
+
+def test_fail_open_admits_and_keeps_the_record(caplog: pytest.LogCaptureFixture) -> None:
+    """With RETIRED_CHECK=fail-open the device is assigned and the record waits in the log."""
+    store = MemoryStore()
+    store.fail_with = StoreUnavailable("table service unreachable")
+    with caplog.at_level(logging.WARNING):
+        answer = handler(store, retired_check=RetiredCheck.FAIL_OPEN).handle(body())
+    assert answer.status == 200
+    records = [rec for _, rec in parse_replay_lines(caplog.text.splitlines()).records]
+    assert [r.outcome for r in records] == [Outcome.ASSIGNED]
+
+
+def test_failed_log_write_keeps_decision_and_replay_restores_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """If the write after a decision fails, the answer stands and replay puts the record back."""
+    with caplog.at_level(logging.WARNING):
+        answer = handler(WritesFail()).handle(body())
+    assert answer.status == 200
+    assert "s3cret" not in caplog.text
+    restored = MemoryStore()
+    report = replay(restored, parse_replay_lines(caplog.text.splitlines()))
+    assert report.written == 1
+    (record,) = restored.registration_history(TOASTER)
+    assert record.hub == answer.body["iotHubHostName"]
+    device = restored.get_device(TOASTER)
+    assert device is not None
+    assert device.provisioning_count == 1
+
+
+def test_hung_store_is_bounded_by_the_timeout() -> None:
+    """A store that never answers costs at most the configured bound, then 429."""
+    store = Hangs()
+    started = time.monotonic()
+    answer = handler(store, timeout_seconds=0.3).handle(body())
+    elapsed = time.monotonic() - started
+    store.release.set()
+    assert answer.status == 429
+    assert elapsed < 1.5
+
+
+@pytest.fixture
+def own_azurite() -> Iterator[Azurite]:
+    """An Azurite this test may stop."""
+    server = Azurite().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.e2e
+def test_azurite_stopped_mid_run(own_azurite: Azurite, caplog: pytest.LogCaptureFixture) -> None:
+    """Against Azurite: records land; with Azurite stopped, 429 fast; replay restores the lost record."""
+    settings = StoreSettings(
+        connection_string=own_azurite.connection_string,
+        table_prefix=fresh_prefix(),
+        timeout_seconds=1.0,
+    )
+    webhook = handler(
+        TableStore.from_settings(settings),
+        connection_string=settings.connection_string,
+        table_prefix=settings.table_prefix,
+        timeout_seconds=1.0,
+    )
+    assert webhook.handle(body()).status == 200
+    assert webhook.handle(body(registrationId="lobby-coffee-1")).status == 400
+
+    own_azurite.stop()
+    with caplog.at_level(logging.WARNING):
+        started = time.monotonic()
+        answer = webhook.handle(body())
+        elapsed = time.monotonic() - started
+    assert answer.status == 429
+    assert elapsed < 3.0
+    assert ACCOUNT_KEY not in caplog.text
+    lost = parse_replay_lines(caplog.text.splitlines())
+    assert [rec.outcome for _, rec in lost.records] == [Outcome.RETRY_LATER]
+
+    fresh = Azurite().start()
+    try:
+        revived = TableStore.from_settings(
+            StoreSettings(
+                connection_string=fresh.connection_string, table_prefix=settings.table_prefix
+            )
+        )
+        assert replay(revived, lost).written == 1
+        assert [r.outcome for r in revived.registration_history(TOASTER)] == [Outcome.RETRY_LATER]
+    finally:
+        fresh.stop()
