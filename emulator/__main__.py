@@ -77,6 +77,12 @@ async def _serve(options: Options) -> None:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     print(f"emulator ready on {options.bind}:8883; CA certificate: {emulator.ca_path}", flush=True)
+    if emulator.functions is not None:
+        print(f"functions host on {emulator.functions.base_url}", flush=True)
+        if emulator.function_key_generated:
+            # Printed once, on purpose, so it can go into webhook_url; it is never logged.
+            where = options.state_dir / "function-key"
+            print(f"function key (generated, kept in {where}): {emulator.function_key}", flush=True)
     try:
         await stop.wait()
     finally:

@@ -10,7 +10,10 @@
 5. `server.MqttServer` on `--bind`:8883, routing each CONNECT by username: DPS usernames
    (`{idScope}/registrations/{id}/...`) to DPS, hub usernames (`{host}/{device}/?...`) to the hub
    named by `{host}`, anything else refused;
-6. with `--host-functions`, the local Functions host on 127.0.0.1:7071.
+6. with `--host-functions`, the local Functions host serving `function_app.app` on
+   127.0.0.1:7071, enforcing the function key (`--function-key`, else the one kept in
+   `<state-dir>/function-key`, else a new one written there 0600; `function_key_generated`
+   tells the CLI to print it once) and a master key kept in `<state-dir>/master-key`.
 
 `close()` stops them in reverse order. Nothing else in the package wires components together.
 """
@@ -25,6 +28,7 @@ from pathlib import Path
 from emulator.certs import CertificatePaths, ensure_certificates, server_ssl_context
 from emulator.config import EmulatorConfig, load_config
 from emulator.dps_service import DpsService
+from emulator.functions_host import FunctionsHost, load_function_app, state_key
 from emulator.hub import Hub, Hubs
 from emulator.ports import MqttEndpoint
 from emulator.server import MQTT_TLS_PORT, MqttServer
@@ -45,6 +49,7 @@ class Options:
     mqtt_port: int = MQTT_TLS_PORT
     host_functions: bool = False
     function_key: str | None = field(default=None, repr=False)
+    functions_bind: str = "127.0.0.1"  # tests move it off 127.0.0.1 to run side by side
     functions_port: int = 7071
     time_scale: float = 1.0
 
@@ -64,6 +69,9 @@ class Emulator:
         self.dps: DpsService | None = None
         self.certificates: CertificatePaths | None = None
         self.server: MqttServer | None = None
+        self.functions: FunctionsHost | None = None
+        self.function_key: str | None = None
+        self.function_key_generated = False
 
     @property
     def ca_path(self) -> Path:
@@ -95,6 +103,8 @@ class Emulator:
             port=options.mqtt_port,
         )
         await self.server.start()
+        if options.host_functions:
+            await self._start_functions()
         log.info(
             "emulator ready bind=%s dps=%s hubs=%s ca=%s",
             options.bind,
@@ -105,11 +115,30 @@ class Emulator:
 
     async def close(self) -> None:
         """Stop in reverse order."""
+        if self.functions is not None:
+            await self.functions.close()
+            self.functions = None
         if self.server is not None:
             await self.server.close()
             self.server = None
         if self.dps is not None:
             await self.dps.aclose()
+
+    async def _start_functions(self) -> None:
+        options = self.options
+        key, self.function_key_generated = state_key(
+            options.state_dir, "function-key", options.function_key
+        )
+        master_key, _ = state_key(options.state_dir, "master-key")
+        self.function_key = key
+        self.functions = FunctionsHost(
+            load_function_app(),
+            function_key=key,
+            master_key=master_key,
+            host=options.functions_bind,
+            port=options.functions_port,
+        )
+        await self.functions.start()
 
     def _build_dps(self, config: EmulatorConfig, hubs: Hubs) -> DpsService:
         return DpsService(config, hubs, HttpWebhook(), time_scale=self.options.time_scale)
