@@ -18,6 +18,8 @@ Protocol (../shared/spec/hub-mqtt.md):
 - Desired patches are pushed with `$version` to a device subscribed to them; method requests
   only reach a connected device subscribed to `$iothub/methods/POST/#` (else `DeviceNotOnline`).
 - Telemetry goes to the hub's message log with its property bag decoded (§3).
+- Not emulated: module identities (`{deviceId}/{moduleId}` client ids are refused), X.509
+  devices, and the service REST API (service-side operations are the methods below).
 
 Errors:
 
