@@ -10,6 +10,7 @@ import sys
 SUITES = {
     "allocation": "bench.allocation_bench",
     "import": "bench.import_bench",
+    "webhook": "bench.webhook_bench",
 }
 
 
