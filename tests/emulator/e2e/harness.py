@@ -77,5 +77,6 @@ class RunningEmulator:
 def options(tmp_path: Path, bind: str, toml: str = HUB_TOML, **extra: object) -> Options:
     """Options for a run on `bind` with its state and config under `tmp_path`."""
     config = tmp_path / "emulator.toml"
+    config.touch(mode=0o600)  # it holds enrollment keys
     config.write_text(toml)
     return Options(config_path=config, state_dir=tmp_path / "state", bind=bind, **extra)  # type: ignore[arg-type]
