@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from simulator import keys_cli
+from simulator import doctor, keys_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(title="commands", metavar="<command>", required=True)
     keys_cli.register(commands)
+    doctor.register(commands)
     return parser
 
 
