@@ -13,6 +13,8 @@ import azure.functions as func
 import pytest
 
 from emulator.functions_host import FunctionsHost, FunctionsHostError, load_function_app, state_key
+from store.memory import MemoryStore
+from store.runtime import Runtime, set_runtime
 
 FUNCTION_KEY = "function-key-123"
 MASTER_KEY = "master-key-456"
@@ -240,6 +242,8 @@ def test_loading_a_module_without_an_app_fails_clearly() -> None:
 
 def test_project_allocate_function_is_served_behind_the_key() -> None:
     """function_app.allocate answers at /api/allocate?code=KEY and a wrong key gets 401."""
+    store = MemoryStore()
+    set_runtime(Runtime(store=store, hubs=lambda hub: None))
     served = FunctionsHost(load_function_app(), function_key=FUNCTION_KEY, port=0)
     served.start_blocking()
     try:
@@ -248,5 +252,7 @@ def test_project_allocate_function_is_served_behind_the_key() -> None:
         assert status == 200
         assert json.loads(body)["iotHubHostName"] in json.loads(fixture)["linkedHubs"]
         assert request(served, "POST", "/api/allocate?code=nope", fixture)[0] == 401
+        assert len(store.registration_history("breakroom499-contoso-tstrsd-007")) == 1
     finally:
         served.close_blocking()
+        set_runtime(None)
