@@ -142,13 +142,24 @@ def _compile_route(template: str) -> re.Pattern[str]:
     return re.compile("".join(parts) + "/?", re.IGNORECASE)
 
 
+def index_functions(app: func.FunctionApp) -> list[Any]:
+    """``app.get_functions()``, callable more than once per app object.
+
+    azure-functions records every name it has indexed on the app (``functions_bindings``) and
+    reports all of them as duplicates on a second call; the real host indexes once per worker.
+    Several indexers share one process here (tests, the local host), so start from a clean record.
+    """
+    app.functions_bindings = {}
+    return list(app.get_functions())
+
+
 def _routes(
     app: func.FunctionApp, route_prefix: str
 ) -> tuple[list[HttpRoute], dict[str, _EventGridFunction]]:
     routes: list[HttpRoute] = []
     event_grid: dict[str, _EventGridFunction] = {}
     prefix = route_prefix.strip("/")
-    for function in app.get_functions():
+    for function in index_functions(app):
         trigger: Any = function.get_trigger()  # HttpTrigger | EventGridTrigger | ...; untyped here
         name = str(function.get_function_name())
         if trigger is None:

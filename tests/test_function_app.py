@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import function_app
+from emulator.functions_host import index_functions
 from store.memory import MemoryStore
 from store.runtime import Runtime, set_runtime
 from tests.strategies import allocation_requests, json_values
@@ -40,7 +41,7 @@ def tutorial_policy(monkeypatch: pytest.MonkeyPatch) -> Iterator[MemoryStore]:
 @functools.cache
 def indexed_functions() -> dict[str, str]:
     """Function name -> function.json, as the host indexes them (get_functions builds only once)."""
-    return {f.get_function_name(): f.get_function_json() for f in function_app.app.get_functions()}
+    return {f.get_function_name(): f.get_function_json() for f in index_functions(function_app.app)}
 
 
 def post(body: bytes) -> tuple[int, Any]:
@@ -59,8 +60,20 @@ def post(body: bytes) -> tuple[int, Any]:
         ("device_lifecycle", "eventGridTrigger", None, None, None),
         ("admin_get_device", "httpTrigger", "devices/{registrationId}", ["GET"], "ADMIN"),
         ("admin_list_devices", "httpTrigger", "devices", ["GET"], "ADMIN"),
-        ("admin_retire_device", "httpTrigger", "devices/{registrationId}/retire", ["POST"], "ADMIN"),
-        ("admin_reinstate_device", "httpTrigger", "devices/{registrationId}/reinstate", ["POST"], "ADMIN"),
+        (
+            "admin_retire_device",
+            "httpTrigger",
+            "devices/{registrationId}/retire",
+            ["POST"],
+            "ADMIN",
+        ),
+        (
+            "admin_reinstate_device",
+            "httpTrigger",
+            "devices/{registrationId}/reinstate",
+            ["POST"],
+            "ADMIN",
+        ),
     ],
 )
 def test_functions_are_wired_with_routes_and_auth_levels(
