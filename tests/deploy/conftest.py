@@ -1,4 +1,6 @@
-"""What a fresh worker sees when it imports the app, computed once in a subprocess.
+"""What a fresh worker sees when it imports the app, computed once in a subprocess, and every
+repo file and third-party module the app can load (import statements followed through the repo,
+nested ones too: the store loads azure-data-tables and azure-iot-hub inside functions).
 
 A subprocess because the Functions host imports `function_app` into a clean interpreter, and
 because `app.get_functions()` may be called only once per app object (a second call reports
@@ -7,6 +9,7 @@ every function as a duplicate), which other tests in this process also do.
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -59,3 +62,67 @@ def app_index() -> dict[str, Any]:
     assert result.returncode == 0, result.stderr[-2000:]
     index: dict[str, Any] = json.loads(result.stdout)
     return index
+
+
+def _local_top_level(name: str) -> bool:
+    top = name.split(".", maxsplit=1)[0]
+    return (ROOT / top).is_dir() or (ROOT / f"{top}.py").is_file()
+
+
+def _module_file(name: str) -> Path | None:
+    base = ROOT.joinpath(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imports(path: Path) -> set[str]:
+    """Every absolute module name an import statement in `path` names (nested ones too)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+    if path.name == "__init__.py":
+        package = package.rsplit(".", 1)[0] if "." in package else package
+    else:
+        package = package.rsplit(".", 1)[0] if "." in package else ""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                base = ".".join([*anchor, base] if base else anchor)
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)  # maybe submodules
+    return {name for name in names if name}
+
+
+def _app_closure(runtime_modules: tuple[str, ...]) -> tuple[frozenset[str], frozenset[str]]:
+    """(repo files the app can load, third-party module names the repo code imports directly)."""
+    files: set[str] = set(runtime_modules)
+    third_party: set[str] = set()
+    pending = [ROOT / name for name in runtime_modules]
+    while pending:
+        path = pending.pop()
+        for name in _imports(path):
+            top = name.split(".")[0]
+            if top in sys.stdlib_module_names or top == "__future__":
+                continue
+            if _local_top_level(name):
+                found = _module_file(name)
+                if found is not None:
+                    relative = found.relative_to(ROOT).as_posix()
+                    if relative not in files:
+                        files.add(relative)
+                        pending.append(found)
+            else:
+                third_party.add(name)
+    return frozenset(files), frozenset(third_party)
+
+
+@pytest.fixture(scope="session")
+def closure(app_index: dict[str, Any]) -> tuple[frozenset[str], frozenset[str]]:
+    """(repo files the app can load, third-party modules that repo code imports directly)."""
+    return _app_closure(tuple(sorted(app_index["modules"].values())))

@@ -1,24 +1,19 @@
 """What `func azure functionapp publish` ships: .funcignore, requirements.txt and host.json agree
 with what the app imports.
 
-The app's modules are found two ways: the repo files in `sys.modules` after a fresh
-`import function_app` (the `app_index` fixture), plus every import statement in those files, followed
-through the repo, because the store loads azure-data-tables and azure-iot-hub lazily, inside
-functions.
+The app's modules come from the `closure` fixture (conftest.py): the repo files in `sys.modules`
+after a fresh `import function_app`, plus every import statement in them followed through the repo.
 """
 
 from __future__ import annotations
 
-import ast
 import fnmatch
 import importlib.metadata
 import importlib.util
 import json
 import re
-import sys
 from functools import cache
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -97,71 +92,6 @@ def test_funcignore_matcher_follows_gitignore_rules() -> None:
 
 
 # --- the app's modules ----------------------------------------------------------------------------
-
-
-def _local_top_level(name: str) -> bool:
-    top = name.split(".", maxsplit=1)[0]
-    return (ROOT / top).is_dir() or (ROOT / f"{top}.py").is_file()
-
-
-def _module_file(name: str) -> Path | None:
-    base = ROOT.joinpath(*name.split("."))
-    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _imports(path: Path) -> set[str]:
-    """Every absolute module name an import statement in `path` names (nested ones too)."""
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    package = ".".join(path.relative_to(ROOT).with_suffix("").parts)
-    if path.name == "__init__.py":
-        package = package.rsplit(".", 1)[0] if "." in package else package
-    else:
-        package = package.rsplit(".", 1)[0] if "." in package else ""
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
-                base = ".".join([*anchor, base] if base else anchor)
-            names.add(base)
-            names.update(f"{base}.{alias.name}" for alias in node.names)  # maybe submodules
-    return {name for name in names if name}
-
-
-@cache
-def _app_closure(runtime_modules: tuple[str, ...]) -> tuple[frozenset[str], frozenset[str]]:
-    """(repo files the app can load, third-party module names the repo code imports directly)."""
-    files: set[str] = set(runtime_modules)
-    third_party: set[str] = set()
-    pending = [ROOT / name for name in runtime_modules]
-    while pending:
-        path = pending.pop()
-        for name in _imports(path):
-            top = name.split(".")[0]
-            if top in sys.stdlib_module_names or top == "__future__":
-                continue
-            if _local_top_level(name):
-                found = _module_file(name)
-                if found is not None:
-                    relative = found.relative_to(ROOT).as_posix()
-                    if relative not in files:
-                        files.add(relative)
-                        pending.append(found)
-            else:
-                third_party.add(name)
-    return frozenset(files), frozenset(third_party)
-
-
-@pytest.fixture(scope="module")
-def closure(app_index: dict[str, Any]) -> tuple[frozenset[str], frozenset[str]]:
-    """The app's repo files and third-party imports."""
-    return _app_closure(tuple(sorted(app_index["modules"].values())))
 
 
 def test_nothing_the_app_loads_is_excluded(closure: tuple[frozenset[str], frozenset[str]]) -> None:
