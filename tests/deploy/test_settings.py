@@ -138,6 +138,7 @@ def test_sample_and_docs_name_nothing_unknown(app_settings: set[str]) -> None:
         "FUNCTIONS_WORKER_RUNTIME",
         "AzureWebJobsFeatureFlags",
         "APPLICATIONINSIGHTS_CONNECTION_STRING",
+        "FUNCTIONS_EXTENSION_VERSION",
     }
     prefixes = tuple(name for name in app_settings if name.endswith("__"))
     for name in _documented() | set(_sample()):
