@@ -33,7 +33,10 @@ def bodies(count: int) -> list[bytes]:
         json.dumps(
             {
                 "enrollmentGroup": {"enrollmentGroupId": "contoso-custom"},
-                "deviceRuntimeContext": {"registrationId": f"unit{n % 50}{suffixes[n % 2]}", "payload": {"fw": "1.2"}},
+                "deviceRuntimeContext": {
+                    "registrationId": f"unit{n % 50}{suffixes[n % 2]}",
+                    "payload": {"fw": "1.2"},
+                },
                 "linkedHubs": HUBS,
             }
         ).encode()
@@ -42,7 +45,9 @@ def bodies(count: int) -> list[bytes]:
 
 
 def measure(store: Any, settings: StoreSettings, requests: list[bytes]) -> dict[str, float]:
-    policy = load_policy((ROOT / "examples" / "tutorial-policy.toml").read_text(), source="tutorial-policy.toml")
+    policy = load_policy(
+        (ROOT / "examples" / "tutorial-policy.toml").read_text(), source="tutorial-policy.toml"
+    )
     runtime = Runtime(store=store, hubs=lambda hub: None, settings=settings)
     handler = AllocateHandler(policy=lambda: policy, runtime=lambda: runtime)
     for request in requests[:20]:  # warm up: tables created, connections open
