@@ -8,7 +8,9 @@ reads the file, generates the enrollment keys the file leaves out, writes them b
 Shape (every field is documented in the README):
 
     [dps]                     id_scope, host
-    [[hubs]]                  name (a host name, kept verbatim: devices use it as TCP host)
+    [[hubs]]                  name (a host name, kept verbatim: devices use it as TCP host),
+                              shared_access_key_name, shared_access_key (service API policy)
+    [events]                  url (where lifecycle events are posted)
     [[enrollment_groups]]     id, primary_key, secondary_key, allocation, webhook_url, hubs,
                               reprovision, initial_twin {tags, desired}, enabled
     [[individual_enrollments]] registration_id, device_id, and the same fields as a group
@@ -16,6 +18,9 @@ Shape (every field is documented in the README):
 Defaults: `[dps]` id scope `0ne00000001`, host `global.azure-devices-provisioning.net`;
 `allocation = "hashed"`, `hubs` = every configured hub, `reprovision = "migrate"`,
 `enabled = true`, no initial twin. `custom` needs `webhook_url`; `static` needs exactly one hub.
+A hub's service policy is `iothubowner` by default; without `shared_access_key` the emulator
+generates one and keeps it in `<state-dir>/hubs.json`. Without `[events] url` lifecycle events go
+to the local Functions host when it runs, and nowhere otherwise.
 
 Errors:
 
@@ -52,6 +57,7 @@ __all__ = [
     "EnrollmentGroup",
     "IndividualEnrollment",
     "Reprovision",
+    "ServicePolicy",
     "generate_key",
     "load_config",
     "missing_keys",
@@ -62,6 +68,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_ID_SCOPE = "0ne00000001"
 DEFAULT_DPS_HOST = "global.azure-devices-provisioning.net"
+DEFAULT_POLICY_NAME = "iothubowner"
 GENERATED_KEY_BYTES = 64  # what DPS generates (../shared/spec/sas-and-keys.md §5)
 
 _HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
@@ -69,6 +76,8 @@ _ID_SCOPE = re.compile(r"[A-Za-z0-9]{1,64}")
 _ENROLLMENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 _DEVICE_ID = re.compile(r"[A-Za-z0-9\-.%_*?!(),=@$':]{1,128}")
 _KEY_FIELDS = ("primary_key", "secondary_key")
+_POLICY_FIELDS = ("shared_access_key_name", "shared_access_key")
+_POLICY_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _SECTIONS = ("enrollment_groups", "individual_enrollments")
 
 E = TypeVar("E", bound=StrEnum)
@@ -153,6 +162,15 @@ class IndividualEnrollment(Enrollment):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ServicePolicy:
+    """A hub's shared access policy for the service API; `key` None means "generate and keep"."""
+
+    hub: str
+    key_name: str = DEFAULT_POLICY_NAME
+    key: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, kw_only=True)
 class EmulatorConfig:
     """The whole configuration, validated."""
 
@@ -161,6 +179,8 @@ class EmulatorConfig:
     hubs: tuple[str, ...]
     enrollment_groups: tuple[EnrollmentGroup, ...]
     individual_enrollments: tuple[IndividualEnrollment, ...]
+    service_policies: tuple[ServicePolicy, ...] = ()  # one per hub, in `hubs` order
+    events_url: str | None = None
 
     def individual_enrollment(self, registration_id: str) -> IndividualEnrollment | None:
         """The individual enrollment of a registration id (ids match case-insensitively)."""
@@ -218,9 +238,11 @@ def load_config(path: Path, *, make_key: Callable[[], str] = generate_key) -> Em
 def parse_config(data: Mapping[str, Any], *, source: str) -> EmulatorConfig:
     """Validate a parsed TOML mapping into an EmulatorConfig, or raise ConfigError."""
     reader = _Reader(source)
-    reader.only_fields("top level", data, ("dps", "hubs", *_SECTIONS))
+    reader.only_fields("top level", data, ("dps", "hubs", "events", *_SECTIONS))
     dps = reader.dps(data.get("dps", {}))
     hubs = reader.hubs(data.get("hubs"))
+    policies = reader.service_policies(data.get("hubs"), hubs)
+    events_url = reader.events_url(data.get("events", {}))
     groups = tuple(
         reader.group(where, entry, hubs)
         for where, entry in reader.array_of_tables(data, "enrollment_groups")
@@ -241,6 +263,8 @@ def parse_config(data: Mapping[str, Any], *, source: str) -> EmulatorConfig:
         hubs=hubs,
         enrollment_groups=groups,
         individual_enrollments=individuals,
+        service_policies=policies,
+        events_url=events_url,
     )
 
 
@@ -301,10 +325,38 @@ class _Reader:
         for index, entry in enumerate(value, start=1):
             where = f"[[hubs]] #{index}"
             table = self.table(where, entry)
-            self.only_fields(where, table, ("name",))
+            self.only_fields(where, table, ("name", *_POLICY_FIELDS))
             names.append(self.host(f"{where}: name", self.string(where, table, "name")))
         self.unique("[[hubs]]", [name.lower() for name in names], "name")
         return tuple(names)
+
+    def service_policies(self, value: object, hubs: tuple[str, ...]) -> tuple[ServicePolicy, ...]:
+        policies: list[ServicePolicy] = []
+        entries = value if isinstance(value, list) else []
+        for index, (hub, table) in enumerate(zip(hubs, entries, strict=True), start=1):
+            where = f"[[hubs]] #{index} ({hub})"
+            key_name = self.string(where, table, "shared_access_key_name", DEFAULT_POLICY_NAME)
+            if not _POLICY_NAME.fullmatch(key_name):
+                raise self.fail(
+                    f"{where}: shared_access_key_name", "expected letters, digits and - . _"
+                )
+            key = (
+                self.key(where, table, "shared_access_key")
+                if "shared_access_key" in table
+                else None
+            )
+            policies.append(ServicePolicy(hub=hub, key_name=key_name, key=key))
+        return tuple(policies)
+
+    def events_url(self, value: object) -> str | None:
+        table = self.table("[events]", value)
+        self.only_fields("[events]", table, ("url",))
+        if "url" not in table:
+            return None
+        url = table["url"]
+        if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https"):
+            raise self.fail("[events]: url", "expected an http:// or https:// URL")
+        return url
 
     def array_of_tables(
         self, data: Mapping[str, Any], section: str
