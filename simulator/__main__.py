@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from simulator import doctor, keys_cli
+from simulator import doctor, fleet, keys_cli, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="<command>", required=True)
     keys_cli.register(commands)
     doctor.register(commands)
+    run_cli.register_command(commands)
+    fleet.register_command(commands)
     return parser
 
 

@@ -17,6 +17,13 @@ Rules:
   renamed into place; an existing file is refused unless ``--force``.
 - No key reaches stdout or stderr unless ``--show-keys``.
 - Exit codes: 0 success, 1 `verify-key` mismatch, 2 usage or validation error.
+- `read_secret_file` / `DeviceSecrets.from_json` load what `derive-key` writes (the simulator's
+  `run` reads it); this module is the one place secrets files are written and read.
+
+Errors:
+
+    UsageError           bad input; names the argument (exit code 2)
+    └── SecretFileError  a secrets file that cannot be read or lacks a field
 
 This module does the I/O; the credential rules live in the pure ``sas`` package.
 """
@@ -80,6 +87,10 @@ class UsageError(Exception):
     """Bad input; the message names the argument and what was expected. Exit code 2."""
 
 
+class SecretFileError(UsageError):
+    """A secrets file that cannot be read or lacks a field; names the file and the field."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class DeviceSecrets:
     """What a device needs to provision: where DPS is, who it is, and its derived keys."""
@@ -100,6 +111,47 @@ class DeviceSecrets:
             "secondaryKey": self.secondary_key,
         }
         return json.dumps(document, indent=indent)
+
+    @classmethod
+    def from_json(cls, text: str, *, source: str = "secrets.json") -> DeviceSecrets:
+        """Parse a secrets.json document; SecretFileError names ``source`` and the bad field."""
+        try:
+            document: Any = json.loads(text)
+        except ValueError:
+            raise SecretFileError(f"{source}: not JSON") from None
+        if not isinstance(document, dict):
+            raise SecretFileError(f"{source}: expected a JSON object")
+        values: dict[str, str] = {}
+        for name in ("provisioningHost", "idScope", "registrationId", "primaryKey", "secondaryKey"):
+            value = document.get(name)
+            if not isinstance(value, str) or not value:
+                raise SecretFileError(f"{source} {name}: expected a non-empty string")
+            values[name] = value
+        try:
+            validate_registration_id(values["registrationId"])
+        except RegistrationIdError as error:
+            raise SecretFileError(f"{source} registrationId: {error.problem}") from None
+        for name in ("primaryKey", "secondaryKey"):
+            try:
+                decode_key(values[name], name=f"{source} {name}")
+            except KeyFormatError as error:
+                raise SecretFileError(str(error)) from None
+        return cls(
+            provisioning_host=values["provisioningHost"],
+            id_scope=values["idScope"],
+            registration_id=values["registrationId"],
+            primary_key=values["primaryKey"],
+            secondary_key=values["secondaryKey"],
+        )
+
+
+def read_secret_file(path: Path) -> DeviceSecrets:
+    """Load a secrets.json written by `derive-key`; SecretFileError if it is unusable."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as error:
+        raise SecretFileError(f"{path}: cannot read: {_reason(error)}") from None
+    return DeviceSecrets.from_json(text, source=str(path))
 
 
 def derive_secrets(

@@ -1,0 +1,305 @@
+"""One simulated device on the real `azure-iot-device` SDK (asyncio API): provision, connect.
+
+Why the asyncio API: `fleet` runs hundreds of devices in one process, where a coroutine per device
+under a semaphore is cheap and the sync API would need a thread per device on top of the SDK's own
+(paho's network thread per client). `run` uses the same functions, so one code path is exercised.
+
+Rules (../shared/spec/dps-mqtt.md §4, §6; hub-mqtt.md §6):
+
+- Registration tries the derived primary key, then the secondary key, and only on a refused
+  credential (`CredentialError`: DPS's CONNACK 5). Both refused -> `KeysRefused`: the group keys
+  changed and the device keys must be derived again.
+- `ClientError` from `register()` is a DPS answer, not a credential problem: `failed` (the webhook
+  or policy denied the device), `disabled`, a 4xx topic status, or a 30 s timeout; it is reported
+  with its cause and never retried with the other key.
+- The hub: the primary connection string, then the secondary, again only on `CredentialError`;
+  both refused -> `HubRefused` (unknown device, disabled, keys changed), which `run` answers by
+  provisioning once more.
+- `--local` targets the emulator: `gateway_hostname` is its bind address and the CA is
+  `<state-dir>/ca.pem`; the DPS host and hub names stay the real ones (they are the SAS resource).
+- Nothing here logs or raises with a key or connection string in it; `quiet_sdk_logs()` keeps the
+  SDK's own loggers at WARNING (its INFO/DEBUG lines include connection details).
+
+Errors:
+
+    SimulatorError          base; `exit_code` is what the CLI returns
+    ├── KeysRefused         DPS refused both derived keys: re-derive them (exit 3)
+    ├── RegistrationFailed  DPS answered but did not assign the device (exit 1)
+    ├── HubRefused          the hub refused both connection strings (exit 1)
+    └── Unreachable         no connection, TLS failure or no answer in time (exit 1)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from simulator.device_settings import ConnectionString, DeviceSettings
+from simulator.keys_cli import DeviceSecrets
+
+__all__ = [
+    "EXIT_KEYS_REFUSED",
+    "HubRefused",
+    "KeySlot",
+    "KeysRefused",
+    "Registration",
+    "RegistrationFailed",
+    "SimulatorError",
+    "Target",
+    "Unreachable",
+    "connect",
+    "quiet_sdk_logs",
+    "register",
+]
+
+EXIT_FAILED, EXIT_KEYS_REFUSED = 1, 3
+SDK_LOGGERS = ("azure.iot.device", "paho")
+
+Step = Callable[[str], None]
+
+
+class SimulatorError(Exception):
+    """A device step failed; the message says what happened and what to do, never a key."""
+
+    exit_code = EXIT_FAILED
+
+
+class KeysRefused(SimulatorError):
+    """DPS refused the derived primary and secondary keys."""
+
+    exit_code = EXIT_KEYS_REFUSED
+
+
+class RegistrationFailed(SimulatorError):
+    """DPS answered without assigning the device; `reason` is a short label for summaries."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class HubRefused(SimulatorError):
+    """The hub refused the device with both connection strings."""
+
+
+class Unreachable(SimulatorError):
+    """DPS or the hub could not be reached, or did not answer in time."""
+
+
+class KeySlot(StrEnum):
+    """Which of a device's two keys (or connection strings) worked."""
+
+    PRIMARY = "primary"
+    SECONDARY = "secondary"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Target:
+    """Where the SDK connects: real Azure (no gateway, system trust) or the local emulator."""
+
+    gateway: str | None = None
+    ca_pem: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def local(cls, state_dir: Path, address: str) -> Target:
+        """The emulator bound to `address` whose state directory is `state_dir`."""
+        ca_path = state_dir / "ca.pem"
+        try:
+            ca_pem = ca_path.read_text(encoding="ascii")
+        except OSError:
+            raise Unreachable(
+                f"--state-dir: no {ca_path}; start the emulator first "
+                f"(python -m emulator --config ... --state-dir {state_dir} --bind {address})"
+            ) from None
+        return cls(gateway=address, ca_pem=ca_pem)
+
+    def sdk_options(self) -> dict[str, Any]:
+        """Keyword arguments for the SDK's `create_from_symmetric_key`."""
+        options: dict[str, Any] = {}
+        if self.gateway is not None:
+            options["gateway_hostname"] = self.gateway
+        if self.ca_pem is not None:
+            options["server_verification_cert"] = self.ca_pem
+        return options
+
+    def describe(self) -> str:
+        """For output: where connections go."""
+        return "Azure" if self.gateway is None else f"the local emulator at {self.gateway}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Registration:
+    """A successful registration: where the device went and which key got it there."""
+
+    hub: str
+    device_id: str
+    slot: KeySlot
+    substatus: str | None
+    payload: Any
+    seconds: float
+
+    def settings(self, secrets: DeviceSecrets) -> DeviceSettings:
+        """The settings.json content for this registration."""
+        return DeviceSettings.for_device(
+            hub=self.hub,
+            device_id=self.device_id,
+            primary_key=secrets.primary_key,
+            secondary_key=secrets.secondary_key,
+            payload=self.payload,
+        )
+
+
+def quiet_sdk_logs() -> None:
+    """Keep the SDK's and paho's loggers at WARNING: lower levels print connection details."""
+    for name in SDK_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+async def register(
+    secrets: DeviceSecrets,
+    target: Target,
+    *,
+    payload: Any = None,
+    step: Step = lambda _: None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Registration:
+    """Register with DPS, primary key first, secondary after a refused credential."""
+    from azure.iot.device.aio import ProvisioningDeviceClient  # noqa: PLC0415 - heavy SDK
+    from azure.iot.device.exceptions import CredentialError  # noqa: PLC0415
+
+    started = clock()
+    for slot, key in (
+        (KeySlot.PRIMARY, secrets.primary_key),
+        (KeySlot.SECONDARY, secrets.secondary_key),
+    ):
+        client = ProvisioningDeviceClient.create_from_symmetric_key(
+            provisioning_host=secrets.provisioning_host,
+            registration_id=secrets.registration_id,
+            id_scope=secrets.id_scope,
+            symmetric_key=key,
+            **target.sdk_options(),
+        )
+        if payload is not None:
+            client.provisioning_payload = payload
+        try:
+            result = await client.register()
+        except CredentialError:
+            step(f"dps: the {slot} key was refused (not authorised)")
+            continue
+        except Exception as error:
+            raise _registration_error(error, secrets) from None
+        if result is None or result.status != "assigned" or result.registration_state is None:
+            status = getattr(result, "status", None)
+            raise RegistrationFailed(
+                f"dps: registration ended with status {status!r}, not 'assigned'",
+                reason=f"status {status}",
+            )
+        state = result.registration_state
+        return Registration(
+            hub=state.assigned_hub,
+            device_id=state.device_id,
+            slot=slot,
+            substatus=state.sub_status,
+            payload=_payload(state.response_payload),
+            seconds=clock() - started,
+        )
+    raise KeysRefused(
+        f"dps: both derived keys of {secrets.registration_id!r} were refused: the enrollment "
+        "group's keys have changed. The device keys must be re-derived from the new group keys "
+        "(python -m simulator derive-key ... --force) and installed on the device."
+    )
+
+
+async def connect(
+    settings: DeviceSettings, target: Target, *, step: Step = lambda _: None, **options: Any
+) -> tuple[Any, KeySlot]:
+    """A connected `IoTHubDeviceClient`, primary connection string first; and the slot that worked."""
+    from azure.iot.device.aio import IoTHubDeviceClient  # noqa: PLC0415 - heavy SDK
+    from azure.iot.device.exceptions import CredentialError  # noqa: PLC0415
+
+    candidates: tuple[tuple[KeySlot, ConnectionString], ...] = (
+        (KeySlot.PRIMARY, settings.primary),
+        (KeySlot.SECONDARY, settings.secondary),
+    )
+    for slot, connection in candidates:
+        client = IoTHubDeviceClient.create_from_symmetric_key(
+            symmetric_key=connection.shared_access_key,
+            hostname=connection.host_name,
+            device_id=connection.device_id,
+            **target.sdk_options(),
+            **options,
+        )
+        try:
+            await client.connect()
+        except CredentialError:
+            step(f"hub: the {slot} connection string was refused (not authorised)")
+            await client.shutdown()
+            continue
+        except Exception as error:
+            await client.shutdown()
+            raise Unreachable(
+                f"hub: cannot connect to {connection.host_name}: {_describe(error)}"
+            ) from None
+        return client, slot
+    raise HubRefused(
+        f"hub: {settings.assigned_hub} refused device {settings.device_id!r} with both connection "
+        "strings (unknown or disabled device, or its keys changed)"
+    )
+
+
+def _payload(text: object) -> Any:
+    """The SDK hands the payload back as a JSON string (dps-mqtt.md §6)."""
+    import json  # noqa: PLC0415
+
+    if isinstance(text, str):
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+    return text
+
+
+def _registration_error(error: BaseException, secrets: DeviceSecrets) -> SimulatorError:
+    """Turn what `register()` raised into our error, with its cause in words."""
+    from azure.iot.device.exceptions import ConnectionFailedError  # noqa: PLC0415
+
+    who = repr(secrets.registration_id)
+    cause = str(error.__cause__ or "")
+    if isinstance(error, ConnectionFailedError):
+        return Unreachable(f"dps: cannot reach {secrets.provisioning_host}: {_describe(error)}")
+    if "failed registration status" in cause:
+        return RegistrationFailed(
+            f"dps: registration of {who} failed: the allocation policy or webhook refused it "
+            "(or no linked hub could take it)",
+            reason="failed (denied by the allocation policy or webhook)",
+        )
+    if "invalid registration status" in cause:
+        status = cause.split("invalid registration status", 1)[1].split(maxsplit=1)[0]
+        return RegistrationFailed(
+            f"dps: registration of {who} ended with status {status!r} "
+            "(a disabled enrollment or device)",
+            reason=f"status {status}",
+        )
+    if "service error status code" in cause:
+        code = cause.rsplit(" ", 1)[-1]
+        return RegistrationFailed(
+            f"dps: registration of {who} refused with status code {code}",
+            reason=f"status code {code}",
+        )
+    if "timed out" in cause:
+        return Unreachable(f"dps: no answer to the registration of {who} within 30 s")
+    return RegistrationFailed(
+        f"dps: registration of {who} failed: {_describe(error)}", reason=type(error).__name__
+    )
+
+
+def _describe(error: BaseException) -> str:
+    """The error and its cause as the SDK words them (they carry no keys)."""
+    cause = error.__cause__
+    text = f"{type(error).__name__}: {error}"
+    return f"{text} ({type(cause).__name__}: {cause})" if cause is not None else text

@@ -1,0 +1,399 @@
+"""`python -m simulator fleet`: many devices from one group key, provisioned concurrently.
+
+For each of `--count N` registration ids (`--prefix` then 1..N, zero-padded) the device keys are
+derived from the group keys (as `derive-key` does), then each device registers with DPS (primary
+key, then secondary), connects to its hub, sends `--messages` telemetry messages and disconnects.
+At most `--concurrency` devices are in flight: the SDK waits a fixed 2 s before its first DPS poll,
+so throughput comes from overlap, while each SDK client costs a network thread, so the overlap is
+bounded by an asyncio semaphore.
+
+While running, a progress line goes to stderr (redrawn in place on a terminal, a plain line per
+10 % otherwise). Then a summary on stdout: devices per hub, per allocation rule, provisioning
+latency p50/p95/p99 and failures by reason. Exit code 0 only if every device succeeded, 1 if any
+failed, 2 for usage errors.
+
+Where the rule comes from: the DPS payload's `rule` field when the allocation policy returns one
+(`[rules.payload] rule = "{rule}"`); with `--registration-log`, the webhook's registration log in
+Table storage (connection string in `AzureWebJobsStorage`, tables `--table-prefix`), which records
+the rule of every decision. Neither -> "(not reported)".
+
+`summarize` and `render` are pure; the rest is the SDK shell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from sas import RegistrationIdError
+from simulator import keys_cli
+from simulator.device import (
+    HubRefused,
+    KeysRefused,
+    RegistrationFailed,
+    SimulatorError,
+    Target,
+    Unreachable,
+    connect,
+    quiet_sdk_logs,
+    register,
+)
+from simulator.keys_cli import DeviceSecrets, UsageError, derive_secrets
+from simulator.run_cli import add_target_arguments, parse_payload, target_from
+
+__all__ = [
+    "DeviceOutcome",
+    "FleetSummary",
+    "Progress",
+    "percentile",
+    "register_command",
+    "render",
+    "run_fleet",
+    "summarize",
+]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+NOT_REPORTED = "(not reported)"
+STORAGE_SETTING = "AzureWebJobsStorage"
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeviceOutcome:
+    """One device's run: where it landed, by which rule, how long DPS took, or why it failed."""
+
+    registration_id: str
+    hub: str | None = None
+    rule: str | None = None
+    provisioning_seconds: float | None = None
+    failure: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class FleetSummary:
+    """What `render` prints."""
+
+    devices: int
+    succeeded: int
+    per_hub: tuple[tuple[str, int], ...]
+    per_rule: tuple[tuple[str, int], ...]
+    latency_p50: float | None
+    latency_p95: float | None
+    latency_p99: float | None
+    failures: tuple[tuple[str, int], ...]
+    seconds: float
+
+    @property
+    def failed(self) -> int:
+        """Devices that did not finish."""
+        return self.devices - self.succeeded
+
+    @property
+    def devices_per_second(self) -> float:
+        """Finished devices per wall-clock second."""
+        return self.succeeded / self.seconds if self.seconds > 0 else 0.0
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile (`fraction` in (0, 1]) of a non-empty sequence."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[rank - 1]
+
+
+def summarize(outcomes: Sequence[DeviceOutcome], *, seconds: float) -> FleetSummary:
+    """Count and rank the outcomes of one fleet run."""
+    done = [outcome for outcome in outcomes if outcome.failure is None]
+    latencies = [o.provisioning_seconds for o in done if o.provisioning_seconds is not None]
+
+    def ranked(counter: Counter[str]) -> tuple[tuple[str, int], ...]:
+        return tuple(sorted(counter.items(), key=lambda item: (-item[1], item[0])))
+
+    return FleetSummary(
+        devices=len(outcomes),
+        succeeded=len(done),
+        per_hub=ranked(Counter(o.hub or "?" for o in done)),
+        per_rule=ranked(Counter(o.rule or NOT_REPORTED for o in done)),
+        latency_p50=percentile(latencies, 0.50) if latencies else None,
+        latency_p95=percentile(latencies, 0.95) if latencies else None,
+        latency_p99=percentile(latencies, 0.99) if latencies else None,
+        failures=ranked(Counter(o.failure for o in outcomes if o.failure is not None)),
+        seconds=seconds,
+    )
+
+
+def render(summary: FleetSummary) -> str:
+    """The summary as plain-text tables."""
+
+    def table(title: str, rows: Sequence[tuple[str, object]]) -> list[str]:
+        width = max([len(title), *(len(name) for name, _ in rows)])
+        lines = [f"{title:<{width}}  devices", f"{'-' * width}  -------"]
+        lines += [f"{name:<{width}}  {count:>7}" for name, count in rows]
+        return [*lines, ""]
+
+    def seconds(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f} s"
+
+    lines = [
+        f"fleet: {summary.succeeded}/{summary.devices} device(s) provisioned, connected and sent "
+        f"telemetry in {summary.seconds:.1f} s ({summary.devices_per_second:.1f} devices/s)",
+        "",
+        *table("hub", summary.per_hub),
+        *table("rule", summary.per_rule),
+        "provisioning latency: "
+        f"p50 {seconds(summary.latency_p50)}, p95 {seconds(summary.latency_p95)}, "
+        f"p99 {seconds(summary.latency_p99)}",
+        "",
+    ]
+    if summary.failures:
+        lines += table("failure", summary.failures)
+    else:
+        lines.append("failures: none")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+class Progress:
+    """A progress line on `stream`: redrawn in place on a terminal, else one line per 10 %."""
+
+    def __init__(
+        self,
+        total: int,
+        stream: TextIO,
+        *,
+        tty: bool | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.total = total
+        self.stream = stream
+        self.tty = stream.isatty() if tty is None else tty
+        self.clock = clock
+        self.done = 0
+        self.failed = 0
+        self._started = clock()
+        self._next_step = 1
+
+    def advance(self, *, ok: bool) -> None:
+        """One more device finished."""
+        self.done += 1
+        self.failed += 0 if ok else 1
+        if self.tty:
+            self.stream.write("\r" + self.line())
+        elif self.done * 10 >= self._next_step * self.total or self.done == self.total:
+            self._next_step = self.done * 10 // max(self.total, 1) + 1
+            self.stream.write(self.line() + "\n")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        """End the line on a terminal."""
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+    def line(self) -> str:
+        """`[#####.....]  50/100  failed 0  12.3 s`."""
+        width = 30
+        filled = width * self.done // max(self.total, 1)
+        bar = "#" * filled + "." * (width - filled)
+        elapsed = self.clock() - self._started
+        count = f"{self.done:>{len(str(self.total))}}/{self.total}"
+        return f"[{bar}] {count}  failed {self.failed}  {elapsed:.1f} s"
+
+
+def failure_reason(error: SimulatorError) -> str:
+    """A short label for the failures table."""
+    if isinstance(error, RegistrationFailed):
+        return f"dps: {error.reason}"
+    if isinstance(error, KeysRefused):
+        return "dps: both keys refused"
+    if isinstance(error, HubRefused):
+        return "hub: both connection strings refused"
+    if isinstance(error, Unreachable):
+        return f"{str(error).split(':', 1)[0]}: unreachable or no answer"
+    return type(error).__name__
+
+
+async def run_device(
+    secrets: DeviceSecrets, target: Target, *, messages: int, payload: Any
+) -> DeviceOutcome:
+    """Register, connect, send `messages` messages, disconnect; never raises a SimulatorError."""
+    from azure.iot.device import Message  # noqa: PLC0415 - heavy SDK
+
+    try:
+        registration = await register(secrets, target, payload=payload)
+        settings = registration.settings(secrets)
+        client, _ = await connect(settings, target, connection_retry=False)
+        try:
+            for number in range(1, messages + 1):
+                body = json.dumps({"deviceId": registration.device_id, "sequence": number})
+                await client.send_message(Message(body))  # type: ignore[no-untyped-call]
+        finally:
+            await client.shutdown()
+    except SimulatorError as error:
+        return DeviceOutcome(registration_id=secrets.registration_id, failure=failure_reason(error))
+    rule = registration.payload.get("rule") if isinstance(registration.payload, dict) else None
+    return DeviceOutcome(
+        registration_id=secrets.registration_id,
+        hub=registration.hub,
+        rule=rule if isinstance(rule, str) else None,
+        provisioning_seconds=registration.seconds,
+    )
+
+
+async def run_fleet(
+    devices: Sequence[DeviceSecrets],
+    target: Target,
+    *,
+    concurrency: int,
+    messages: int = 2,
+    payload: Any = None,
+    progress: Progress | None = None,
+) -> list[DeviceOutcome]:
+    """Run every device, at most `concurrency` at a time; outcomes in the order of `devices`."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(secrets: DeviceSecrets) -> DeviceOutcome:
+        async with gate:
+            outcome = await run_device(secrets, target, messages=messages, payload=payload)
+        if progress is not None:
+            progress.advance(ok=outcome.failure is None)
+        return outcome
+
+    outcomes = await asyncio.gather(*(one(secrets) for secrets in devices))
+    if progress is not None:
+        progress.finish()
+    return list(outcomes)
+
+
+def rules_from_log(
+    outcomes: Sequence[DeviceOutcome], connection_string: str, *, table_prefix: str, since: datetime
+) -> list[DeviceOutcome]:
+    """Fill in each successful device's rule from the webhook's registration log (newest wins)."""
+    from store.tables import TableStore  # noqa: PLC0415 - the Tables SDK loads only when asked
+
+    store = TableStore(connection_string, table_prefix=table_prefix, timeout_seconds=10.0)
+    try:
+        records = store.registrations_since(since, limit=max(100, 3 * len(outcomes)))
+    finally:
+        store.close()
+    rules: dict[str, str] = {}
+    for record in records:  # newest first
+        if record.rule is not None:
+            rules.setdefault(record.registration_id.lower(), record.rule)
+    return [
+        outcome
+        if outcome.failure is not None or outcome.rule is not None
+        else DeviceOutcome(
+            registration_id=outcome.registration_id,
+            hub=outcome.hub,
+            rule=rules.get(outcome.registration_id.lower()),
+            provisioning_seconds=outcome.provisioning_seconds,
+        )
+        for outcome in outcomes
+    ]
+
+
+def register_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `fleet` to the simulator's subcommands."""
+    parser = commands.add_parser(
+        "fleet",
+        help="derive keys for N devices and provision, connect and run them concurrently",
+        description=__doc__.split("\n\n", 1)[1].split("\n\n`summarize`")[0],
+        epilog=keys_cli.KEY_SOURCES_HELP + "\nexit codes: 0 all succeeded, 1 any failed, 2 usage",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--provisioning-host", default="global.azure-devices-provisioning.net")
+    parser.add_argument("--id-scope", required=True, metavar="SCOPE")
+    parser.add_argument("--count", type=int, required=True, metavar="N")
+    parser.add_argument("--prefix", default="sim-", metavar="P", help="registration id prefix")
+    parser.add_argument("--group-primary-key", metavar="KEY", help="see 'group keys' below")
+    parser.add_argument("--group-secondary-key", metavar="KEY", help="see 'group keys' below")
+    parser.add_argument("--group-keys-file", type=Path, metavar="FILE", help="see 'group keys'")
+    parser.add_argument("--concurrency", type=int, default=100, metavar="C", help="default 100")
+    parser.add_argument("--messages", type=int, default=2, metavar="N", help="per device")
+    parser.add_argument("--payload", metavar="JSON", help="DPS registration payload (JSON)")
+    parser.add_argument(
+        "--registration-log",
+        action="store_true",
+        help=f"read rules from the webhook's Table log ({STORAGE_SETTING} in the environment)",
+    )
+    parser.add_argument("--table-prefix", default="dps", help="the store's table prefix")
+    add_target_arguments(parser)
+    parser.set_defaults(command=_command)
+
+
+def fleet_devices(
+    *, host: str, id_scope: str, prefix: str, count: int, primary: str, secondary: str
+) -> list[DeviceSecrets]:
+    """The fleet's registration ids (prefix + zero-padded number) with their derived keys."""
+    width = len(str(count))
+    return [
+        derive_secrets(host, id_scope, f"{prefix}{number:0{width}d}", primary, secondary)
+        for number in range(1, count + 1)
+    ]
+
+
+def _command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    try:
+        if args.count < 1 or args.concurrency < 1 or args.messages < 0:
+            raise UsageError("--count/--concurrency: expected 1 or more; --messages: 0 or more")
+        keys = keys_cli._group_keys(args, env)  # the same sources and checks as derive-key
+        if "primary" not in keys or "secondary" not in keys:
+            raise UsageError(
+                "--group-primary-key/--group-secondary-key: both group keys are needed "
+                f"(flags or {keys_cli.ENV_GROUP_PRIMARY_KEY}/{keys_cli.ENV_GROUP_SECONDARY_KEY})"
+            )
+        storage = env.get(STORAGE_SETTING) if args.registration_log else None
+        if args.registration_log and not storage:
+            raise UsageError(f"--registration-log: set {STORAGE_SETTING} to the storage account")
+        try:
+            devices = fleet_devices(
+                host=args.provisioning_host,
+                id_scope=args.id_scope,
+                prefix=args.prefix,
+                count=args.count,
+                primary=keys["primary"],
+                secondary=keys["secondary"],
+            )
+        except RegistrationIdError as error:
+            raise UsageError(f"--prefix: {error.problem}") from None
+        payload = parse_payload(args.payload)
+        target = target_from(args)
+    except UsageError as error:
+        print(f"fleet: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except SimulatorError as error:
+        print(f"fleet: error: {error}", file=sys.stderr)
+        return error.exit_code
+    quiet_sdk_logs()
+    since = datetime.now(UTC)
+    started = time.monotonic()
+    print(
+        f"fleet: {args.count} device(s) against {target.describe()}, "
+        f"at most {args.concurrency} at a time",
+        file=sys.stderr,
+    )
+    outcomes = asyncio.run(
+        run_fleet(
+            devices,
+            target,
+            concurrency=args.concurrency,
+            messages=args.messages,
+            payload=payload,
+            progress=Progress(len(devices), sys.stderr),
+        )
+    )
+    seconds = time.monotonic() - started
+    if storage:
+        outcomes = rules_from_log(outcomes, storage, table_prefix=args.table_prefix, since=since)
+    summary = summarize(outcomes, seconds=seconds)
+    print(render(summary), end="")
+    return EXIT_OK if summary.failed == 0 else EXIT_FAILED
