@@ -11,6 +11,7 @@ Shape (every field is documented in the README):
     [[hubs]]                  name (a host name, kept verbatim: devices use it as TCP host),
                               shared_access_key_name, shared_access_key (service API policy)
     [events]                  url (where lifecycle events are posted)
+    [faults.dps], [faults."<hub>"]  fault injection (fields in `emulator.faults`)
     [[enrollment_groups]]     id, primary_key, secondary_key, allocation, webhook_url, hubs,
                               reprovision, initial_twin {tags, desired}, enabled
     [[individual_enrollments]] registration_id, device_id, and the same fields as a group
@@ -44,6 +45,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from emulator.faults import FaultError, FaultSpec, parse_fault_table
 from emulator.twin import InitialTwin, TwinError
 from sas.errors import KeyFormatError
 from sas.keys import decode_key
@@ -181,6 +183,7 @@ class EmulatorConfig:
     individual_enrollments: tuple[IndividualEnrollment, ...]
     service_policies: tuple[ServicePolicy, ...] = ()  # one per hub, in `hubs` order
     events_url: str | None = None
+    faults: Mapping[str, FaultSpec] = field(default_factory=dict)  # target -> spec at start
 
     def individual_enrollment(self, registration_id: str) -> IndividualEnrollment | None:
         """The individual enrollment of a registration id (ids match case-insensitively)."""
@@ -238,7 +241,7 @@ def load_config(path: Path, *, make_key: Callable[[], str] = generate_key) -> Em
 def parse_config(data: Mapping[str, Any], *, source: str) -> EmulatorConfig:
     """Validate a parsed TOML mapping into an EmulatorConfig, or raise ConfigError."""
     reader = _Reader(source)
-    reader.only_fields("top level", data, ("dps", "hubs", "events", *_SECTIONS))
+    reader.only_fields("top level", data, ("dps", "hubs", "events", "faults", *_SECTIONS))
     dps = reader.dps(data.get("dps", {}))
     hubs = reader.hubs(data.get("hubs"))
     policies = reader.service_policies(data.get("hubs"), hubs)
@@ -265,6 +268,7 @@ def parse_config(data: Mapping[str, Any], *, source: str) -> EmulatorConfig:
         individual_enrollments=individuals,
         service_policies=policies,
         events_url=events_url,
+        faults=_faults(data.get("faults", {}), hubs, source),
     )
 
 
@@ -496,6 +500,14 @@ _COMMON_FIELDS = (
     "initial_twin",
     "enabled",
 )
+
+
+def _faults(value: object, hubs: tuple[str, ...], source: str) -> dict[str, FaultSpec]:
+    try:
+        return parse_fault_table(value, hubs=hubs, source=source)
+    except FaultError as error:
+        location, _, message = str(error).removeprefix(f"{source}: ").partition(": ")
+        raise ConfigError(source, location, message) from None
 
 
 def _parse_toml(text: str, source: str) -> dict[str, Any]:
