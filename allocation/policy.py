@@ -44,6 +44,7 @@ import fnmatch
 import functools
 import re
 import tomllib
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -364,7 +365,7 @@ def _id_matcher(spec: object, source: str, where: str) -> IdMatcher:
         )
     if kind is IdMatchKind.REGEX:
         try:
-            return IdMatcher(kind=kind, text=text, regex=re.compile(text, re.IGNORECASE))
+            return IdMatcher(kind=kind, text=text, regex=_compile_regex(text))
         except re.error as error:
             raise PolicyError(
                 source, f"{where}.regex", f"not a valid regular expression: {error}"
@@ -391,7 +392,8 @@ def _payload_condition(path: str, spec: object, source: str, where: str) -> Payl
         return PayloadCondition(path=steps, exists=operand)
     try:
         return PayloadCondition(
-            path=steps, pattern=re.compile(_string(operand, source, f"{where}.matches"))
+            path=steps,
+            pattern=_compile_regex(_string(operand, source, f"{where}.matches"), flags=0),
         )
     except re.error as error:
         raise PolicyError(
@@ -442,6 +444,14 @@ def _only(table: Mapping[str, Any], allowed: set[str], source: str, where: str) 
             where,
             f"unknown key {unknown[0]!r}; expected one of {', '.join(sorted(allowed))}",
         )
+
+
+def _compile_regex(pattern: str, flags: int = re.IGNORECASE) -> re.Pattern[str]:
+    """Compile a user's regex. Python's warnings about syntax it may reinterpret one day (nested
+    sets) are not errors in a policy: the pattern means today what it says."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return re.compile(pattern, flags)
 
 
 @functools.lru_cache(maxsize=1024)

@@ -81,7 +81,7 @@ class RegistryManagerHub:
 
     @classmethod
     def from_managed_identity(cls, hub: str) -> RegistryManagerHub:
-        """Build with the app's managed identity (needs azure-identity, which is not pinned yet)."""
+        """Build with the app's managed identity (azure-identity, pinned in requirements.txt)."""
         from azure.identity import DefaultAzureCredential  # noqa: PLC0415
         from azure.iot.hub import IoTHubRegistryManager  # noqa: PLC0415
 

@@ -12,9 +12,9 @@ from allocation.policy import DEFAULT_RULE_NAME, IdMatchKind, Strategy, load_pol
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.toml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*policy*.toml")), ids=lambda p: p.name)
 def test_example_policies_load(path: Path) -> None:
-    """Every policy shipped in examples/ is valid."""
+    """Every policy shipped in examples/ (named *policy*.toml) is valid."""
     policy = load_policy(path.read_text(), source=path.name)
     assert policy.rules[-1].name == DEFAULT_RULE_NAME
 

@@ -23,16 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 MUST_EXCLUDE = ("tests/", "emulator/", "simulator/", "bench/", "node_modules/", "demo/")
 # Dependencies the app imports that requirements.txt does not pin yet, each with the reason.
 # Remove an entry when requirements.txt pins it.
-KNOWN_UNPINNED = {
-    "azure-identity": "store/retire.py imports it only for IOTHUB_USE_MANAGED_IDENTITY=true "
-    "(not installed here; the setting is documented as needing it)",
-    "msrest": "store/retire.py imports its HttpOperationError; it ships with azure-iot-hub 2.7.0 "
-    "(installed: 0.7.1)",
-    "azure-core": "store/tables.py imports it; it ships with azure-data-tables 12.7.0 "
-    "(installed: 1.41.0)",
-    "requests": "store/tables.py imports it for RequestsTransport; it ships with azure-core "
-    "(installed: 2.34.2)",
-}
+KNOWN_UNPINNED: dict[str, str] = {}  # distribution -> why it may stay unpinned
 # Pinned without a direct import, each with the reason.
 PINNED_COMPANIONS = {"six": "azure-iot-hub 2.7.0 imports six without declaring it"}
 DEV_ONLY = ("pytest", "hypothesis", "mypy", "ruff", "azure-iot-device", "cryptography")
