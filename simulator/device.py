@@ -31,6 +31,7 @@ Errors:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -58,6 +59,7 @@ __all__ = [
 ]
 
 EXIT_FAILED, EXIT_KEYS_REFUSED = 1, 3
+RELEASE_TIMEOUT = 5.0
 SDK_LOGGERS = ("azure.iot.device", "paho")
 
 Step = Callable[[str], None]
@@ -190,8 +192,10 @@ async def register(
             result = await client.register()
         except CredentialError:
             step(f"dps: the {slot} key was refused (not authorised)")
+            await _release(client)
             continue
         except Exception as error:
+            await _release(client)
             raise _registration_error(error, secrets) from None
         if result is None or result.status != "assigned" or result.registration_state is None:
             status = getattr(result, "status", None)
@@ -250,6 +254,27 @@ async def connect(
         f"hub: {settings.assigned_hub} refused device {settings.device_id!r} with both connection "
         "strings (unknown or disabled device, or its keys changed)"
     )
+
+
+async def _release(client: Any) -> None:
+    """Shut a failed registration's pipeline down.
+
+    2.14.0's ProvisioningDeviceClient has no `shutdown()` and keeps its connection and timers
+    after a failed registration (dps-mqtt.md §4): in a fleet that leaks a socket and a thread per
+    denied device, and at exit a late timer prints a traceback. Best effort, on the SDK's own
+    pipeline object; `register()` does the same after a success.
+    """
+    from azure.iot.device.common.async_adapter import AwaitableCallback  # noqa: PLC0415
+
+    pipeline = getattr(client, "_pipeline", None)
+    if pipeline is None:
+        return
+    done = AwaitableCallback()  # type: ignore[no-untyped-call]
+    try:
+        pipeline.shutdown(callback=done)
+        await asyncio.wait_for(done.completion(), RELEASE_TIMEOUT)  # type: ignore[no-untyped-call]
+    except Exception:  # noqa: S110 - already failed; the shutdown is only a courtesy
+        pass
 
 
 def _payload(text: object) -> Any:
