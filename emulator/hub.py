@@ -18,15 +18,27 @@ Protocol (../shared/spec/hub-mqtt.md):
 - Desired patches are pushed with `$version` to a device subscribed to them; method requests
   only reach a connected device subscribed to `$iothub/methods/POST/#` (else `DeviceNotOnline`).
 - Telemetry goes to the hub's message log with its property bag decoded (§3).
+- Service side (the REST API in `service_api` translates to these): create / update / delete
+  with device etags (`if_match` is `"*"` or an etag, quotes already stripped; None means "must
+  not exist" for create), twin patch / replace with twin etags, statistics. Disabling a device
+  drops its connection and refuses its next CONNECT; a desired change reaches a connected,
+  subscribed device as a patch.
+- Lifecycle: device created (by DPS or the service API), deleted, connected and disconnected
+  become `lifecycle.LifecycleEvent` values handed to `on_event` (never blocks: the app queues
+  them for `events.EventDelivery`). A connection replaced by a newer one gives only a Connected.
+- `Hub` reads no clock except through `clock`, used only by the methods whose protocol carries
+  no `now` (`disconnect`, `delete_device`, `drop_connection`) to time-stamp their events.
 - Not emulated: module identities (`{deviceId}/{moduleId}` client ids are refused), X.509
-  devices, and the service REST API (service-side operations are the methods below).
+  devices.
 
 Errors:
 
     HubError               base; `status` is the HTTP status the service API would answer
     ├── UnknownHub         a hub name that is not configured (404)
     ├── DeviceNotFound     no such device in this hub (404)
-    └── DeviceNotOnline    a direct method for a device that cannot receive it (404)
+    ├── DeviceNotOnline    a direct method for a device that cannot receive it (404)
+    ├── DeviceAlreadyExists  create of an id that is registered (409)
+    └── PreconditionFailed   an etag that is not the current one (412)
 """
 
 from __future__ import annotations
@@ -39,12 +51,15 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote
 
+from emulator.lifecycle import LifecycleEvent, LifecycleKind, format_sequence, next_sequence
 from emulator.ports import CONNACK_ACCEPTED, CONNACK_NOT_AUTHORIZED, Close, Send
+from emulator.service_views import DeviceView, device_etag, twin_json
 from emulator.twin import TwinDocument, TwinError
 from sas import SasError, parse_sas_token, verify_sas_token
 
 __all__ = [
     "C2D_QUEUE_LIMIT",
+    "DeviceAlreadyExists",
     "DeviceIdentity",
     "DeviceNotFound",
     "DeviceNotOnline",
@@ -52,6 +67,8 @@ __all__ = [
     "HubError",
     "Hubs",
     "MethodResponse",
+    "PreconditionFailed",
+    "RegistryStatistics",
     "TelemetryMessage",
     "UnknownHub",
 ]
@@ -89,6 +106,18 @@ class DeviceNotOnline(HubError):
     status = 404
 
 
+class DeviceAlreadyExists(HubError):
+    """A create for a device id that is already registered."""
+
+    status = 409
+
+
+class PreconditionFailed(HubError):
+    """The `If-Match` etag is not the current etag of the device or twin."""
+
+    status = 412
+
+
 @dataclass(frozen=True, kw_only=True)
 class DeviceIdentity:
     """A device in a hub's identity registry (SAS authentication only)."""
@@ -97,6 +126,26 @@ class DeviceIdentity:
     primary_key: str = field(repr=False)
     secondary_key: str = field(repr=False)
     enabled: bool = True
+    status_reason: str | None = None
+    status_updated: float | None = None
+    generation_id: str = ""
+    etag_counter: int = 1
+    iot_edge: bool = False
+
+    @property
+    def etag(self) -> str:
+        """The device (not twin) etag."""
+        return device_etag(self.etag_counter)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegistryStatistics:
+    """What `/statistics/devices` and `/statistics/service` report."""
+
+    total: int
+    enabled: int
+    disabled: int
+    connected: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -135,8 +184,19 @@ class _Live:
 class Hub:
     """One emulated IoT hub: registry, twins, sessions, message log (a `ports.MqttEndpoint`)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        clock: Callable[[], float] = lambda: 0.0,
+        on_event: Callable[[LifecycleEvent], None] | None = None,
+    ) -> None:
         self.name = name
+        self._clock = clock
+        self._on_event = on_event
+        self._sequences: dict[str, int] = {}
+        self._connection_updated: dict[str, float] = {}
+        self._last_activity: dict[str, float] = {}
         self._devices: dict[str, DeviceIdentity] = {}
         self._twins: dict[str, TwinDocument] = {}
         self._sessions: dict[str, _Session] = {}
@@ -158,27 +218,42 @@ class Hub:
         enabled: bool = True,
     ) -> DeviceIdentity:
         """Create or update a device; `twin=None` keeps an existing twin (or starts an empty one)."""
+        previous = self._devices.get(device_id)
         identity = DeviceIdentity(
             device_id=device_id,
             primary_key=primary_key,
             secondary_key=secondary_key,
             enabled=enabled,
+            status_reason=previous.status_reason if previous else None,
+            status_updated=(
+                now
+                if previous and previous.enabled != enabled
+                else (previous.status_updated if previous else None)
+            ),
+            generation_id=previous.generation_id if previous else _generation_id(now),
+            etag_counter=previous.etag_counter + 1 if previous else 1,
+            iot_edge=previous.iot_edge if previous else False,
         )
         self._devices[device_id] = identity
         if twin is not None:
             self._twins[device_id] = twin
         elif device_id not in self._twins:
             self._twins[device_id] = TwinDocument.new(None, now=now)
+        if previous is None:
+            self._emit_identity(LifecycleKind.CREATED, device_id, now)
         if not enabled:
-            self._drop(device_id)
+            self._drop(device_id, now)
         return identity
 
-    def delete_device(self, device_id: str) -> None:
+    def delete_device(self, device_id: str, *, now: float | None = None) -> None:
         """Remove a device, its twin and session, and drop its connection; missing is fine."""
+        when = self._clock() if now is None else now
+        if device_id in self._devices:
+            self._emit_identity(LifecycleKind.DELETED, device_id, when)
         self._devices.pop(device_id, None)
         self._twins.pop(device_id, None)
         self._sessions.pop(device_id, None)
-        self._drop(device_id)
+        self._drop(device_id, when)
 
     def device(self, device_id: str) -> DeviceIdentity | None:
         """The registry entry, or None."""
@@ -206,16 +281,199 @@ class Hub:
         """The telemetry log, oldest first."""
         return tuple(self._messages)
 
-    def drop_connection(self, device_id: str) -> bool:
+    def drop_connection(self, device_id: str, *, now: float | None = None) -> bool:
         """Close the device's connection as a network failure would (the session stays)."""
         live = self._live.get(device_id)
-        self._drop(device_id)
+        self._drop(device_id, self._clock() if now is None else now)
         return live is not None
 
-    def _drop(self, device_id: str) -> None:
+    def _drop(self, device_id: str, now: float) -> None:
         live = self._live.pop(device_id, None)
         if live is not None:
             live.close()
+            self._connection_changed(LifecycleKind.DISCONNECTED, device_id, now)
+
+    # -- lifecycle events -----------------------------------------------------------------------
+
+    def _emit_identity(self, kind: LifecycleKind, device_id: str, now: float) -> None:
+        if self._on_event is None:
+            return
+        view = self.device_view(device_id)
+        twin = twin_json(view) if view is not None else None
+        self._on_event(
+            LifecycleEvent(kind=kind, hub=self.name, device_id=device_id, time=now, twin=twin)
+        )
+
+    def _connection_changed(self, kind: LifecycleKind, device_id: str, now: float) -> None:
+        self._connection_updated[device_id] = now
+        sequence = next_sequence(self._sequences.get(device_id, 0), now)
+        self._sequences[device_id] = sequence
+        if self._on_event is not None:
+            self._on_event(
+                LifecycleEvent(
+                    kind=kind,
+                    hub=self.name,
+                    device_id=device_id,
+                    time=now,
+                    sequence_number=format_sequence(sequence),
+                )
+            )
+
+    # -- service API operations -----------------------------------------------------------------
+
+    def device_view(self, device_id: str) -> DeviceView | None:
+        """The registry entry, twin and connection state together, or None."""
+        identity = self._devices.get(device_id)
+        twin = self._twins.get(device_id)
+        if identity is None or twin is None:
+            return None
+        session = self._sessions.get(device_id)
+        return DeviceView(
+            device_id=device_id,
+            generation_id=identity.generation_id,
+            etag=identity.etag,
+            enabled=identity.enabled,
+            status_reason=identity.status_reason,
+            status_updated=identity.status_updated,
+            primary_key=identity.primary_key,
+            secondary_key=identity.secondary_key,
+            iot_edge=identity.iot_edge,
+            connected=device_id in self._live,
+            connection_updated=self._connection_updated.get(device_id),
+            last_activity=self._last_activity.get(device_id),
+            c2d_count=len(session.c2d_queue) if session is not None else 0,
+            twin=twin,
+        )
+
+    def create_device(
+        self,
+        device_id: str,
+        *,
+        primary_key: str,
+        secondary_key: str,
+        enabled: bool,
+        status_reason: str | None,
+        iot_edge: bool,
+        now: float,
+    ) -> DeviceIdentity:
+        """Register a new device (service PUT without If-Match); DeviceAlreadyExists if taken."""
+        if device_id in self._devices:
+            raise DeviceAlreadyExists(f"A device with ID '{device_id}' is already registered.")
+        identity = DeviceIdentity(
+            device_id=device_id,
+            primary_key=primary_key,
+            secondary_key=secondary_key,
+            enabled=enabled,
+            status_reason=status_reason,
+            generation_id=_generation_id(now),
+            iot_edge=iot_edge,
+        )
+        self._devices[device_id] = identity
+        self._twins[device_id] = TwinDocument.new(None, now=now)
+        self._emit_identity(LifecycleKind.CREATED, device_id, now)
+        return identity
+
+    def update_device(
+        self,
+        device_id: str,
+        *,
+        if_match: str,
+        primary_key: str,
+        secondary_key: str,
+        enabled: bool,
+        status_reason: str | None,
+        iot_edge: bool,
+        now: float,
+    ) -> DeviceIdentity:
+        """Replace a device's keys and status under `if_match`; disabling drops its connection."""
+        current = self._devices.get(device_id)
+        if current is None:
+            raise DeviceNotFound(f"Device {device_id} not registered")
+        _check_etag(if_match, current.etag, "device")
+        identity = DeviceIdentity(
+            device_id=device_id,
+            primary_key=primary_key,
+            secondary_key=secondary_key,
+            enabled=enabled,
+            status_reason=status_reason,
+            status_updated=now if enabled != current.enabled else current.status_updated,
+            generation_id=current.generation_id,
+            etag_counter=current.etag_counter + 1,
+            iot_edge=iot_edge,
+        )
+        self._devices[device_id] = identity
+        if not enabled:
+            self._drop(device_id, now)
+        return identity
+
+    def remove_device(self, device_id: str, *, if_match: str, now: float) -> None:
+        """Delete a device under `if_match` (`*` or its etag); DeviceNotFound if absent."""
+        current = self._devices.get(device_id)
+        if current is None:
+            raise DeviceNotFound(f"Device {device_id} not registered")
+        _check_etag(if_match, current.etag, "device")
+        self.delete_device(device_id, now=now)
+
+    def patch_twin(
+        self,
+        device_id: str,
+        *,
+        tags: object,
+        desired: object,
+        if_match: str,
+        now: float,
+    ) -> TwinDocument:
+        """Merge tags and desired properties (None leaves a section alone); pushes desired."""
+        twin = self._require_twin(device_id)
+        _check_etag(if_match, twin.etag, "twin")
+        if tags is not None:
+            twin = twin.patch_tags(tags, now=now)
+        if desired is not None:
+            twin = twin.patch_desired(desired, now=now)
+        self._twins[device_id] = twin
+        if isinstance(desired, dict) and desired:
+            self._push_desired(device_id, twin, desired)
+        return twin
+
+    def replace_twin(
+        self,
+        device_id: str,
+        *,
+        tags: object,
+        desired: object,
+        if_match: str,
+        now: float,
+    ) -> TwinDocument:
+        """Replace tags and desired properties (service PUT); the device gets the new desired."""
+        twin = self._require_twin(device_id)
+        _check_etag(if_match, twin.etag, "twin")
+        twin = twin.replace_tags(tags if tags is not None else {}, now=now)
+        twin = twin.replace_desired(desired if desired is not None else {}, now=now)
+        self._twins[device_id] = twin
+        self._push_desired(device_id, twin, dict(twin.desired))
+        return twin
+
+    def statistics(self) -> RegistryStatistics:
+        """Device counts for the statistics endpoints."""
+        enabled = sum(1 for identity in self._devices.values() if identity.enabled)
+        return RegistryStatistics(
+            total=len(self._devices),
+            enabled=enabled,
+            disabled=len(self._devices) - enabled,
+            connected=len(self._live),
+        )
+
+    def cancel_method(self, rid: str) -> None:
+        """Forget a pending direct method (it timed out); a late answer is then ignored."""
+        self._methods.pop(rid, None)
+
+    def _push_desired(self, device_id: str, twin: TwinDocument, patch: dict[str, Any]) -> None:
+        self._push(
+            device_id,
+            _DESIRED,
+            f"$iothub/twin/PATCH/properties/desired/?$version={twin.desired_version}",
+            _json_bytes(twin.desired_notification(patch)),
+        )
 
     # -- service side ---------------------------------------------------------------------------
 
@@ -225,12 +483,7 @@ class Hub:
             raise TwinError("properties.desired", "a JSON object")
         twin = self._require_twin(device_id).patch_desired(patch, now=now)
         self._twins[device_id] = twin
-        self._push(
-            device_id,
-            _DESIRED,
-            f"$iothub/twin/PATCH/properties/desired/?$version={twin.desired_version}",
-            _json_bytes(twin.desired_notification(patch)),
-        )
+        self._push_desired(device_id, twin, patch)
         return twin
 
     def send_c2d(
@@ -326,6 +579,8 @@ class Hub:
             log.info("hub replaced connection hub=%s device_id=%s", self.name, device_id)
             previous.close()
         self._live[device_id] = _Live(send, close)
+        self._last_activity[device_id] = now
+        self._connection_changed(LifecycleKind.CONNECTED, device_id, now)
         self._sessions.setdefault(device_id, _Session())
         self._flush_c2d(device_id)
         return CONNACK_ACCEPTED
@@ -364,6 +619,7 @@ class Hub:
         self, *, client_id: str, topic: str, payload: bytes, send: Send, now: float
     ) -> None:
         """Telemetry, twin GET / reported PATCH, and direct method responses."""
+        self._last_activity[client_id] = now
         if topic.startswith(f"devices/{client_id}/messages/events/"):
             self._telemetry(client_id, topic, payload, now)
         elif topic.startswith("$iothub/twin/GET/"):
@@ -392,7 +648,8 @@ class Hub:
 
     def disconnect(self, *, client_id: str) -> None:
         """The device's connection ended; its session stays."""
-        self._live.pop(client_id, None)
+        if self._live.pop(client_id, None) is not None:
+            self._connection_changed(LifecycleKind.DISCONNECTED, client_id, self._clock())
 
     def _telemetry(self, device_id: str, topic: str, payload: bytes, now: float) -> None:
         bag = _decode_bag(topic[len(f"devices/{device_id}/messages/events/") :])
@@ -446,8 +703,14 @@ class Hub:
 class Hubs:
     """Every configured hub by host name (case-insensitive): the `ports.HubDirectory`."""
 
-    def __init__(self, names: Sequence[str], *, clock: Callable[[], float]) -> None:
-        self._hubs = {name.lower(): Hub(name) for name in names}
+    def __init__(
+        self,
+        names: Sequence[str],
+        *,
+        clock: Callable[[], float],
+        on_event: Callable[[LifecycleEvent], None] | None = None,
+    ) -> None:
+        self._hubs = {name.lower(): Hub(name, clock=clock, on_event=on_event) for name in names}
         self._clock = clock
 
     def hub(self, name: str) -> Hub:
@@ -497,7 +760,17 @@ class Hubs:
 
     def delete_device(self, hub: str, device_id: str) -> None:
         """Remove a device from `hub` and drop its connection."""
-        self.hub(hub).delete_device(device_id)
+        self.hub(hub).delete_device(device_id, now=self._clock())
+
+
+def _generation_id(now: float) -> str:
+    """An 18-digit id from the creation time (.NET ticks), as the service's look."""
+    return str(int(now * 10_000_000) + 621_355_968_000_000_000)
+
+
+def _check_etag(if_match: str, current: str, what: str) -> None:
+    if if_match not in ("*", current):
+        raise PreconditionFailed(f"{what} etag {if_match!r} is not the current etag")
 
 
 def _rid(topic: str) -> str:

@@ -183,6 +183,18 @@ class TwinDocument:
             tags_updated=format_timestamp(now),
         )
 
+    def replace_tags(self, tags: object, *, now: float) -> TwinDocument:
+        """Replace all tags (service PUT of a twin)."""
+        checked = _without_nulls(_check_patch("tags", tags))
+        _check_section("tags", checked, MAX_TAGS_BYTES)
+        return _replace(
+            self,
+            tags=checked,
+            version=self.version + 1,
+            etag_counter=self.etag_counter + 1,
+            tags_updated=format_timestamp(now),
+        )
+
     def replace_desired(self, desired: object, *, now: float) -> TwinDocument:
         """Replace the whole desired section (service PUT); a new `$version` follows."""
         checked = _check_patch("properties.desired", desired)
