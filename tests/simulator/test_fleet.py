@@ -1,0 +1,153 @@
+"""`python -m simulator fleet`: the pure summary and progress line, then 20 devices end to end
+against the emulator on 127.45.3.1."""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from simulator.__main__ import main
+from simulator.fleet import DeviceOutcome, Progress, percentile, render, summarize
+from tests.emulator.e2e.harness import RunningEmulator, options
+from tests.simulator.local_cloud import CONFIG, GROUP_PRIMARY, GROUP_SECONDARY, HUBS, secrets_in
+
+BIND = "127.45.3.1"
+
+
+@given(st.lists(st.floats(0, 100), min_size=1), st.floats(0.01, 1.0))
+def test_percentile_is_a_member_at_or_above_the_fraction(
+    values: list[float], fraction: float
+) -> None:
+    """Nearest rank: a value of the list with at least `fraction` of the values at or below it."""
+    result = percentile(values, fraction)
+    assert result in values
+    assert sum(value <= result for value in values) >= fraction * len(values)
+
+
+def test_summarize_counts_hubs_rules_latency_and_failures() -> None:
+    """Hubs and rules count successes only; failures count by reason; p50 of 1..4 s is 2 s."""
+    outcomes = [
+        DeviceOutcome(registration_id=f"d{n}", hub=hub, rule=rule, provisioning_seconds=float(n))
+        for n, hub, rule in [
+            (1, "a", "toasters"),
+            (2, "a", "toasters"),
+            (3, "b", None),
+            (4, "a", "x"),
+        ]
+    ] + [DeviceOutcome(registration_id="d5", failure="dps: denied")]
+    summary = summarize(outcomes, seconds=2.0)
+    assert (summary.devices, summary.succeeded, summary.failed) == (5, 4, 1)
+    assert summary.per_hub == (("a", 3), ("b", 1))
+    assert summary.per_rule == (("toasters", 2), ("(not reported)", 1), ("x", 1))
+    assert (summary.latency_p50, summary.latency_p99) == (2.0, 4.0)
+    assert summary.failures == (("dps: denied", 1),)
+    assert summary.devices_per_second == 2.0
+    text = render(summary)
+    assert "4/5 device(s)" in text
+    assert "dps: denied" in text
+    assert "p50 2.00 s, p95 4.00 s, p99 4.00 s" in text
+
+
+def test_progress_prints_plain_lines_without_a_terminal() -> None:
+    """Not a TTY: one line per 10 %, no carriage returns."""
+    stream = io.StringIO()
+    progress = Progress(20, stream, tty=False, clock=lambda: 0.0)
+    for number in range(20):
+        progress.advance(ok=number != 3)
+    progress.finish()
+    lines = stream.getvalue().splitlines()
+    assert "\r" not in stream.getvalue()
+    assert len(lines) == 10
+    assert lines[-1] == f"[{'#' * 30}] 20/20  failed 1  0.0 s"
+
+
+def test_progress_redraws_in_place_on_a_terminal() -> None:
+    """A TTY: every update rewrites the same line; finish ends it."""
+    stream = io.StringIO()
+    progress = Progress(3, stream, tty=True, clock=lambda: 0.0)
+    for _ in range(3):
+        progress.advance(ok=True)
+    progress.finish()
+    assert stream.getvalue().count("\r") == 3
+    assert stream.getvalue().endswith("3/3  failed 0  0.0 s\n")
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEmulator]:
+    """The emulator with the test group on BIND."""
+    with RunningEmulator(options(tmp_path_factory.mktemp("fleet"), BIND, CONFIG)) as running:
+        yield running
+
+
+def _fleet(emulator: RunningEmulator, *extra: str) -> list[str]:
+    return [
+        "fleet",
+        "--local",
+        "--state-dir",
+        str(emulator.emulator.options.state_dir),
+        "--gateway",
+        BIND,
+        "--id-scope",
+        "0ne00000001",
+        *extra,
+    ]
+
+
+@pytest.mark.e2e
+def test_fleet_provisions_twenty_devices_across_both_hubs(
+    emulator: RunningEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """20 devices, 20 at a time: every one registered, on the hashed hubs, 2 messages each."""
+    env = {"DPS_GROUP_PRIMARY_KEY": GROUP_PRIMARY, "DPS_GROUP_SECONDARY_KEY": GROUP_SECONDARY}
+    code = main(_fleet(emulator, "--count", "20", "--prefix", "fleet-", "--concurrency", "20"), env)
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "20/20 device(s)" in out
+    assert "failures: none" in out
+    hubs = emulator.emulator.hubs
+    assert hubs is not None
+    placed = {
+        hub: emulator.call(
+            lambda h=hub: [
+                d for d in emulator.emulator.hub(h).device_ids() if d.startswith("fleet-")
+            ]
+        )
+        for hub in HUBS
+    }
+    assert sum(len(ids) for ids in placed.values()) == 20
+    for hub, ids in placed.items():
+        if ids:
+            assert re.search(rf"^{re.escape(hub)} +{len(ids)}$", out, re.MULTILINE)
+    messages = [
+        m for hub in HUBS for m in emulator.call(lambda h=hub: emulator.emulator.hub(h).messages)
+    ]
+    assert len([m for m in messages if m.device_id.startswith("fleet-")]) == 40
+    assert f"[{'#' * 30}] 20/20  failed 0" in err
+    assert secrets_in(out + err) == []
+
+
+@pytest.mark.e2e
+def test_fleet_with_wrong_group_keys_fails_every_device(
+    emulator: RunningEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Keys from another group: exit 1 and the failures table says both keys were refused."""
+    env = {
+        "DPS_GROUP_PRIMARY_KEY": "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=",
+        "DPS_GROUP_SECONDARY_KEY": "CAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAg=",
+    }
+    code = main(_fleet(emulator, "--count", "3", "--prefix", "stranger-"), env)
+    out, _ = capsys.readouterr()
+    assert code == 1
+    assert "0/3 device(s)" in out
+    assert re.search(r"^dps: both keys refused +3$", out, re.MULTILINE)
+
+
+def test_fleet_without_group_keys_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """No group keys anywhere: exit 2 naming the flags and the environment variables."""
+    assert main(["fleet", "--id-scope", "0ne00000001", "--count", "2"], {}) == 2
+    assert "DPS_GROUP_PRIMARY_KEY" in capsys.readouterr().err
