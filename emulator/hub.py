@@ -76,6 +76,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 C2D_QUEUE_LIMIT = 50
+MESSAGE_LOG_LIMIT = 10_000  # telemetry kept per hub for tests and `tail`; older lines fall off
 
 _TWIN_RES = "$iothub/twin/res/#"
 _DESIRED = "$iothub/twin/PATCH/properties/desired/#"
@@ -203,7 +204,8 @@ class Hub:
         self._live: dict[str, _Live] = {}
         self._methods: dict[str, tuple[str, Callable[[MethodResponse], None]]] = {}
         self._next_rid = 1
-        self._messages: list[TelemetryMessage] = []
+        self._messages: deque[TelemetryMessage] = deque(maxlen=MESSAGE_LOG_LIMIT)
+        self.messages_received = 0  # every telemetry message since start, to page the log
 
     # -- identity registry ----------------------------------------------------------------------
 
@@ -245,6 +247,11 @@ class Hub:
             self._drop(device_id, now)
         return identity
 
+    def restore_device(self, identity: DeviceIdentity, twin: TwinDocument) -> None:
+        """Put back a device as persisted (`emulator.state`): no lifecycle event, no checks."""
+        self._devices[identity.device_id] = identity
+        self._twins[identity.device_id] = twin
+
     def delete_device(self, device_id: str, *, now: float | None = None) -> None:
         """Remove a device, its twin and session, and drop its connection; missing is fine."""
         when = self._clock() if now is None else now
@@ -278,7 +285,7 @@ class Hub:
 
     @property
     def messages(self) -> tuple[TelemetryMessage, ...]:
-        """The telemetry log, oldest first."""
+        """The telemetry log, oldest first (the last `MESSAGE_LOG_LIMIT` messages)."""
         return tuple(self._messages)
 
     def drop_connection(self, device_id: str, *, now: float | None = None) -> bool:
@@ -653,6 +660,7 @@ class Hub:
 
     def _telemetry(self, device_id: str, topic: str, payload: bytes, now: float) -> None:
         bag = _decode_bag(topic[len(f"devices/{device_id}/messages/events/") :])
+        self.messages_received += 1
         self._messages.append(
             TelemetryMessage(
                 device_id=device_id,
