@@ -1,56 +1,176 @@
-"""The demo: the tutorial's devices allocated by our webhook.
+"""`make demo`: the whole flow on this machine, offline, in well under two minutes, no prompts.
 
-Runs the tutorial's toaster and heat pump, plus a device the policy denies, through the allocate
-function exactly as DPS calls it, and prints where each one landed and with which twin.
+1. Azurite (Table storage) from node_modules, on a free 127.0.0.1 port.
+2. Our Functions app over that Azurite (registration log, inventory) with the tutorial policy
+   (examples/tutorial-policy.toml), hosted by the emulator's local Functions host.
+3. The emulator (DPS + the tutorial's two hubs, demo/emulator.toml) on its own loopback address,
+   127.77.0.1, so it never clashes with an emulator you are running; the enrollment group's
+   webhook is our allocate function with a function key made for this run.
+4. A small mixed fleet through the simulator's fleet code and the real azure-iot-device SDK:
+   toasters, heat pumps and one device the policy denies; where each landed and with which twin.
+5. The registration log read back from Table storage; then everything is shut down.
+
+Exit code 0 when every device did what the policy says (the coffee machine is denied).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import secrets
 import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
 
-import azure.functions as func
+from demo.local_cloud import BackgroundEmulator
+from emulator.app import Options
+from emulator.azurite import Azurite
+from emulator.twin import TwinDocument
+from simulator.device import Target, quiet_sdk_logs
+from simulator.fleet import DeviceOutcome, run_fleet
+from simulator.keys_cli import derive_secrets
+from store.base import Store
 
-TOASTERS = "contoso-toasters-hub.azure-devices.net"
-HEATPUMPS = "contoso-heatpumps-hub.azure-devices.net"
-DEVICES = [
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG_TEMPLATE = ROOT / "demo" / "emulator.toml"
+POLICY = "examples/tutorial-policy.toml"
+BIND = "127.77.0.1"
+FUNCTIONS_PORT = 7071
+GROUP = "contoso-custom"
+DEVICES = (
     "breakroom499-contoso-tstrsd-007",
+    "kitchen12-contoso-tstrsd-007",
     "mainbuilding167-contoso-hpsd-088",
+    "annex3-contoso-hpsd-088",
     "lobby1-contoso-coffee-001",
-]
+)
+DENIED = {"lobby1-contoso-coffee-001"}
 
 
-def main() -> int:
-    os.environ.setdefault("ALLOCATION_POLICY_FILE", "examples/tutorial-policy.toml")
-    import function_app  # noqa: PLC0415 - after the setting is in place
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the demo; return 0 when every device ended as the policy says."""
+    del argv
+    started = time.monotonic()
+    quiet_sdk_logs()
+    print("demo: starting Azurite (Table storage)", flush=True)
+    with (
+        Azurite() as azurite,
+        tempfile.TemporaryDirectory(prefix="dps-demo-") as scratch,
+        _functions_app_on(azurite.connection_string) as store,
+    ):
+        code = _with_cloud(Path(scratch), store)
+    print(f"\ndemo: everything stopped; {time.monotonic() - started:.1f} s in all")
+    return code
 
-    print(f"policy: {os.environ['ALLOCATION_POLICY_FILE']}\n")
-    for registration_id in DEVICES:
-        request = {
-            "enrollmentGroup": {
-                "enrollmentGroupId": "contoso-custom",
-                "allocationPolicy": "custom",
-            },
-            "deviceRuntimeContext": {"registrationId": registration_id, "symmetricKey": {}},
-            "linkedHubs": [TOASTERS, HEATPUMPS],
-        }
-        response = function_app.allocate(
-            func.HttpRequest(
-                "POST", "http://127.0.0.1/api/allocate", body=json.dumps(request).encode()
-            )
-        )
-        answer = json.loads(response.get_body())
-        if response.status_code == 200:
-            twin = answer.get("initialTwin", {})
-            print(f"{registration_id:36} -> {answer['iotHubHostName']}")
-            print(f"{'':36}    tags {json.dumps(twin.get('tags', {}))}")
-            print(f"{'':36}    desired {json.dumps(twin.get('properties', {}).get('desired', {}))}")
+
+class _functions_app_on:
+    """The Functions app's process-wide runtime on Azurite, with the tutorial policy."""
+
+    def __init__(self, connection_string: str) -> None:
+        self.connection_string = connection_string
+        self._previous_policy: str | None = None
+
+    def __enter__(self) -> Store:
+        import function_app  # noqa: PLC0415 - after Azurite is up; loads the Functions app
+        from store.runtime import build_runtime, set_runtime  # noqa: PLC0415
+        from store.settings import load_settings  # noqa: PLC0415
+
+        self._previous_policy = os.environ.get("ALLOCATION_POLICY_FILE")
+        os.environ["ALLOCATION_POLICY_FILE"] = str(ROOT / POLICY)
+        function_app._allocate_handler.cache_clear()  # a policy loaded before this run
+        runtime = build_runtime(load_settings({"AzureWebJobsStorage": self.connection_string}))
+        set_runtime(runtime)
+        return runtime.store
+
+    def __exit__(self, *exc: object) -> None:
+        import function_app  # noqa: PLC0415
+        from store.runtime import set_runtime  # noqa: PLC0415
+
+        set_runtime(None)
+        function_app._allocate_handler.cache_clear()
+        if self._previous_policy is None:
+            os.environ.pop("ALLOCATION_POLICY_FILE", None)
         else:
-            print(
-                f"{registration_id:36} -> denied ({response.status_code}): {answer.get('reason')}"
+            os.environ["ALLOCATION_POLICY_FILE"] = self._previous_policy
+
+
+def _with_cloud(scratch: Path, store: Store) -> int:
+    function_key = secrets.token_urlsafe(24)
+    webhook = f"http://{BIND}:{FUNCTIONS_PORT}/api/allocate?code={function_key}"
+    config = scratch / "emulator.toml"
+    config.touch(mode=0o600)  # the emulator writes the generated group keys into it
+    config.write_text(CONFIG_TEMPLATE.read_text().replace("{webhook_url}", webhook))
+    options = Options(
+        config_path=config,
+        state_dir=scratch / "state",
+        bind=BIND,
+        host_functions=True,
+        function_key=function_key,
+        functions_bind=BIND,
+        functions_port=FUNCTIONS_PORT,
+    )
+    print(f"demo: starting the emulator on {BIND}:8883 hosting the Functions app ({POLICY})")
+    with BackgroundEmulator(options) as cloud:
+        emulator_config = cloud.emulator.config
+        assert emulator_config is not None  # noqa: S101 - set by start()
+        group = next(g for g in emulator_config.enrollment_groups if g.id == GROUP)
+        devices = [
+            derive_secrets(
+                emulator_config.dps.host,
+                emulator_config.dps.id_scope,
+                registration_id,
+                group.primary_key,
+                group.secondary_key,
             )
-    return 0
+            for registration_id in DEVICES
+        ]
+        target = Target(gateway=BIND, ca_pem=cloud.emulator.ca_path.read_text(encoding="ascii"))
+        since = datetime.now(UTC)
+        print(f"demo: provisioning {len(devices)} devices through DPS and our webhook\n")
+        outcomes = asyncio.run(run_fleet(devices, target, concurrency=len(devices), messages=1))
+        ok = _print_devices(cloud, outcomes)
+    ok = _print_log(store, since) and ok
+    return 0 if ok else 1
+
+
+def _print_devices(cloud: BackgroundEmulator, outcomes: Sequence[DeviceOutcome]) -> bool:
+    ok = True
+    for outcome in outcomes:
+        name = outcome.registration_id
+        if outcome.failure is not None:
+            print(f"{name:34} -> denied: {outcome.failure}")
+            ok = ok and name in DENIED
+            continue
+        hub = outcome.hub or "?"
+        twin = cloud.call(partial(_twin, cloud, hub, name))
+        print(f"{name:34} -> {hub} (in {outcome.provisioning_seconds or 0:.1f} s)")
+        if twin is not None:
+            desired = {k: v for k, v in twin.desired.items() if not k.startswith("$")}
+            print(f"{'':34}    tags {json.dumps(dict(twin.tags), sort_keys=True)}")
+            print(f"{'':34}    desired {json.dumps(desired, sort_keys=True)}")
+        ok = ok and name not in DENIED
+    return ok
+
+
+def _twin(cloud: BackgroundEmulator, hub: str, device_id: str) -> TwinDocument | None:
+    return cloud.emulator.hub(hub).twin(device_id)
+
+
+def _print_log(store: Store, since: datetime) -> bool:
+    records = sorted(store.registrations_since(since), key=lambda record: record.time)
+    print(f"\nregistration log (Table storage, {len(records)} record(s)):")
+    for record in records:
+        print(
+            f"  {record.time:%H:%M:%S}  {record.registration_id:34} {record.outcome:10} "
+            f"hub={record.hub or '-'} rule={record.rule or '-'} "
+            f"{record.decision_ms:.1f} ms" + (f"  reason: {record.reason}" if record.reason else "")
+        )
+    return len({record.registration_id for record in records}) == len(DEVICES)
 
 
 if __name__ == "__main__":
