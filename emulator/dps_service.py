@@ -27,7 +27,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 from emulator import dps
 from emulator.config import Allocation, EmulatorConfig, IndividualEnrollment
@@ -90,9 +90,31 @@ class DpsService:
         """The configured id scope (the first segment of a DPS CONNECT username)."""
         return self._config.dps.id_scope
 
+    @property
+    def config(self) -> EmulatorConfig:
+        """The enrollments DPS authenticates and allocates with now."""
+        return self._config
+
+    def replace_config(self, config: EmulatorConfig) -> None:
+        """Use edited enrollments (a new key, enabled or not) for the next CONNECTs.
+
+        Connections already accepted keep the enrollment they authenticated with, as their
+        credentials were checked under it; the SDK connects afresh for every registration.
+        """
+        self._config = config
+
     def record(self, registration_id: str) -> RegistrationRecord | None:
         """DPS's record of a registration id's current assignment, if any."""
         return self._records.get(registration_id.lower())
+
+    def records(self) -> tuple[RegistrationRecord, ...]:
+        """Every registration record, in the order they were first made."""
+        return tuple(self._records.values())
+
+    def restore_records(self, records: Iterable[RegistrationRecord]) -> None:
+        """Put back persisted registration records (state from a previous run)."""
+        for record in records:
+            self._records[record.registration_id.lower()] = record
 
     async def idle(self) -> None:
         """Wait until no allocation is running (for tests and orderly shutdown)."""

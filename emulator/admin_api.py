@@ -1,0 +1,610 @@
+"""The operator's admin API: JSON over HTTP/1.1 on 127.0.0.1, for `python -m emulator <command>`.
+
+Every request carries `Authorization: Bearer <token>`; the token is kept in
+`<state-dir>/admin-token` (0600) and the listener's URL in `<state-dir>/admin.json`. One request
+per connection (`Connection: close`). Handlers run on the emulator's event loop, where DPS and
+the hubs live, so they read and change state directly.
+
+    GET    /admin/status                                   hubs, DPS, persistence, faults
+    GET    /admin/enrollments                              enrollments (never their keys)
+    POST   /admin/enrollments/{group|individual}/{id}/regenerate-key
+                                                           {"slot": "primary"|"secondary",
+                                                            "return_key": false}
+    POST   /admin/enrollments/{group|individual}/{id}/enable     (and /disable)
+    GET    /admin/registrations                            DPS registration records
+    GET    /admin/hubs/{hub}/devices                       device ids, enabled, connected
+    GET    /admin/hubs/{hub}/devices/{id}                  identity (no keys), session, twin
+    DELETE /admin/hubs/{hub}/devices/{id}
+    POST   /admin/hubs/{hub}/devices/{id}/c2d              {"body": "...", "properties": {...},
+                                                            "message_id": "...", "content_type"}
+    GET    /admin/hubs/{hub}/telemetry?since=N&wait=S&device=ID    long poll, `next` to go on
+    GET    /admin/faults                                   active faults
+    PUT    /admin/faults/{target}                          a `faults.FaultSpec` as JSON
+    DELETE /admin/faults/{target}
+    POST   /admin/faults/{target}/drop                     {"client_id": optional}
+
+Answers are JSON objects; errors are `{"error": {"code": ..., "message": ...}}` with 400 (bad
+JSON, a field that is wrong, named), 401 (token), 404 (no such route, hub, device, enrollment),
+405, 411/413 (body length), 500 never for bad input. A key appears in an answer only when the
+request asked for it (`return_key`); nothing here logs a key or the token.
+
+Errors:
+
+    AdminError     an answer other than 2xx: `status`, a short `code`, a message naming the field
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hmac
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from emulator.config import generate_key
+from emulator.enrollment_edits import (
+    EnrollmentEditError,
+    EnrollmentKind,
+    KeySlot,
+    enrollment_id,
+    find_enrollment,
+    with_enabled,
+    with_key,
+)
+from emulator.fault_gate import drop_connections
+from emulator.faults import FaultError, parse_fault_spec
+from emulator.functions_host import state_key
+from emulator.hub import Hub, HubError, TelemetryMessage
+
+if TYPE_CHECKING:
+    from emulator.app import Emulator
+
+__all__ = ["ADMIN_FILE", "TOKEN_FILE", "AdminApi", "AdminError", "AdminServer", "Reply"]
+
+log = logging.getLogger(__name__)
+
+ADMIN_FILE = "admin.json"
+TOKEN_FILE = "admin-token"  # noqa: S105 -- a file name, not a secret
+MAX_HEAD_BYTES = 16 * 1024
+MAX_BODY_BYTES = 64 * 1024
+MAX_WAIT_SECONDS = 30.0
+READ_TIMEOUT = 10.0
+
+
+class AdminError(Exception):
+    """A request the admin API answers with an error status."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One answer: status and JSON object."""
+
+    status: int
+    body: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Request:
+    method: str
+    segments: tuple[str, ...]
+    query: Mapping[str, list[str]]
+    body: bytes
+
+    def json(self) -> dict[str, Any]:
+        if not self.body.strip():
+            return {}
+        try:
+            value = json.loads(self.body)
+        except (UnicodeDecodeError, ValueError):
+            raise AdminError(400, "BadJson", "body: expected a JSON object") from None
+        if not isinstance(value, dict):
+            raise AdminError(400, "BadJson", "body: expected a JSON object")
+        return value
+
+    def number(self, name: str, default: float) -> float:
+        values = self.query.get(name)
+        if not values:
+            return default
+        try:
+            return float(values[-1])
+        except ValueError:
+            raise AdminError(400, "BadQuery", f"{name}: expected a number") from None
+
+
+Handler = Callable[[_Request, tuple[str, ...]], Awaitable[Reply]]
+
+
+class AdminApi:
+    """Routes and handlers over a started `Emulator` (transport-free, for tests and the server)."""
+
+    def __init__(self, emulator: Emulator, *, clock: Callable[[], float] = time.time) -> None:
+        self._emulator = emulator
+        self._clock = clock
+        # (method, pattern) where "*" matches one path segment.
+        self._routes: list[tuple[str, tuple[str, ...], Handler]] = [
+            ("GET", ("status",), self._status),
+            ("GET", ("enrollments",), self._enrollments),
+            ("POST", ("enrollments", "*", "*", "regenerate-key"), self._regenerate_key),
+            ("POST", ("enrollments", "*", "*", "enable"), self._enable),
+            ("POST", ("enrollments", "*", "*", "disable"), self._disable),
+            ("GET", ("registrations",), self._registrations),
+            ("GET", ("hubs", "*", "devices"), self._devices),
+            ("GET", ("hubs", "*", "devices", "*"), self._device),
+            ("DELETE", ("hubs", "*", "devices", "*"), self._delete_device),
+            ("POST", ("hubs", "*", "devices", "*", "c2d"), self._c2d),
+            ("GET", ("hubs", "*", "telemetry"), self._telemetry),
+            ("GET", ("faults",), self._faults),
+            ("PUT", ("faults", "*"), self._set_fault),
+            ("DELETE", ("faults", "*"), self._clear_fault),
+            ("POST", ("faults", "*", "drop"), self._drop),
+        ]
+
+    async def handle(self, method: str, target: str, body: bytes) -> Reply:
+        """Answer one request (already authenticated)."""
+        try:
+            return await self._dispatch(method, target, body)
+        except AdminError as error:
+            return _error(error)
+        except (HubError, EnrollmentEditError) as error:
+            return _error(AdminError(error.status, type(error).__name__, str(error)))
+
+    async def _dispatch(self, method: str, target: str, body: bytes) -> Reply:
+        parts = urlsplit(target)
+        raw = parts.path.strip("/").split("/")
+        if raw[:1] != ["admin"]:
+            raise AdminError(404, "NotFound", f"{parts.path}: expected a path under /admin/")
+        segments = tuple(unquote(segment) for segment in raw[1:])
+        request = _Request(method=method, segments=segments, query=parse_qs(parts.query), body=body)
+        allowed: list[str] = []
+        for route_method, pattern, handler in self._routes:
+            if len(pattern) != len(segments) or not all(
+                p in ("*", s) for p, s in zip(pattern, segments, strict=True)
+            ):
+                continue
+            if route_method != method:
+                allowed.append(route_method)
+                continue
+            captured = tuple(s for p, s in zip(pattern, segments, strict=True) if p == "*")
+            return await handler(request, captured)
+        if allowed:
+            raise AdminError(405, "MethodNotAllowed", f"{method}: expected {', '.join(allowed)}")
+        raise AdminError(404, "NotFound", f"{parts.path}: no such admin route")
+
+    # -- handlers -------------------------------------------------------------------------------
+
+    async def _status(self, request: _Request, _: tuple[str, ...]) -> Reply:
+        emulator = self._emulator
+        dps, faults = _started(emulator.dps), _started(emulator.faults)
+        hubs = []
+        for hub in _started(emulator.hubs):
+            ids = hub.device_ids()
+            hubs.append(
+                {
+                    "name": hub.name,
+                    "devices": len(ids),
+                    "connected": sum(1 for device_id in ids if hub.is_connected(device_id)),
+                    "messages_received": hub.messages_received,
+                }
+            )
+        state = emulator.state
+        return Reply(
+            200,
+            {
+                "dps": {
+                    "id_scope": dps.id_scope,
+                    "host": dps.config.dps.host,
+                    "enrollments": len(dps.config.enrollment_groups)
+                    + len(dps.config.individual_enrollments),
+                    "registrations": len(dps.records()),
+                },
+                "hubs": hubs,
+                "mqtt": f"{emulator.options.bind}:{emulator.options.mqtt_port}",
+                "state_file": str(state.path) if state is not None else None,
+                "faults": faults.describe(self._clock()),
+            },
+        )
+
+    async def _enrollments(self, request: _Request, _: tuple[str, ...]) -> Reply:
+        config = _started(self._emulator.dps).config
+        entries = []
+        for enrollment in (*config.enrollment_groups, *config.individual_enrollments):
+            kind, name = enrollment_id(enrollment)
+            entries.append(
+                {
+                    "kind": kind.value,
+                    "id": name,
+                    "enabled": enrollment.enabled,
+                    "allocation": enrollment.allocation.value,
+                    "hubs": list(enrollment.hubs),
+                    "reprovision": enrollment.reprovision.value,
+                }
+            )
+        return Reply(200, {"enrollments": entries})
+
+    async def _regenerate_key(self, request: _Request, captured: tuple[str, ...]) -> Reply:
+        kind, name = _kind(captured[0]), captured[1]
+        body = request.json()
+        try:
+            slot = KeySlot(str(body.get("slot")))
+        except ValueError:
+            raise AdminError(400, "BadField", "slot: expected primary or secondary") from None
+        return_key = body.get("return_key", False)
+        if not isinstance(return_key, bool):
+            raise AdminError(400, "BadField", "return_key: expected true or false")
+        key = generate_key()
+        name = await self._edit(kind, name, lambda config: with_key(config, kind, name, slot, key))
+        log.info("admin: regenerated the %s key of %s enrollment %r", slot.value, kind.value, name)
+        answer: dict[str, Any] = {
+            "kind": kind.value,
+            "id": name,
+            "slot": slot.value,
+            "persisted": self._emulator.state is not None,
+        }
+        if return_key:
+            answer["key"] = key
+        return Reply(200, answer)
+
+    async def _enable(self, request: _Request, captured: tuple[str, ...]) -> Reply:
+        return await self._set_enabled(captured, enabled=True)
+
+    async def _disable(self, request: _Request, captured: tuple[str, ...]) -> Reply:
+        return await self._set_enabled(captured, enabled=False)
+
+    async def _set_enabled(self, captured: tuple[str, ...], *, enabled: bool) -> Reply:
+        kind, name = _kind(captured[0]), captured[1]
+        name = await self._edit(
+            kind, name, lambda config: with_enabled(config, kind, name, enabled)
+        )
+        log.info("admin: %s enrollment %r enabled=%s", kind.value, name, enabled)
+        return Reply(
+            200,
+            {
+                "kind": kind.value,
+                "id": name,
+                "enabled": enabled,
+                "persisted": self._emulator.state is not None,
+            },
+        )
+
+    async def _edit(self, kind: EnrollmentKind, name: str, change: Callable[[Any], Any]) -> str:
+        dps = _started(self._emulator.dps)
+        canonical = enrollment_id(find_enrollment(dps.config, kind, name))[1]
+        dps.replace_config(change(dps.config))
+        self._emulator.config = dps.config
+        if self._emulator.state is not None:
+            await self._emulator.state.flush()  # an operator's edit is on disk when we answer
+        return canonical
+
+    async def _registrations(self, request: _Request, _: tuple[str, ...]) -> Reply:
+        records = _started(self._emulator.dps).records()
+        return Reply(
+            200,
+            {
+                "registrations": [
+                    {
+                        "registration_id": record.registration_id,
+                        "device_id": record.device_id,
+                        "assigned_hub": record.assigned_hub,
+                        "substatus": record.substatus.value,
+                        "created": record.created,
+                        "last_updated": record.last_updated,
+                    }
+                    for record in records
+                ]
+            },
+        )
+
+    async def _devices(self, request: _Request, captured: tuple[str, ...]) -> Reply:
+        hub = self._hub(captured[0])
+        devices = []
+        for device_id in hub.device_ids():
+            identity = hub.device(device_id)
+            devices.append(
+                {
+                    "device_id": device_id,
+                    "enabled": identity.enabled if identity is not None else False,
+                    "connected": hub.is_connected(device_id),
+                }
+            )
+        return Reply(200, {"hub": hub.name, "devices": devices})
+
+    async def _device(self, request: _Request, captured: tuple[str, ...]) -> Reply:
+        hub = self._hub(captured[0])
+        device_id = captured[1]
+        identity, twin = hub.device(device_id), hub.twin(device_id)
+        if identity is None or twin is None:
+            raise AdminError(404, "DeviceNotFound", f"device {device_id!r} is not in {hub.name}")
+        return Reply(
+            200,
+            {
+                "hub": hub.name,
+                "device_id": device_id,
+                "enabled": identity.enabled,
+                "connected": hub.is_connected(device_id),
+                "subscriptions": sorted(hub.subscriptions(device_id)),
+                "twin": twin.service_view(device_id),
+            },
+        )
+
+    async def _delete_device(self, request: _Request, captured: tuple[str, ...]) -> Reply:
+        hub = self._hub(captured[0])
+        device_id = captured[1]
+        if hub.device(device_id) is None:
+            raise AdminError(404, "DeviceNotFound", f"device {device_id!r} is not in {hub.name}")
+        hub.delete_device(device_id, now=self._clock())
+        log.info("admin: deleted device %r from %s", device_id, hub.name)
+        return Reply(200, {"hub": hub.name, "device_id": device_id, "deleted": True})
+
+    async def _c2d(self, request: _Request, captured: tuple[str, ...]) -> Reply:
+        hub = self._hub(captured[0])
+        device_id = captured[1]
+        body = request.json()
+        text = body.get("body")
+        if not isinstance(text, str):
+            raise AdminError(400, "BadField", "body: expected a string (the message body)")
+        properties = body.get("properties", {})
+        if not isinstance(properties, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in properties.items()
+        ):
+            raise AdminError(400, "BadField", "properties: expected an object of strings")
+        message_id = body.get("message_id") or str(uuid.uuid4())
+        content_type = body.get("content_type")
+        if not isinstance(message_id, str) or not (
+            content_type is None or isinstance(content_type, str)
+        ):
+            raise AdminError(400, "BadField", "message_id, content_type: expected strings")
+        hub.send_c2d(
+            device_id,
+            text.encode("utf-8"),
+            message_id=message_id,
+            properties=properties,
+            content_type=content_type,
+        )
+        return Reply(
+            200,
+            {
+                "hub": hub.name,
+                "device_id": device_id,
+                "message_id": message_id,
+                "delivered": hub.is_connected(device_id),
+            },
+        )
+
+    async def _telemetry(self, request: _Request, captured: tuple[str, ...]) -> Reply:
+        hub = self._hub(captured[0])
+        since = request.number("since", -1)
+        wait = min(max(request.number("wait", 0), 0.0), MAX_WAIT_SECONDS)
+        devices = request.query.get("device")
+        device = devices[-1] if devices else None
+        if since < 0:  # start at the end: only what arrives from now on
+            since = hub.messages_received
+        deadline = self._clock() + wait
+        while True:
+            messages = _messages_after(hub, int(since), device)
+            if messages or self._clock() >= deadline:
+                break
+            await asyncio.sleep(0.05)
+        return Reply(
+            200,
+            {
+                "hub": hub.name,
+                "next": max([int(since), *(seq for seq, _ in messages)]),
+                "messages": [_message_json(seq, message) for seq, message in messages],
+            },
+        )
+
+    async def _faults(self, request: _Request, _: tuple[str, ...]) -> Reply:
+        return Reply(200, {"faults": _started(self._emulator.faults).describe(self._clock())})
+
+    async def _set_fault(self, request: _Request, captured: tuple[str, ...]) -> Reply:
+        faults = _started(self._emulator.faults)
+        target = self._target(captured[0])
+        try:
+            spec = parse_fault_spec(request.json(), target=target, where="body")
+        except FaultError as error:
+            raise AdminError(400, "BadField", str(error)) from None
+        faults.set(target, spec, now=self._clock())
+        log.info("admin: faults set on %s: %s", target, spec)
+        return Reply(200, {"target": target, "spec": spec.to_json()})
+
+    async def _clear_fault(self, request: _Request, captured: tuple[str, ...]) -> Reply:
+        target = self._target(captured[0])
+        _started(self._emulator.faults).clear(target)
+        log.info("admin: faults cleared on %s", target)
+        return Reply(200, {"target": target, "cleared": True})
+
+    async def _drop(self, request: _Request, captured: tuple[str, ...]) -> Reply:
+        target = self._target(captured[0])
+        client_id = request.json().get("client_id")
+        if client_id is not None and not isinstance(client_id, str):
+            raise AdminError(400, "BadField", "client_id: expected a string")
+        dropped = drop_connections(_started(self._emulator.faults), target, client_id)
+        log.info("admin: dropped %d connection(s) of %s", dropped, target)
+        return Reply(200, {"target": target, "dropped": dropped})
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _hub(self, name: str) -> Hub:
+        hub: Hub = _started(self._emulator.hubs).hub(name)
+        return hub
+
+    def _target(self, name: str) -> str:
+        try:
+            target: str = _started(self._emulator.faults).target(name)
+            return target
+        except FaultError as error:
+            raise AdminError(404, "UnknownTarget", str(error)) from None
+
+
+def _started(value: Any) -> Any:
+    if value is None:
+        raise AdminError(503, "NotStarted", "the emulator is not started")
+    return value
+
+
+def _kind(value: str) -> EnrollmentKind:
+    try:
+        return EnrollmentKind(value)
+    except ValueError:
+        raise AdminError(404, "NotFound", "enrollment kind: expected group or individual") from None
+
+
+def _error(error: AdminError) -> Reply:
+    return Reply(error.status, {"error": {"code": error.code, "message": error.message}})
+
+
+def _messages_after(hub: Hub, since: int, device: str | None) -> list[tuple[int, TelemetryMessage]]:
+    log_ = hub.messages
+    first = hub.messages_received - len(log_) + 1  # sequence number of log_[0]
+    start = max(0, since + 1 - first)
+    return [
+        (first + index, message)
+        for index, message in enumerate(log_[start:], start=start)
+        if device is None or message.device_id == device
+    ]
+
+
+def _message_json(seq: int, message: TelemetryMessage) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "seq": seq,
+        "device_id": message.device_id,
+        "enqueued_at": message.enqueued_at,
+        "system_properties": dict(message.system_properties),
+        "properties": dict(message.properties),
+    }
+    try:
+        entry["body"] = message.body.decode("utf-8")
+    except UnicodeDecodeError:
+        entry["body_base64"] = base64.b64encode(message.body).decode("ascii")
+    return entry
+
+
+class AdminServer:
+    """The loopback HTTP/1.1 listener of the admin API (one request per connection)."""
+
+    def __init__(self, emulator: Emulator, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.api = AdminApi(emulator)
+        self._state_dir = emulator.options.state_dir
+        self._host = host
+        self._port = port
+        self._server: asyncio.Server | None = None
+        self._token = ""
+        self._handlers: set[asyncio.Task[None]] = set()
+
+    @property
+    def url(self) -> str:
+        """`http://127.0.0.1:<port>` once started."""
+        port = self._server.sockets[0].getsockname()[1] if self._server else self._port
+        return f"http://{self._host}:{port}"
+
+    async def start(self) -> None:
+        """Listen, keep the token (0600) and write the URL where the CLI finds them."""
+        self._token, _ = state_key(self._state_dir, TOKEN_FILE)
+        self._server = await asyncio.start_server(self._serve, self._host, self._port)
+        (self._state_dir / ADMIN_FILE).write_text(json.dumps({"url": self.url}) + "\n")
+        log.info("admin API listening url=%s", self.url)
+
+    async def close(self) -> None:
+        """Stop listening and end requests in progress (a long-polling tail)."""
+        if self._server is None:
+            return
+        self._server.close()
+        for handler in list(self._handlers):
+            handler.cancel()
+        if self._handlers:
+            await asyncio.wait(self._handlers, timeout=5)
+        await self._server.wait_closed()
+        self._server = None
+        with contextlib.suppress(OSError):
+            (self._state_dir / ADMIN_FILE).unlink()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
+            task.add_done_callback(self._handlers.discard)
+        try:
+            reply = await self._answer(reader)
+            payload = json.dumps(reply.body, indent=None).encode("utf-8") + b"\n"
+            writer.write(
+                f"HTTP/1.1 {reply.status} {_reason(reply.status)}\r\n"
+                "Content-Type: application/json; charset=utf-8\r\n"
+                f"Content-Length: {len(payload)}\r\n"
+                "Connection: close\r\n\r\n".encode("ascii")
+                + payload
+            )
+            await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError, TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
+
+    async def _answer(self, reader: asyncio.StreamReader) -> Reply:
+        try:
+            async with asyncio.timeout(READ_TIMEOUT):
+                head = await reader.readuntil(b"\r\n\r\n")
+                method, target, headers = _parse_head(head)
+                if not hmac.compare_digest(
+                    headers.get("authorization", "").encode(), f"Bearer {self._token}".encode()
+                ):
+                    raise AdminError(401, "Unauthorized", "Authorization: expected the admin token")
+                body = await reader.readexactly(_content_length(headers))
+        except AdminError as error:
+            return _error(error)
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
+            return _error(AdminError(400, "BadRequest", "request: incomplete or too large"))
+        return await self.api.handle(method, target, body)
+
+
+def _parse_head(head: bytes) -> tuple[str, str, dict[str, str]]:
+    if len(head) > MAX_HEAD_BYTES:
+        raise AdminError(431, "HeadersTooLarge", "header section: expected at most 16 KiB")
+    try:
+        lines = head.decode("ascii").split("\r\n")
+    except UnicodeDecodeError:
+        raise AdminError(400, "BadRequest", "header section: expected ASCII") from None
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not parts[1].startswith("/") or not parts[2].startswith("HTTP/1."):
+        raise AdminError(400, "BadRequest", "request line: expected METHOD /path HTTP/1.1")
+    headers: dict[str, str] = {}
+    for line in filter(None, lines[1:]):
+        name, colon, value = line.partition(":")
+        if not colon or not name or name != name.strip():
+            raise AdminError(400, "BadRequest", "header field: expected name: value")
+        headers[name.lower()] = value.strip()
+    return parts[0], parts[1], headers
+
+
+def _content_length(headers: Mapping[str, str]) -> int:
+    if "transfer-encoding" in headers:
+        raise AdminError(411, "LengthRequired", "Transfer-Encoding: expected Content-Length")
+    raw = headers.get("content-length", "0")
+    if not raw.isdigit():
+        raise AdminError(400, "BadRequest", "Content-Length: expected a number of bytes")
+    length = int(raw)
+    if length > MAX_BODY_BYTES:
+        raise AdminError(413, "BodyTooLarge", "body: expected at most 64 KiB")
+    return length
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Status"
