@@ -2,6 +2,7 @@
 
     python -m emulator --config emulator.toml [--bind 127.0.0.1] [--state-dir .emulator]
                        [--host-functions] [--function-key KEY] [--time-scale 1.0]
+                       [--service-port 8443] [--events-url URL]
 
 Runs until interrupted (Ctrl-C / SIGTERM), then stops every component in reverse order.
 """
@@ -16,9 +17,11 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from emulator.app import Emulator, Options
 from emulator.config import ConfigError
+from emulator.service_server import DEFAULT_SERVICE_PORT
 
 __all__ = ["main", "parse_args"]
 
@@ -55,7 +58,24 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         default=1.0,
         help="multiply DPS's webhook retry waits by this factor (tests use e.g. 0.01)",
     )
+    parser.add_argument(
+        "--service-port",
+        type=int,
+        default=DEFAULT_SERVICE_PORT,
+        help="IoT Hub service REST API port of the first hub; the next hubs use the following "
+        "ports in config order (default 8443; 0 = any free ports, see <state-dir>/hubs.json)",
+    )
+    parser.add_argument(
+        "--events-url",
+        default=None,
+        help="where device lifecycle events are POSTed as Event Grid events (default: the "
+        "local Functions host's device_lifecycle trigger with --host-functions, else nowhere)",
+    )
     args = parser.parse_args(argv)
+    if not 0 <= args.service_port <= 65535:
+        parser.error("--service-port: expected a port number from 0 to 65535")
+    if args.events_url is not None and urlsplit(args.events_url).scheme not in ("http", "https"):
+        parser.error("--events-url: expected an http:// or https:// URL")
     if args.time_scale <= 0:
         parser.error("--time-scale: expected a number greater than 0")
     return Options(
@@ -65,6 +85,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         host_functions=args.host_functions,
         function_key=args.function_key,
         time_scale=args.time_scale,
+        service_port=args.service_port,
+        events_url=args.events_url,
     )
 
 
@@ -77,6 +99,10 @@ async def _serve(options: Options) -> None:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     print(f"emulator ready on {options.bind}:8883; CA certificate: {emulator.ca_path}", flush=True)
+    # Printed on purpose (the issue asks for it; they are also in <state-dir>/hubs.json, 0600);
+    # never logged.
+    for hub, connection_string in emulator.service.connection_strings.items():
+        print(f"service connection string for {hub}: {connection_string}", flush=True)
     if emulator.functions is not None:
         print(f"functions host on {emulator.functions.base_url}", flush=True)
         if emulator.function_key_generated:

@@ -21,6 +21,11 @@
    `<state-dir>/function-key`, else a new one written there 0600; `function_key_generated`
    tells the CLI to print it once) and a master key kept in `<state-dir>/master-key`.
 
+Service side (`service_side.ServiceSide`): right after the MQTT server, the service REST API on
+`--bind` (`service_port` for the first hub, +1 per hub; 0 = free ports) and `<state-dir>/hubs.json`;
+the hubs hand lifecycle events to it from the start, and once the Functions host is up they are
+posted to `events_url`, else its `device_lifecycle` trigger (with `--host-functions`), else dropped.
+
 `close()` stops them in reverse order. Nothing else in the package wires components together.
 """
 
@@ -36,6 +41,7 @@ from emulator.admin_api import AdminServer
 from emulator.certs import CertificatePaths, ensure_certificates, server_ssl_context
 from emulator.config import EmulatorConfig, load_config
 from emulator.dps_service import DpsService
+from emulator.events import functions_host_events_url
 from emulator.fault_gate import DelayedWebhook, FaultGate, drop_connections
 from emulator.faults import DPS_TARGET, Faults
 from emulator.functions_host import FunctionsHost, load_function_app, state_key
@@ -43,6 +49,8 @@ from emulator.hub import Hub, Hubs
 from emulator.persistence import STATE_FILE, StateWriter, read_state, restore
 from emulator.ports import MqttEndpoint
 from emulator.server import MQTT_TLS_PORT, MqttServer
+from emulator.service_server import DEFAULT_SERVICE_PORT
+from emulator.service_side import ServiceSide
 from emulator.webhook_client import HttpWebhook
 
 __all__ = ["Emulator", "Options", "is_dps_username"]
@@ -63,6 +71,8 @@ class Options:
     functions_bind: str = "127.0.0.1"  # tests move it off 127.0.0.1 to run side by side
     functions_port: int = 7071
     time_scale: float = 1.0
+    service_port: int = DEFAULT_SERVICE_PORT  # first hub's service API port; 0 = free ports
+    events_url: str | None = None  # lifecycle events; default: the local Functions host
     persist: bool = False  # keep devices, twins, registrations and edits in <state-dir>/state.json
     admin_port: int = 0  # the admin API on 127.0.0.1; 0 picks a free port (see admin.json)
     state_interval: float = 0.5  # seconds between checks for state to write
@@ -86,6 +96,9 @@ class Emulator:
         self.functions: FunctionsHost | None = None
         self.function_key: str | None = None
         self.function_key_generated = False
+        self.service = ServiceSide(
+            state_dir=options.state_dir, bind=options.bind, service_port=options.service_port
+        )
         self.loaded_config: EmulatorConfig | None = None  # as the file says, before edits
         self.faults: Faults | None = None
         self.state: StateWriter | None = None
@@ -109,7 +122,7 @@ class Emulator:
         options = self.options
         config = load_config(options.config_path)
         self.config = self.loaded_config = config
-        hubs = Hubs(config.hubs, clock=time.time)
+        hubs = Hubs(config.hubs, clock=time.time, on_event=self.service.on_event)
         self.hubs = hubs
         self.faults = Faults(config.hubs)
         for target, spec in config.faults.items():
@@ -132,6 +145,7 @@ class Emulator:
             port=options.mqtt_port,
         )
         await self.server.start()
+        await self.service.start(config, hubs, server_ssl_context(self.certificates))
         self.admin = AdminServer(self, port=options.admin_port)
         await self.admin.start()
         self._fault_task = asyncio.get_running_loop().create_task(
@@ -139,6 +153,7 @@ class Emulator:
         )
         if options.host_functions:
             await self._start_functions()
+        await self.service.start_events(self._events_url())
         log.info(
             "emulator ready bind=%s dps=%s hubs=%s ca=%s",
             options.bind,
@@ -149,6 +164,7 @@ class Emulator:
 
     async def close(self) -> None:
         """Stop in reverse order."""
+        await self.service.close()
         if self.functions is not None:
             await self.functions.close()
             self.functions = None
@@ -205,6 +221,15 @@ class Emulator:
     def _build_dps(self, config: EmulatorConfig, hubs: Hubs, faults: Faults) -> DpsService:
         webhook = DelayedWebhook(HttpWebhook(), faults, sleep=asyncio.sleep)
         return DpsService(config, hubs, webhook, time_scale=self.options.time_scale)
+
+    def _events_url(self) -> str | None:
+        if self.options.events_url is not None:
+            return self.options.events_url
+        if self.config is not None and self.config.events_url is not None:
+            return self.config.events_url
+        if self.functions is not None:
+            return functions_host_events_url(self.functions.base_url)
+        return None
 
     def _route(self, username: str) -> MqttEndpoint | None:
         if is_dps_username(username):

@@ -111,8 +111,12 @@ class ServiceServer:
         """Stop listening, close every connection, wait for the handlers."""
         for server in self._servers:
             server.close()
+        # Idle keep-alive clients never answer a TLS close: abort their sockets and stop the
+        # handlers, so that none outlives the server (and the loop it runs on).
         for writer in list(self._writers):
-            writer.close()
+            writer.transport.abort()
+        for task in list(self._handlers):
+            task.cancel()
         if self._handlers:
             await asyncio.wait(self._handlers, timeout=5)
         for server in self._servers:
