@@ -1,0 +1,101 @@
+"""Lifecycle events from the emulated hub, received by the emulator's Functions host and applied by
+`device_lifecycle` into Azurite (127.43.2.1)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from azure.iot.device import IoTHubDeviceClient
+from azure.iot.hub import IoTHubRegistryManager
+
+from store.records import ConnectionState, HubIdentity
+from store.runtime import Runtime, build_runtime, set_runtime
+from store.settings import StoreSettings
+from tests.emulator.e2e.harness import RunningEmulator, options
+from tests.store.azurite import Azurite
+
+pytestmark = pytest.mark.e2e
+
+BIND = "127.43.2.1"
+HUB = "toasters.azure-devices.net"
+
+
+@pytest.fixture(scope="module")
+def runtime() -> Iterator[Runtime]:
+    """The Functions app's runtime on a fresh Azurite (tables under a unique prefix)."""
+    with Azurite() as azurite:
+        settings = StoreSettings(
+            connection_string=azurite.connection_string,
+            table_prefix="t" + uuid.uuid4().hex[:12],
+            timeout_seconds=5,
+        )
+        built = build_runtime(settings)
+        set_runtime(built)
+        try:
+            yield built
+        finally:
+            set_runtime(None)
+
+
+@pytest.fixture(scope="module")
+def emulator(
+    tmp_path_factory: pytest.TempPathFactory, runtime: Runtime
+) -> Iterator[RunningEmulator]:
+    """The emulator hosting function_app; lifecycle events go to its device_lifecycle trigger."""
+    run_options = options(
+        tmp_path_factory.mktemp("life"),
+        BIND,
+        host_functions=True,
+        functions_bind=BIND,
+        functions_port=0,
+    )
+    with RunningEmulator(run_options) as running:
+        yield running
+
+
+def wait_for(condition: Any, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def test_created_connected_disconnected_deleted_land_in_the_inventory(
+    emulator: RunningEmulator, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each lifecycle event reaches device_lifecycle and moves the Azurite inventory row."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(emulator.emulator.ca_path))
+    strings = json.loads((emulator.emulator.options.state_dir / "hubs.json").read_text())
+    registry = IoTHubRegistryManager.from_connection_string(strings[HUB])
+    device = registry.create_device_with_sas("life-1", "", "", "enabled")
+    store = runtime.store
+
+    def row() -> Any:
+        return store.get_device("life-1")
+
+    wait_for(lambda: row() is not None and row().hub_identity is HubIdentity.PRESENT)
+    assert row().hub == "toasters"
+    client = IoTHubDeviceClient.create_from_symmetric_key(
+        symmetric_key=device.authentication.symmetric_key.primary_key,
+        hostname=HUB,
+        device_id="life-1",
+        gateway_hostname=BIND,
+        server_verification_cert=emulator.ca_pem,
+    )
+    client.connect()
+    wait_for(lambda: row().connection_state is ConnectionState.CONNECTED)
+    connected_sequence = row().last_sequence_number
+    client.shutdown()
+    wait_for(lambda: row().connection_state is ConnectionState.DISCONNECTED)
+    assert row().last_sequence_number > connected_sequence
+    registry.delete_device("life-1")
+    wait_for(lambda: row().hub_identity is HubIdentity.DELETED)
+    delivery = emulator.emulator.service.delivery
+    assert delivery is not None
+    assert delivery.delivered >= 4
+    assert delivery.dropped == 0
