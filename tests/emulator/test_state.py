@@ -1,0 +1,165 @@
+"""Tests for emulator.state (the document) and emulator.persistence (files, collect/restore)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from emulator.config import parse_config
+from emulator.dps import RegistrationRecord, Substatus
+from emulator.dps_service import DpsService
+from emulator.enrollment_edits import EnrollmentKind, KeySlot, with_key
+from emulator.hub import Hubs
+from emulator.persistence import StateWriter, collect, read_state, restore, write_state
+from emulator.state import StateError, parse_snapshot, snapshot_to_json
+from emulator.webhook_client import FunctionWebhook, WebhookResponse
+
+NOW = 1_700_000_000.0
+HUB = "toasters.azure-devices.net"
+KEY = "DZPe4q3my4xZRYespJ9DC5wu5B5SWQOjY81pkl/cYJY="
+NEW_KEY = "OSANXEslinwdWI7CugTZIIMS97VdG65m3pD753neq7E="
+CONFIG = parse_config(
+    {
+        "hubs": [{"name": HUB}],
+        "enrollment_groups": [{"id": "contoso", "primary_key": KEY, "secondary_key": KEY}],
+    },
+    source="e.toml",
+)
+RECORD = RegistrationRecord(
+    registration_id="dev-1",
+    device_id="dev-1",
+    assigned_hub=HUB,
+    substatus=Substatus.INITIAL_ASSIGNMENT,
+    created="2023-11-14T22:13:20.0000000Z",
+    last_updated="2023-11-14T22:13:20.0000000Z",
+    generation=1,
+)
+
+
+def running() -> tuple[DpsService, Hubs]:
+    hubs = Hubs([HUB], clock=lambda: NOW)
+    dps = DpsService(CONFIG, hubs, FunctionWebhook(lambda u, b: WebhookResponse(500)))
+    return dps, hubs
+
+
+def populated() -> tuple[DpsService, Hubs]:
+    dps, hubs = running()
+    hub = hubs.hub(HUB)
+    hub.upsert_device("dev-1", primary_key=KEY, secondary_key=KEY, twin=None, now=NOW)
+    hub.update_desired("dev-1", {"target": 21.5, "mode": {"fan": "auto"}}, now=NOW + 1)
+    hub.upsert_device(
+        "dev-2", primary_key=KEY, secondary_key=KEY, twin=None, now=NOW, enabled=False
+    )
+    dps.restore_records([RECORD])
+    dps.replace_config(with_key(CONFIG, EnrollmentKind.GROUP, "contoso", KeySlot.PRIMARY, NEW_KEY))
+    return dps, hubs
+
+
+def test_snapshot_round_trips_through_json() -> None:
+    """collect -> JSON text -> parse -> restore gives the same devices, twins, records, edits."""
+    dps, hubs = populated()
+    text = json.dumps(snapshot_to_json(collect(CONFIG, dps, hubs)))
+    snapshot = parse_snapshot(json.loads(text), path="state.json")
+    dps2, hubs2 = running()
+    restore(snapshot, CONFIG, dps2, hubs2)
+    for device_id in ("dev-1", "dev-2"):
+        assert hubs2.hub(HUB).device(device_id) == hubs.hub(HUB).device(device_id)
+        assert hubs2.hub(HUB).twin(device_id) == hubs.hub(HUB).twin(device_id)
+    assert dps2.records() == (RECORD,)
+    assert dps2.config == dps.config
+
+
+def test_restore_emits_no_lifecycle_events() -> None:
+    """Putting devices back is not a device creation: no lifecycle event is raised."""
+    dps, hubs = populated()
+    snapshot = collect(CONFIG, dps, hubs)
+    events: list[object] = []
+    hubs2 = Hubs([HUB], clock=lambda: NOW, on_event=events.append)
+    restore(snapshot, CONFIG, running()[0], hubs2)
+    assert hubs2.hub(HUB).device_ids() == ["dev-1", "dev-2"]
+    assert events == []
+
+
+@pytest.mark.parametrize(
+    ("document", "location", "problem"),
+    [
+        ([], "top level", "expected a JSON object"),
+        ({"format": "something-else", "version": 1}, "format", "not an emulator state file"),
+        ({"format": "azure-iot-emulator-state", "version": 9}, "version", "from a newer emulator"),
+        ({"format": "azure-iot-emulator-state", "version": "1"}, "version", "positive integer"),
+        (
+            {"format": "azure-iot-emulator-state", "version": 1, "registrations": [{}]},
+            "registrations[0].registration_id",
+            "is missing",
+        ),
+        (
+            {"format": "azure-iot-emulator-state", "version": 1, "hubs": {HUB: [{"identity": {}}]}},
+            f"hubs.{HUB}[0].identity.device_id",
+            "is missing",
+        ),
+        (
+            {
+                "format": "azure-iot-emulator-state",
+                "version": 1,
+                "enrollments": [{"kind": "group", "id": 5}],
+            },
+            "enrollments[0].id",
+            "expected str",
+        ),
+    ],
+)
+def test_unusable_documents_are_reported_with_where_and_what(
+    document: object, location: str, problem: str
+) -> None:
+    """Foreign, newer or malformed documents raise StateError naming the location."""
+    with pytest.raises(StateError) as raised:
+        parse_snapshot(document, path="/x/state.json")
+    assert raised.value.location == location
+    assert problem in raised.value.problem
+    assert str(raised.value).startswith("/x/state.json: ")
+
+
+def test_write_is_atomic_0600_and_reads_back(tmp_path: Path) -> None:
+    """write_state leaves one 0600 file (no temporary) that read_state parses back."""
+    dps, hubs = populated()
+    path = tmp_path / "state.json"
+    path.write_text("old")
+    write_state(path, collect(CONFIG, dps, hubs))
+    assert [p.name for p in tmp_path.iterdir()] == ["state.json"]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    snapshot = read_state(path)
+    assert snapshot is not None
+    assert snapshot.registrations == (RECORD,)
+    assert read_state(tmp_path / "missing.json") is None
+
+
+def test_corrupt_file_is_reported_and_left_alone(tmp_path: Path) -> None:
+    """A file that is not JSON raises StateError with its path; its bytes are unchanged."""
+    path = tmp_path / "state.json"
+    path.write_bytes(b'{"format": "azure-iot-emulator-state", "version": 1,')
+    with pytest.raises(StateError, match=f"{path}: file: expected JSON"):
+        read_state(path)
+    assert path.read_bytes().endswith(b'"version": 1,')
+
+
+def test_writer_writes_only_after_a_change(tmp_path: Path) -> None:
+    """StateWriter.flush writes once per change and not at all while nothing changed."""
+
+    async def scenario() -> list[bool]:
+        dps, hubs = running()
+        writer = StateWriter(tmp_path / "state.json", CONFIG, dps, hubs)
+        results = [await writer.flush()]
+        hubs.hub(HUB).upsert_device("d", primary_key=KEY, secondary_key=KEY, twin=None, now=NOW)
+        results += [await writer.flush(), await writer.flush()]
+        hubs.hub(HUB).update_desired("d", {"x": 1}, now=NOW)
+        results.append(await writer.flush())
+        return results
+
+    assert asyncio.run(scenario()) == [False, True, False, True]
+    snapshot = read_state(tmp_path / "state.json")
+    assert snapshot is not None
+    assert snapshot.hubs[HUB][0].twin.desired == {"x": 1}
