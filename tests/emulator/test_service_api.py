@@ -1,0 +1,234 @@
+"""The pure service API core: SAS forms from the vectors, routing, errors, methods, query paging."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from emulator.http1 import Request
+from emulator.hub import Hubs, MethodResponse
+from emulator.service_api import MethodCall, ServiceApi, ServicePolicyKey, ServiceResponse
+from sas import generate_sas_token, sign
+
+VECTORS = (
+    Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "sas" / "vectors.json"
+)
+SVC1 = next(v for v in json.loads(VECTORS.read_text()) if v["id"] == "SVC1")
+HOST = SVC1["uri"]  # 127.0.0.3:8443
+HUB = "toasters.azure-devices.net"
+NOW = SVC1["expiry"] - 100
+DEVICE_KEY = "OSANXEslinwdWI7CugTZIIMS97VdG65m3pD753neq7E="
+
+
+def api() -> tuple[ServiceApi, Hubs]:
+    hubs = Hubs([HUB, "heatpumps.azure-devices.net"], clock=lambda: NOW)
+    policies = {
+        HUB: ServicePolicyKey(key_name="iothubowner", key=SVC1["key"]),
+        "heatpumps.azure-devices.net": ServicePolicyKey(key_name="iothubowner", key=SVC1["key"]),
+    }
+    return ServiceApi(hubs, policies, make_key=lambda: DEVICE_KEY), hubs
+
+
+def request(
+    method: str,
+    path: str,
+    body: object = None,
+    *,
+    token: str | None = SVC1["token"],
+    host: str = HOST,
+    **headers: str,
+) -> Request:
+    all_headers = {"host": host, **{k.replace("_", "-"): v for k, v in headers.items()}}
+    if token is not None:
+        all_headers["authorization"] = token
+    return Request(
+        method=method,
+        target=f"{path}?api-version=2021-04-12",
+        headers=all_headers,
+        body=b"" if body is None else json.dumps(body).encode(),
+        keep_alive=True,
+    )
+
+
+def answer(service: ServiceApi, req: Request, now: float = NOW) -> ServiceResponse:
+    result = service.handle(req, port_hub=HUB, now=now)
+    assert isinstance(result, ServiceResponse)
+    return result
+
+
+def error_code(response: ServiceResponse) -> str:
+    headers = dict(response.headers)
+    message = json.loads(response.body)["Message"]
+    assert message.startswith(f"ErrorCode:{headers['iothub-errorcode']};")
+    return headers["iothub-errorcode"]
+
+
+def node_token() -> str:
+    """The Node azure-iothub form for the SVC1 inputs: raw sr, order sr, sig, skn, se."""
+    signature = sign(SVC1["key"], f"{HOST}\n{SVC1['expiry']}")
+    return (
+        f"SharedAccessSignature sr={HOST}&sig={quote(signature, safe='')}"
+        f"&skn=iothubowner&se={SVC1['expiry']}"
+    )
+
+
+def test_python_and_node_sas_forms_are_accepted() -> None:
+    """The recorded Python token and a Node-form token over the same inputs both authorize."""
+    service, _ = api()
+    assert answer(service, request("GET", "/statistics/devices")).status == 200
+    assert answer(service, request("GET", "/statistics/devices", token=node_token())).status == 200
+
+
+@pytest.mark.parametrize(
+    ("token", "now"),
+    [
+        (None, NOW),
+        ("Bearer x", NOW),
+        (SVC1["token"], SVC1["expiry"] + 1),
+        (SVC1["token"].replace("skn=iothubowner", "skn=registryRead"), NOW),
+        (generate_sas_token("other:8443", SVC1["key"], SVC1["expiry"], "iothubowner"), NOW),
+        (generate_sas_token(HOST, DEVICE_KEY, SVC1["expiry"], "iothubowner"), NOW),
+    ],
+)
+def test_bad_credentials_are_401(token: str | None, now: float) -> None:
+    """Missing, malformed, expired, other policy, other resource or other key -> 401."""
+    service, _ = api()
+    response = answer(service, request("GET", "/statistics/devices", token=token), now)
+    assert response.status == 401
+    assert error_code(response) == "IotHubUnauthorizedAccess"
+    assert SVC1["key"].encode() not in response.body
+
+
+def test_missing_api_version_unknown_path_and_method() -> None:
+    """No api-version -> 400; unknown path -> 404; wrong method -> 405; all in the error form."""
+    service, _ = api()
+    bare = Request(
+        method="GET",
+        target="/statistics/devices",
+        headers={"host": HOST},
+        body=b"",
+        keep_alive=True,
+    )
+    assert error_code(answer(service, bare)) == "InvalidProtocolVersion"
+    assert answer(service, request("GET", "/jobs")).status == 404
+    assert answer(service, request("POST", "/statistics/devices")).status == 405
+
+
+def test_put_without_if_match_creates_then_conflicts() -> None:
+    """PUT creates with generated keys (200 + ETag), then 409; a bad key is 400 naming the field."""
+    service, hubs = api()
+    created = answer(service, request("PUT", "/devices/d%2D1x", {}))
+    assert created.status == 200
+    body = json.loads(created.body)
+    assert body["authentication"]["symmetricKey"]["primaryKey"] == DEVICE_KEY
+    assert dict(created.headers)["ETag"] == f'"{body["etag"]}"'
+    assert error_code(answer(service, request("PUT", "/devices/d-1x", {}))) == "DeviceAlreadyExists"
+    bad = {"authentication": {"symmetricKey": {"primaryKey": "not base64!"}}}
+    response = answer(service, request("PUT", "/devices/d-2", bad))
+    assert response.status == 400
+    assert b"authentication.symmetricKey.primaryKey" in response.body
+    assert hubs.hub(HUB).device("d-2") is None
+
+
+def test_host_header_naming_a_hub_routes_there() -> None:
+    """A Host header naming the other hub reaches it, whatever port the request came in on."""
+    service, hubs = api()
+    other = "heatpumps.azure-devices.net"
+    token = generate_sas_token(other, SVC1["key"], SVC1["expiry"], "iothubowner")
+    response = answer(service, request("PUT", "/devices/h-1", {}, token=token, host=other))
+    assert response.status == 200
+    assert hubs.hub(other).device("h-1") is not None
+    assert hubs.hub(HUB).device("h-1") is None
+
+
+def test_query_pages_and_rejects_foreign_tokens() -> None:
+    """Pages of 2 with a continuation until the last; a forged continuation is 400."""
+    service, _ = api()
+    for name in ("a", "b", "c"):
+        answer(service, request("PUT", f"/devices/{name}", {}))
+    query = {"query": "select *  from DEVICES"}
+    first = answer(service, request("POST", "/devices/query", query, x_ms_max_item_count="2"))
+    headers = dict(first.headers)
+    assert [item["deviceId"] for item in json.loads(first.body)] == ["a", "b"]
+    assert headers["x-ms-item-type"] == "twin"
+    second = answer(
+        service,
+        request(
+            "POST",
+            "/devices/query",
+            query,
+            x_ms_max_item_count="2",
+            x_ms_continuation=headers["x-ms-continuation"],
+        ),
+    )
+    assert [item["deviceId"] for item in json.loads(second.body)] == ["c"]
+    assert "x-ms-continuation" not in dict(second.headers)
+    forged = request("POST", "/devices/query", query, x_ms_continuation="!!")
+    assert answer(service, forged).status == 400
+
+
+def test_direct_method_round_trip_and_timeout() -> None:
+    """A MethodCall goes to the connected device; its answer is 200, no answer is 504."""
+    service, hubs = api()
+    hub = hubs.hub(HUB)
+    hub.upsert_device("m-1", primary_key=DEVICE_KEY, secondary_key=DEVICE_KEY, twin=None, now=NOW)
+    sent: list[tuple[str, bytes]] = []
+    token = generate_sas_token(f"{HUB}/devices/m-1", DEVICE_KEY, SVC1["expiry"])
+    hub.connect(
+        client_id="m-1",
+        username=f"{HUB}/m-1/?api-version=2021-04-12",
+        password=token.encode(),
+        send=lambda topic, payload: sent.append((topic, payload)),
+        close=lambda: None,
+        now=NOW,
+    )
+    hub.subscribe(client_id="m-1", topic_filter="$iothub/methods/POST/#")
+    body = {"methodName": "reboot", "payload": {"d": 1}, "responseTimeoutInSeconds": 5}
+    call = service.handle(request("POST", "/twins/m-1/methods", body), port_hub=HUB, now=NOW)
+    assert isinstance(call, MethodCall)
+    answers: list[MethodResponse] = []
+    rid = service.invoke(call, answers.append, now=NOW)
+    assert isinstance(rid, str)
+    assert sent[-1] == (f"$iothub/methods/POST/reboot/?$rid={rid}", b'{"d": 1}')
+    hub.publish(
+        client_id="m-1",
+        topic=f"$iothub/methods/res/200/?$rid={rid}",
+        payload=b'{"ok":1}',
+        send=lambda *_: None,
+        now=NOW,
+    )
+    assert json.loads(service.method_result(answers[0]).body) == {
+        "status": 200,
+        "payload": {"ok": 1},
+    }
+    second = service.invoke(call, answers.append, now=NOW)
+    assert isinstance(second, str)
+    assert service.method_timeout(call, second, now=NOW).status == 504
+    hub.publish(
+        client_id="m-1",
+        topic=f"$iothub/methods/res/200/?$rid={second}",
+        payload=b"{}",
+        send=lambda *_: None,
+        now=NOW,
+    )
+    assert len(answers) == 1  # the late answer is ignored
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"payload": 1}, "methodName"),
+        ({"methodName": "m", "responseTimeoutInSeconds": 1}, "responseTimeoutInSeconds"),
+        ([], "body"),
+    ],
+)
+def test_bad_method_requests_name_the_field(body: Any, field: str) -> None:
+    """A malformed method request is 400 naming the field."""
+    service, _ = api()
+    response = answer(service, request("POST", "/twins/x/methods", body))
+    assert response.status == 400
+    assert field.encode() in response.body
