@@ -46,7 +46,7 @@ def run(*, quick: bool) -> str:
     """Baseline (one at a time) and the fleet (bounded concurrency) as a Markdown table."""
     quiet_sdk_logs()
     plans = [("baseline: one device at a time", 3 if quick else 10, 1)]
-    plans.append(("fleet", 50, 50) if quick else ("fleet", 1000, 200))
+    plans.append(("fleet", 50, 50) if quick else ("fleet", 1000, 100))
     rows = []
     with tempfile.TemporaryDirectory(prefix="fleet-bench-") as scratch:
         config = Path(scratch) / "emulator.toml"
