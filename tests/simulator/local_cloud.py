@@ -6,12 +6,10 @@ emulator in-process with tests/emulator/e2e/harness.py.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
-from emulator.config import generate_key
 from sas import derive_device_key
 from simulator.keys_cli import DeviceSecrets, derive_secrets, write_secret_file
 from tests.emulator.e2e.harness import RunningEmulator
@@ -96,26 +94,35 @@ def settings_document(path: Path) -> dict[str, Any]:
     return document
 
 
-def regenerate_group_key(emulator: RunningEmulator, group: str, slot: str) -> None:
-    """Give the group a new primary or secondary key in the running emulator's DPS.
+def regenerate_group_key(emulator: RunningEmulator, group: str, slot: str) -> str:
+    """Give the group a new primary or secondary key, as an operator would, and return it.
 
-    What `python -m emulator regenerate-key` does through the admin API; done in-process here on
-    the emulator's loop thread (the DPS service reads its config per CONNECT).
+    Runs `python -m emulator regenerate-key GROUP --slot SLOT --show-key --json` in-process: the
+    operator command, through the running emulator's admin API (found via its state directory).
     """
+    from contextlib import redirect_stdout  # noqa: PLC0415
+    from io import StringIO  # noqa: PLC0415
 
-    def change() -> None:
-        dps = emulator.emulator.dps
-        assert dps is not None
-        config = dps._config
-        groups = tuple(
-            dataclasses.replace(entry, **{f"{slot}_key": generate_key()})
-            if entry.id == group
-            else entry
-            for entry in config.enrollment_groups
+    from emulator.__main__ import main as emulator_main  # noqa: PLC0415
+
+    state_dir = str(emulator.emulator.options.state_dir)
+    answer = StringIO()  # kept out of pytest's captured output: it holds the new key
+    with redirect_stdout(answer):
+        code = emulator_main(
+            [
+                "regenerate-key",
+                group,
+                "--slot",
+                slot,
+                "--show-key",
+                "--json",
+                "--state-dir",
+                state_dir,
+            ]
         )
-        dps._config = dataclasses.replace(config, enrollment_groups=groups)
-
-    emulator.call(change)
+    assert code == 0, "regenerate-key failed"
+    key: str = json.loads(answer.getvalue())["key"]
+    return key
 
 
 def hub_key_matches(emulator: RunningEmulator, hub: str, device_id: str, key: str) -> bool:

@@ -52,7 +52,7 @@ def test_key_rotation_drill(
     assert settings.exists()
 
     # 1. the group primary key is regenerated; the device keeps its settings: the hub kept its keys
-    regenerate_group_key(emulator, GROUP, "primary")
+    new_primary = regenerate_group_key(emulator, GROUP, "primary")
     assert main(args) == 0
     out, _ = capsys.readouterr()
     assert "without provisioning" in out
@@ -70,7 +70,7 @@ def test_key_rotation_drill(
     assert "with the secondary connection string" in out
 
     # 3. both group keys regenerated, settings.json gone: nothing works until keys are re-derived
-    regenerate_group_key(emulator, GROUP, "secondary")
+    new_secondary = regenerate_group_key(emulator, GROUP, "secondary")
     settings.unlink()
     assert main(args) == 3
     out, err = capsys.readouterr()
@@ -81,12 +81,10 @@ def test_key_rotation_drill(
     assert secrets_in(out + err, secrets) == []
 
     # 4. the fix: derive the device keys again from the new group keys
-    dps = emulator.emulator.dps
-    assert dps is not None
-    group = next(entry for entry in dps._config.enrollment_groups if entry.id == GROUP)
-    fresh = derive_secrets(DPS_HOST, ID_SCOPE, DEVICE, group.primary_key, group.secondary_key)
+    fresh = derive_secrets(DPS_HOST, ID_SCOPE, DEVICE, new_primary, new_secondary)
     write_secrets(tmp_path / "secrets.json", fresh)
     assert main(args) == 0
     out, _ = capsys.readouterr()
     assert "dps: registered with the primary key" in out
     assert "with the primary connection string" in out
+    assert secrets_in(out, fresh) == []
