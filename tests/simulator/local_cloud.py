@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sas import derive_device_key
 from simulator.keys_cli import DeviceSecrets, derive_secrets, write_secret_file
 from tests.emulator.e2e.harness import RunningEmulator
 
@@ -125,21 +124,13 @@ def regenerate_group_key(emulator: RunningEmulator, group: str, slot: str) -> st
     return key
 
 
-def hub_key_matches(emulator: RunningEmulator, hub: str, device_id: str, key: str) -> bool:
-    """Whether the hub's identity of the device holds `key` (primary or secondary)."""
-    identity = emulator.call(lambda: emulator.emulator.hub(hub).device(device_id))
-    return identity is not None and key in (identity.primary_key, identity.secondary_key)
-
-
 __all__ = [
     "CONFIG",
     "DPS_HOST",
     "GROUP",
     "HUBS",
     "ID_SCOPE",
-    "derive_device_key",
     "device_secrets",
-    "hub_key_matches",
     "regenerate_group_key",
     "run_args",
     "secrets_in",
