@@ -9,6 +9,7 @@ import sys
 
 SUITES = {
     "allocation": "bench.allocation_bench",
+    "emulator": "bench.emulator_bench",
     "fleet": "bench.fleet_bench",
     "import": "bench.import_bench",
     "webhook": "bench.webhook_bench",
