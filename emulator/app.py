@@ -233,6 +233,9 @@ class Emulator:
 
     def _route(self, username: str) -> MqttEndpoint | None:
         if is_dps_username(username):
-            return self._gates.get(DPS_TARGET)
+            gate = self._gates.get(DPS_TARGET)
+            if gate is not None and self.dps is not None:
+                gate.endpoint = self.dps  # `dps` stays the endpoint in use (tests wrap it)
+            return gate
         hub = self.hubs.route(username) if self.hubs is not None else None
         return self._gates.get(hub.name.lower()) if hub is not None else None
