@@ -67,11 +67,6 @@ class KeySlot(StrEnum):
     PRIMARY = "primary"
     SECONDARY = "secondary"
 
-    @property
-    def field(self) -> str:
-        """The config field holding this key."""
-        return f"{self.value}_key"
-
 
 @dataclass(frozen=True, kw_only=True)
 class EnrollmentOverride:
