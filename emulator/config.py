@@ -33,10 +33,8 @@ from __future__ import annotations
 
 import base64
 import logging
-import os
 import re
 import secrets
-import tempfile
 import tomllib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +45,7 @@ from urllib.parse import urlsplit
 
 from emulator.faults import FaultError, FaultSpec, parse_fault_table
 from emulator.twin import InitialTwin, TwinError
+from localtools.files import write_private
 from sas.errors import KeyFormatError
 from sas.keys import decode_key
 
@@ -559,14 +558,4 @@ def _insert_keys(
 
 def _write_atomically(path: Path, text: str) -> None:
     """Replace `path` with `text` in one rename; the new file is 0600 since it holds keys."""
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(descriptor, 0o600)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_private(path, text)

@@ -20,8 +20,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 from emulator.config import EmulatorConfig
@@ -29,6 +27,7 @@ from emulator.dps_service import DpsService
 from emulator.enrollment_edits import apply_overrides, overrides
 from emulator.hub import Hubs
 from emulator.state import DeviceState, Snapshot, StateError, parse_snapshot, snapshot_to_json
+from localtools.files import write_private
 
 __all__ = ["STATE_FILE", "StateWriter", "collect", "read_state", "restore", "write_state"]
 
@@ -54,23 +53,7 @@ def read_state(path: Path) -> Snapshot | None:
 
 def write_state(path: Path, snapshot: Snapshot) -> None:
     """Replace `path` with the snapshot in one rename; the file is 0600 from its first byte."""
-    data = json.dumps(snapshot_to_json(snapshot), separators=(",", ":")).encode("utf-8")
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(descriptor, 0o600)
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)  # the rename itself survives a crash
-    finally:
-        os.close(directory)
+    write_private(path, json.dumps(snapshot_to_json(snapshot), separators=(",", ":")))
 
 
 def collect(loaded: EmulatorConfig, dps: DpsService, hubs: Hubs) -> Snapshot:

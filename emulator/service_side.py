@@ -18,10 +18,8 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
 import secrets
 import ssl
-import tempfile
 from pathlib import Path
 
 from emulator.config import EmulatorConfig
@@ -30,6 +28,7 @@ from emulator.hub import Hubs
 from emulator.lifecycle import LifecycleEvent
 from emulator.service_api import ServiceApi, ServicePolicyKey
 from emulator.service_server import ServiceEndpoint, ServiceServer
+from localtools.files import write_private
 
 __all__ = ["HUBS_FILE", "ServiceSide", "connection_string"]
 
@@ -147,13 +146,4 @@ def _kept_keys(path: Path) -> dict[tuple[str, str], str]:
 def _write_private_json(path: Path, value: object) -> None:
     """Replace `path` in one rename with a 0600 file (it holds keys)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(descriptor, 0o600)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            json.dump(value, handle, indent=2)
-            handle.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_private(path, json.dumps(value, indent=2) + "\n")

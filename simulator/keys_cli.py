@@ -36,12 +36,12 @@ import json
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from localtools.files import write_private
 from sas import (
     KeyFormatError,
     RegistrationIdError,
@@ -173,29 +173,12 @@ def derive_secrets(
 
 
 def write_secret_file(path: Path, data: str, *, force: bool) -> None:
-    """Write ``data`` to ``path`` atomically with mode 0600.
+    """Write ``data`` to ``path`` atomically with mode 0600 (``localtools.files.write_private``).
 
-    Without ``force`` an existing path (even a dangling symlink) raises FileExistsError: the name
-    is reserved with O_EXCL before the content is renamed over it. With ``force`` the rename
-    replaces whatever is there, never writing through a symlink.
+    Without ``force`` an existing path (even a dangling symlink) raises FileExistsError. With
+    ``force`` the rename replaces whatever is there, never writing through a symlink.
     """
-    reserved = False
-    if not force:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        reserved = True
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(descriptor, 0o600)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        if reserved:
-            path.unlink(missing_ok=True)
-        raise
+    write_private(path, data, exclusive=not force)
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

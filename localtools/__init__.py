@@ -1,0 +1,1 @@
+"""Small helpers shared by the local tools (emulator, simulator, demo); never deployed."""
