@@ -17,6 +17,7 @@ Log lines carry peer, client id and reasons; never a password, token or payload.
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
 import contextlib
 import logging
 import ssl
@@ -41,6 +42,14 @@ from emulator.mqtt.codec import DEFAULT_MAX_PACKET_SIZE
 from emulator.ports import MqttEndpoint
 
 __all__ = ["MQTT_TLS_PORT", "MqttServer", "Router"]
+
+# A fleet connecting at once queues its TCP handshakes here; asyncio's default of 100 made
+# devices fail when 200 connected together (bench/fleet_bench.py).
+LISTEN_BACKLOG = 2048
+# asyncio's TLS layer allocates one read buffer of this size per connection (256 KiB in 3.11):
+# most of the memory a connected device costs (bench/emulator_bench.py). Device messages are
+# small and a larger record is read in several steps, so 32 KiB serves as well.
+TLS_READ_BUFFER = 32 * 1024
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +98,12 @@ class MqttServer:
 
     async def start(self) -> None:
         """Bind and start accepting connections."""
+        _shrink_tls_read_buffer()
         self._server = await asyncio.start_server(
             self._serve,
             self._host,
             self._port,
+            backlog=LISTEN_BACKLOG,
             ssl=self._ssl,
             ssl_handshake_timeout=self._connect_timeout if self._ssl else None,
         )
@@ -297,3 +308,10 @@ class _Connection:
     def _aborting(self) -> bool:
         # A client that does not read would keep a graceful close waiting for its buffer.
         return self._writer.transport.get_write_buffer_size() > self._max_write_buffer
+
+
+def _shrink_tls_read_buffer() -> None:
+    """Cap asyncio's per-connection TLS read buffer (a class attribute of its SSL protocol)."""
+    protocol = getattr(asyncio.sslproto, "SSLProtocol", None)
+    if protocol is not None and getattr(protocol, "max_size", 0) > TLS_READ_BUFFER:
+        protocol.max_size = TLS_READ_BUFFER
