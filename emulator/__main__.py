@@ -39,6 +39,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser = argparse.ArgumentParser(
         prog="python -m emulator",
         description="Local Azure IoT DPS and IoT Hub emulator (MQTT 3.1.1 over TLS on port 8883).",
+        epilog="operator commands, against a running emulator (python -m emulator COMMAND --help): "
+        + ", ".join(admin_cli.COMMANDS),
     )
     parser.add_argument("--config", type=Path, required=True, help="TOML configuration file")
     parser.add_argument(
