@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import http.client
 import json
 import logging
 import ssl
@@ -36,8 +35,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
+from emulator.http_post import PostFailed, masked, post
 from emulator.lifecycle import LifecycleEvent, event_grid_event
 
 __all__ = [
@@ -62,11 +61,6 @@ _NOT_RETRIED = frozenset({400, 413})
 def functions_host_events_url(base_url: str, function_name: str = "device_lifecycle") -> str:
     """The local Functions host's Event Grid trigger URL for `function_name`."""
     return f"{base_url.rstrip('/')}/runtime/webhooks/EventGrid?functionName={function_name}"
-
-
-def _masked(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"
 
 
 class EventPostError(Exception):
@@ -95,31 +89,18 @@ class HttpEventPoster:
         return await asyncio.to_thread(self._post_blocking, url, body, dict(headers))
 
     def _post_blocking(self, url: str, body: bytes, headers: dict[str, str]) -> int:
-        parts = urlsplit(url)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        connection: http.client.HTTPConnection
-        if parts.scheme == "https":
-            connection = http.client.HTTPSConnection(
-                parts.hostname or "",
-                parts.port,
-                timeout=self._timeout,
-                context=self._ssl_context or ssl.create_default_context(),
-            )
-        elif parts.scheme == "http":
-            connection = http.client.HTTPConnection(
-                parts.hostname or "", parts.port, timeout=self._timeout
-            )
-        else:
-            raise EventPostError(f"{_masked(url)}: expected an http or https URL")
         try:
-            connection.request("POST", target, body=body, headers=headers)
-            response = connection.getresponse()
-            response.read(64 * 1024)
-            return response.status
-        except (OSError, http.client.HTTPException) as error:
-            raise EventPostError(f"{_masked(url)}: {type(error).__name__}") from None
-        finally:
-            connection.close()
+            status, _ = post(
+                url,
+                body,
+                headers,
+                timeout=self._timeout,
+                max_response_bytes=64 * 1024,
+                ssl_context=self._ssl_context,
+            )
+        except PostFailed as error:
+            raise EventPostError(str(error)) from None
+        return status
 
 
 Handler = Callable[[str, Any, Mapping[str, str]], "int | Awaitable[int]"]
@@ -197,7 +178,7 @@ class EventDelivery:
         """Start the worker task on the running loop."""
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="lifecycle-events")
-            log.info("lifecycle events to %s", _masked(self._url))
+            log.info("lifecycle events to %s", masked(self._url))
 
     async def close(self) -> None:
         """Stop the worker; events still queued are dropped (logged with their count)."""

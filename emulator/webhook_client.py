@@ -20,16 +20,14 @@ Errors:
 from __future__ import annotations
 
 import asyncio
-import http.client
 import json
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
-from emulator.dps import mask_webhook_url as masked
+from emulator.http_post import PostFailed, masked, post
 
 __all__ = [
     "FunctionWebhook",
@@ -80,43 +78,24 @@ class HttpWebhook:
         return await asyncio.to_thread(self._post_blocking, url, body)
 
     def _post_blocking(self, url: str, body: bytes) -> WebhookResponse:
-        parts = urlsplit(url)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        connection: http.client.HTTPConnection
-        if parts.scheme == "https":
-            connection = http.client.HTTPSConnection(
-                parts.hostname or "",
-                parts.port,
-                timeout=self._timeout,
-                context=self._ssl_context or ssl.create_default_context(),
-            )
-        elif parts.scheme == "http":
-            connection = http.client.HTTPConnection(
-                parts.hostname or "", parts.port, timeout=self._timeout
-            )
-        else:
-            raise WebhookUnavailable(f"{masked(url)}: expected an http or https URL")
+        headers = {
+            "Content-Type": "application/json; charset=utf-8",
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+        }
         try:
-            connection.request(
-                "POST",
-                target,
-                body=body,
-                headers={
-                    "Content-Type": "application/json; charset=utf-8",
-                    "Accept": "application/json",
-                    "User-Agent": USER_AGENT,
-                },
+            status, data = post(
+                url,
+                body,
+                headers,
+                timeout=self._timeout,
+                max_response_bytes=MAX_RESPONSE_BYTES,
+                ssl_context=self._ssl_context,
             )
-            response = connection.getresponse()
-            data = response.read(MAX_RESPONSE_BYTES + 1)
-            if len(data) > MAX_RESPONSE_BYTES:
-                raise WebhookUnavailable(f"{masked(url)}: response larger than 1 MiB")
-            log.debug("webhook %s answered %d", masked(url), response.status)
-            return WebhookResponse(response.status, data)
-        except (OSError, http.client.HTTPException) as error:
-            raise WebhookUnavailable(f"{masked(url)}: {type(error).__name__}") from None
-        finally:
-            connection.close()
+        except PostFailed as error:
+            raise WebhookUnavailable(str(error)) from None
+        log.debug("webhook %s answered %d", masked(url), status)
+        return WebhookResponse(status, data)
 
 
 Handler = Callable[[str, Any], "WebhookResponse | Awaitable[WebhookResponse]"]
