@@ -27,9 +27,9 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
-from demo.local_cloud import BackgroundEmulator
 from emulator.app import Options
 from emulator.azurite import Azurite
+from emulator.background import BackgroundEmulator
 from emulator.twin import TwinDocument
 from simulator.device import Target, quiet_sdk_logs
 from simulator.fleet import DeviceOutcome, run_fleet

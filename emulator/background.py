@@ -1,7 +1,8 @@
-"""The emulator in this process, on a background asyncio loop, for the demo and the fleet benchmark.
+"""The emulator in this process, on a background asyncio loop thread.
 
-The SDK clients run on the caller's loop and threads; everything that touches the emulator's
-state (hubs, DPS) goes through `call`, which runs on the emulator's own loop thread.
+For the demo, tests and tools that drive the emulator with SDK clients in the same process. The
+SDK clients run on the caller's loop and threads; everything that touches the emulator's state
+(hubs, DPS) goes through `call`, which runs on the emulator's own loop thread.
 """
 
 from __future__ import annotations
@@ -48,6 +49,11 @@ class BackgroundEmulator:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop.close()
+
+    @property
+    def ca_pem(self) -> str:
+        """The CA certificate as the SDK's `server_verification_cert` wants it (a PEM string)."""
+        return self.emulator.ca_path.read_text()
 
     def call(self, function: Callable[[], T]) -> T:
         """Run `function` on the emulator's loop thread and return its result."""
