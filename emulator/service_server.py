@@ -113,12 +113,16 @@ class ServiceServer:
             server.close()
         # Idle keep-alive clients never answer a TLS close: abort their sockets and stop the
         # handlers, so that none outlives the server (and the loop it runs on).
+        # An aborted socket ends its handler's read, so handlers finish on their own; cancelling
+        # them instead makes Python 3.11's StreamReaderProtocol log an ERROR per connection.
         for writer in list(self._writers):
             writer.transport.abort()
-        for task in list(self._handlers):
-            task.cancel()
         if self._handlers:
-            await asyncio.wait(self._handlers, timeout=5)
+            _, stuck = await asyncio.wait(self._handlers, timeout=1)
+            for task in stuck:
+                task.cancel()
+            if stuck:
+                await asyncio.wait(stuck, timeout=5)
         for server in self._servers:
             await server.wait_closed()
         self._servers = []
