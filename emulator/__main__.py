@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 from emulator import admin_cli
 from emulator.app import Emulator, Options
+from emulator.certs import CertificateError
 from emulator.config import ConfigError
 from emulator.service_server import DEFAULT_SERVICE_PORT
 from emulator.state import StateError
@@ -165,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         asyncio.run(_serve(options))
-    except (ConfigError, StateError) as error:
+    except (ConfigError, StateError, CertificateError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except OSError as error:

@@ -7,7 +7,16 @@ SANs for addresses (the SDK sends no SNI to an IP and checks the IP SAN), DNS SA
 CA and re-issue the server certificate only when the set of names changed or it nears expiry.
 Clients trust `<state-dir>/ca.pem` (the SDK's `server_verification_cert`).
 
+Existing files are never silently replaced: a certificate or key that cannot be read, a CA key
+that does not belong to `ca.pem`, or one of the two CA files without the other raises
+`CertificateError` naming the file (clients trust that CA; a new one would lock them out).
+
 Private keys are written 0600 and never logged. Nothing here opens a socket.
+
+Errors:
+
+    ValueError
+    └── CertificateError   a PEM file in the state directory that cannot be used (exit 2)
 """
 
 from __future__ import annotations
@@ -24,15 +33,20 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["CertificatePaths", "ensure_certificates", "server_ssl_context"]
+__all__ = ["CertificateError", "CertificatePaths", "ensure_certificates", "server_ssl_context"]
 
 log = logging.getLogger(__name__)
 
 CA_VALIDITY = dt.timedelta(days=3650)
 SERVER_VALIDITY = dt.timedelta(days=825)
 RENEW_BEFORE = dt.timedelta(days=30)
+
+
+class CertificateError(ValueError):
+    """A certificate or key file in the state directory that cannot be used; names the file."""
 
 
 @dataclass(frozen=True)
@@ -59,11 +73,19 @@ def ensure_certificates(
     wanted = sorted({name.strip().lower() for name in names if name.strip()})
     if not wanted:
         raise ValueError("names: expected at least one address or host name for the certificate")
-    if paths.ca_cert.exists() and ca_key_path.exists():
-        ca_cert = x509.load_pem_x509_certificate(paths.ca_cert.read_bytes())
-        ca_key = serialization.load_pem_private_key(ca_key_path.read_bytes(), password=None)
-        if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
-            raise ValueError(f"{ca_key_path.name}: expected an EC private key")
+    if paths.ca_cert.exists() != ca_key_path.exists():
+        present, absent = (
+            (paths.ca_cert, ca_key_path) if paths.ca_cert.exists() else (ca_key_path, paths.ca_cert)
+        )
+        raise CertificateError(
+            f"{present}: found without {absent.name}; restore it, or move both away to create "
+            "a new CA (clients must then trust the new ca.pem)"
+        )
+    if paths.ca_cert.exists():
+        ca_cert = _load_certificate(paths.ca_cert)
+        ca_key = _load_ec_key(ca_key_path)
+        if _public_bytes(ca_key.public_key()) != _public_bytes(ca_cert.public_key()):
+            raise CertificateError(f"{ca_key_path}: is not the private key of {paths.ca_cert.name}")
     else:
         ca_key = ec.generate_private_key(ec.SECP256R1())
         ca_cert = _issue_ca(ca_key, now)
@@ -158,13 +180,37 @@ def _server_cert_current(
 ) -> bool:
     if not (paths.server_cert.exists() and paths.server_key.exists()):
         return False
-    cert = x509.load_pem_x509_certificate(paths.server_cert.read_bytes())
+    cert = _load_certificate(paths.server_cert)
+    _load_ec_key(paths.server_key)
     if cert.issuer != ca_cert.subject or cert.not_valid_after_utc - RENEW_BEFORE < now:
         return False
     sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     present = {str(v) for v in sans.get_values_for_type(x509.IPAddress)}
     present |= set(sans.get_values_for_type(x509.DNSName))
     return present == set(names)
+
+
+def _load_certificate(path: Path) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(path.read_bytes())
+    except ValueError:
+        raise CertificateError(f"{path}: expected a PEM certificate") from None
+
+
+def _load_ec_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (ValueError, TypeError):
+        raise CertificateError(f"{path}: expected an unencrypted PEM private key") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise CertificateError(f"{path}: expected an EC private key")
+    return key
+
+
+def _public_bytes(key: CertificatePublicKeyTypes) -> bytes:
+    return key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
