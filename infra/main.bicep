@@ -17,8 +17,9 @@
 //
 // Resource shapes: Flex Consumption `functionAppConfig` as in Microsoft's Flex samples
 // (Azure-Samples/functions-quickstart-*); DPS hub linking with a hub connection string from
-// listKeys on Microsoft.Devices/IotHubs/IotHubKeys as in Azure/azure-quickstart-templates
-// `101-iothub-device-provisioning`.
+// listKeys on Microsoft.Devices/IotHubs/IotHubKeys/<policy> (REST "Iot Hub Resource - Get Keys
+// For Key Name": POST .../IotHubKeys/{keyName}/listkeys, returns one rule with `primaryKey`),
+// the shape of Azure/azure-quickstart-templates `iothub-device-provisioning`.
 
 @description('Short prefix for resource names: lowercase letters and digits, starting with a letter.')
 @minLength(3)
@@ -41,11 +42,22 @@ param hubNames array
 ])
 param hubSku string = 'S1'
 
+// minTlsVersion '1.2' (TLS 1.2 enforcement) is accepted only at hub creation and only in a few
+// regions (East US, South Central US, West US 2, US Gov Arizona, US Gov Virginia: "TLS 1.2
+// enforcement available in select regions", learn.microsoft.com/azure/iot-hub/iot-hub-tls-support);
+// elsewhere (westeurope, the region docs/deploy.md uses) it fails the hub deployment. It cannot be
+// changed after creation, so it is opt-in.
+@description('Create the hubs with TLS 1.2 enforcement (minTlsVersion 1.2). Only in East US, South Central US, West US 2 and US Gov regions.')
+param hubEnforceTls12 bool = false
+
 @description('DNS suffix of IoT hub host names (azure-devices.net in Azure public cloud).')
 param iotHubDomain string = 'azure-devices.net'
 
-@description('DPS instance name.')
-param dpsName string = '${namePrefix}-dps'
+// DPS names are global (<name>.azure-devices-provisioning.net), like hub and app names, so the
+// default carries the same resource-group hash as the app name; '<prefix>-dps' alone would
+// collide for everyone who keeps the sample prefix.
+@description('DPS instance name (globally unique: it is the <name>.azure-devices-provisioning.net service endpoint).')
+param dpsName string = '${namePrefix}-dps-${uniqueString(resourceGroup().id)}'
 
 @description('Function App name (globally unique: it is the <name>.azurewebsites.net host).')
 param functionAppName string = '${namePrefix}-alloc-${uniqueString(resourceGroup().id)}'
@@ -217,9 +229,7 @@ resource hubs 'Microsoft.Devices/IotHubs@2023-06-30' = [
       name: hubSku
       capacity: 1
     }
-    properties: {
-      minTlsVersion: '1.2'
-    }
+    properties: hubEnforceTls12 ? { minTlsVersion: '1.2' } : {}
   }
 ]
 

@@ -126,3 +126,23 @@ def test_python_version_matches_the_project() -> None:
     assert 'target-version = "py311"' in pyproject
     assert "name: 'python'\n      version: '3.11'" in BICEP
     assert "linuxFxVersion: 'Python|3.11'" in BICEP
+
+
+def test_global_names_default_to_a_resource_group_hash() -> None:
+    """App, DPS, storage and vault names are global DNS labels: their defaults carry uniqueString."""
+    defaults = {name: default for name, _, default in _PARAM.findall(BICEP)}
+    for param in ("functionAppName", "dpsName"):
+        assert "uniqueString(resourceGroup().id)" in defaults[param], param
+    variables = dict(re.findall(r"^var (\w+) = (.+)$", BICEP, re.MULTILINE))
+    for var in ("storageName", "vaultName"):
+        assert "${suffix}" in variables[var], var
+    assert "uniqueString(resourceGroup().id" in variables["suffix"]
+
+
+def test_hub_tls12_enforcement_is_opt_in() -> None:
+    """minTlsVersion 1.2 fails hub creation outside a few regions, so it sits behind a false-by-default flag."""
+    defaults = {name: default for name, _, default in _PARAM.findall(BICEP)}
+    assert defaults["hubEnforceTls12"] == "false"
+    hubs = BICEP.split("'Microsoft.Devices/IotHubs@", 1)[1].split("\n]\n", 1)[0]
+    assert "properties: hubEnforceTls12 ? { minTlsVersion: '1.2' } : {}" in hubs
+    assert hubs.count("minTlsVersion") == 1
