@@ -3,13 +3,16 @@ it runs, that the key travels only inside --webhook-url, and that nothing it pri
 
 The stand-ins answer like the real tools for the few queries the script makes; the enrollment
 they "show" at the end is rebuilt from the script's own create/update call, so the real
-`python -m simulator doctor` checks what the script actually configured.
+`python -m simulator doctor` checks what the script actually configured. Multi-value flags
+(`--iot-hubs`, `--included-event-types`) are read as the real CLI's argparse `nargs="+"` reads
+them: one value per word, a quoted "a b" word staying one value.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -56,12 +59,17 @@ elif joined.startswith("iot dps enrollment-group show"):
     last = wrote[-1][1:]
     def flag(name):
         return last[last.index(name) + 1]
+    def words(name):  # nargs="+": every following word up to the next --flag, none split
+        start = end = last.index(name) + 1
+        while end < len(last) and not last[end].startswith("--"):
+            end += 1
+        return last[start:end]
     print(json.dumps({
         "enrollmentGroupId": flag("--enrollment-id"),
         "attestation": {"type": "symmetricKey", "symmetricKey": {}},
         "provisioningStatus": "enabled",
         "allocationPolicy": flag("--allocation-policy"),
-        "iotHubs": flag("--iot-hubs").split(),
+        "iotHubs": words("--iot-hubs"),
         "customAllocationDefinition": {"webhookUrl": flag("--webhook-url"),
                                        "apiVersion": flag("--api-version")},
         "reprovisionPolicy": {"updateHubAssignment": True, "migrateDeviceData": True},
@@ -129,6 +137,14 @@ def _flag(call: list[str], name: str) -> str:
     return call[call.index(name) + 1]
 
 
+def _words(call: list[str], name: str) -> list[str]:
+    """The values of a nargs="+" flag: every word after it up to the next --flag."""
+    start = end = call.index(name) + 1
+    while end < len(call) and not call[end].startswith("--"):
+        end += 1
+    return call[start:end]
+
+
 def _enrollment_writes(calls: list[list[str]]) -> list[list[str]]:
     return [
         c
@@ -149,7 +165,7 @@ def test_deploy_publishes_and_creates_a_custom_enrollment_with_the_key_in_the_ur
     assert _flag(write, "--allocation-policy") == "custom"
     assert _flag(write, "--webhook-url") == f"https://{HOST}/api/allocate?code={KEY}"
     assert _flag(write, "--api-version") == "2021-10-01"
-    assert _flag(write, "--iot-hubs") == " ".join(HUBS)
+    assert _words(write, "--iot-hubs") == HUBS  # one argument per hub, as nargs="+" wants
     assert _flag(write, "--enrollment-id") == "contoso-custom"
     assert _flag(write, "--output") == "none"
     settings = [c for c in calls if c[1:5] == ["functionapp", "config", "appsettings", "set"]]
@@ -183,6 +199,8 @@ def test_deploy_updates_an_existing_group_and_subscribes_each_hub(tmp_path: Path
         hub.split(".")[0] for hub in HUBS
     ]
     for call in subscriptions:
+        # Event Grid subscription names: 3-64 of a-z, A-Z, 0-9 and '-' (no '_').
+        assert re.fullmatch(r"[A-Za-z0-9-]{3,64}", _flag(call, "--name")), _flag(call, "--name")
         assert _flag(call, "--endpoint-type") == "azurefunction"
         assert _flag(call, "--endpoint").endswith("/functions/device_lifecycle")
         start = call.index("--included-event-types") + 1
@@ -207,7 +225,7 @@ def test_deploy_hubs_flag_overrides_the_linked_hubs(tmp_path: Path) -> None:
         "2019-03-31",
     )
     (write,) = _enrollment_writes(calls)
-    assert _flag(write, "--iot-hubs") == HUBS[0]
+    assert _words(write, "--iot-hubs") == [HUBS[0]]
     assert _flag(write, "--api-version") == "2019-03-31"
     assert not [c for c in calls if c[1:3] == ["iot", "dps"] and c[3] == "linked-hub"]
     assert not [c for c in calls if c[1] == "eventgrid"]
