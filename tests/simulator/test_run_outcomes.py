@@ -11,6 +11,8 @@ import pytest
 
 import simulator.run_cli
 from simulator.__main__ import main
+from simulator.device import connect as real_connect
+from simulator.device import register as real_register
 from simulator.device_settings import DeviceSettings, write_settings
 from tests.emulator.e2e.harness import RunningEmulator, options
 from tests.simulator.local_cloud import CONFIG, HUBS, device_secrets, run_args, write_secrets
@@ -63,7 +65,6 @@ def test_hub_refusing_again_after_reprovisioning_exits_1_without_a_second_round(
     preinstall(emulator, tmp_path, "sim-once-001")
     hubs = emulator.emulator.hubs
     assert hubs is not None
-    real_connect, real_register = simulator.run_cli.connect, simulator.run_cli.register
     calls = {"connect": 0, "register": 0}
 
     async def forgetting_connect(settings: DeviceSettings, *args: Any, **kwargs: Any) -> Any:

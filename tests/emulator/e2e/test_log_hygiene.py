@@ -183,7 +183,7 @@ def drive(emulator: RunningEmulator, secrets: dict[str, str]) -> None:
     try:
         client.get_twin()
         client.patch_twin_reported_properties({"firmware": "1.0"})
-        message = Message("hello")
+        message = Message("hello")  # type: ignore[no-untyped-call]
         message.custom_properties = {"kind": "greeting"}
         client.send_message(message)
     finally:
