@@ -9,16 +9,14 @@ import socket
 import ssl
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
-from azure.iot.device import IoTHubDeviceClient, ProvisioningDeviceClient
 from azure.iot.device.exceptions import ClientError, CredentialError
 
 from emulator.__main__ import main as emulator_main
 from emulator.mqtt import Connack, Publish, Suback
 from sas import derive_device_key, generate_sas_token
-from tests.emulator.e2e.harness import RunningEmulator, options
+from tests.emulator.e2e.harness import RunningEmulator, device_client, options, register
 from tests.emulator.e2e.test_dps_sdk import WebhookServer, WireTap
 from tests.emulator.mqtt.client_engine import ClientEngine
 
@@ -117,28 +115,6 @@ def tap(emulator: RunningEmulator) -> WireTap:
     return wire
 
 
-def register(emulator: RunningEmulator, registration_id: str, key: str) -> Any:
-    client = ProvisioningDeviceClient.create_from_symmetric_key(
-        provisioning_host=DPS_HOST,
-        registration_id=registration_id,
-        id_scope=ID_SCOPE,
-        symmetric_key=key,
-        gateway_hostname=BIND,
-        server_verification_cert=emulator.ca_pem,
-    )
-    return client.register()
-
-
-def hub_client(emulator: RunningEmulator, hub: str, device_id: str, key: str) -> Any:
-    return IoTHubDeviceClient.create_from_symmetric_key(
-        symmetric_key=key,
-        hostname=hub,
-        device_id=device_id,
-        gateway_hostname=BIND,
-        server_verification_cert=emulator.ca_pem,
-    )
-
-
 def command(emulator: RunningEmulator, *argv: str) -> int:
     return emulator_main([*argv, "--state-dir", str(emulator.emulator.options.state_dir)])
 
@@ -212,13 +188,13 @@ def test_moved_device_is_refused_by_its_old_hub(
     second = register(emulator, registration_id, key).registration_state
     assert (second.assigned_hub, second.sub_status) == (HEATPUMPS, substatus)
     assert emulator.call(lambda: emulator.emulator.hub(TOASTERS).device(registration_id)) is None
-    old = hub_client(emulator, TOASTERS, registration_id, key)
+    old = device_client(emulator, TOASTERS, registration_id, key)
     try:
         with pytest.raises(CredentialError):
             old.connect()
     finally:
         old.shutdown()
-    new = hub_client(emulator, HEATPUMPS, registration_id, key)
+    new = device_client(emulator, HEATPUMPS, registration_id, key)
     try:
         new.connect()
         assert new.get_twin()["desired"]["$version"] >= 1

@@ -10,11 +10,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from azure.iot.device import IoTHubDeviceClient, ProvisioningDeviceClient
 from azure.iot.device.exceptions import ClientError, CredentialError
 
 from sas import derive_device_key
-from tests.emulator.e2e.harness import RunningEmulator, options
+from tests.emulator.e2e.harness import RunningEmulator, device_client, options, register
 
 pytestmark = pytest.mark.e2e
 
@@ -192,30 +191,10 @@ def tap(emulator: RunningEmulator) -> WireTap:
     return wire
 
 
-def register(emulator: RunningEmulator, registration_id: str, key: str, payload: Any = None) -> Any:
-    client = ProvisioningDeviceClient.create_from_symmetric_key(
-        provisioning_host=DPS_HOST,
-        registration_id=registration_id,
-        id_scope=ID_SCOPE,
-        symmetric_key=key,
-        gateway_hostname=BIND,
-        server_verification_cert=emulator.ca_pem,
-    )
-    if payload is not None:
-        client.provisioning_payload = payload
-    return client.register()
-
-
 def on_hub(
     emulator: RunningEmulator, hub: str, device_id: str, key: str, action: Callable[[Any], Any]
 ) -> Any:
-    client = IoTHubDeviceClient.create_from_symmetric_key(
-        symmetric_key=key,
-        hostname=hub,
-        device_id=device_id,
-        gateway_hostname=BIND,
-        server_verification_cert=emulator.ca_pem,
-    )
+    client = device_client(emulator, hub, device_id, key)
     client.connect()
     try:
         return action(client)

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from azure.iot.device import IoTHubDeviceClient, Message, MethodResponse
+from azure.iot.device import Message, MethodResponse
 from azure.iot.device.exceptions import CredentialError
 
 from emulator.hub import Hub
 from emulator.hub import MethodResponse as HubMethodResponse
-from tests.emulator.e2e.harness import RunningEmulator, options
+from tests.emulator.e2e.harness import RunningEmulator, device_client, options, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -41,20 +41,7 @@ def add_device(emulator: RunningEmulator, device_id: str) -> Hub:
 
 
 def client_for(emulator: RunningEmulator, device_id: str, key: str = KEY) -> Any:
-    return IoTHubDeviceClient.create_from_symmetric_key(
-        symmetric_key=key,
-        hostname=HUB,
-        device_id=device_id,
-        gateway_hostname=BIND,
-        server_verification_cert=emulator.ca_pem,
-    )
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
+    return device_client(emulator, HUB, device_id, key)
 
 
 class Inbox:

@@ -4,19 +4,18 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from azure.iot.device import IoTHubDeviceClient
 from azure.iot.hub import IoTHubRegistryManager
 
 from store.records import ConnectionState, HubIdentity
 from store.runtime import Runtime, build_runtime, set_runtime
 from store.settings import StoreSettings
-from tests.emulator.e2e.harness import RunningEmulator, options
+from tests.emulator.e2e import harness
+from tests.emulator.e2e.harness import RunningEmulator, device_client, options
 from tests.store.azurite import Azurite
 
 pytestmark = pytest.mark.e2e
@@ -59,10 +58,7 @@ def emulator(
 
 
 def wait_for(condition: Any, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
+    harness.wait_for(condition, timeout)
 
 
 def test_created_connected_disconnected_deleted_land_in_the_inventory(
@@ -80,13 +76,7 @@ def test_created_connected_disconnected_deleted_land_in_the_inventory(
 
     wait_for(lambda: row() is not None and row().hub_identity is HubIdentity.PRESENT)
     assert row().hub == "toasters"
-    client = IoTHubDeviceClient.create_from_symmetric_key(
-        symmetric_key=device.authentication.symmetric_key.primary_key,
-        hostname=HUB,
-        device_id="life-1",
-        gateway_hostname=BIND,
-        server_verification_cert=emulator.ca_pem,
-    )
+    client = device_client(emulator, HUB, "life-1", device.authentication.symmetric_key.primary_key)
     client.connect()
     wait_for(lambda: row().connection_state is ConnectionState.CONNECTED)
     connected_sequence = row().last_sequence_number

@@ -18,10 +18,9 @@ import urllib.request
 from contextlib import redirect_stdout
 from dataclasses import dataclass
 from io import StringIO
-from typing import Any
 
 import pytest
-from azure.iot.device import IoTHubDeviceClient, Message, ProvisioningDeviceClient
+from azure.iot.device import Message
 from azure.iot.device.exceptions import ClientError, CredentialError
 from azure.iot.hub import IoTHubRegistryManager
 from msrest.exceptions import HttpOperationError
@@ -31,7 +30,7 @@ from emulator.__main__ import main as emulator_main
 from sas import derive_device_key
 from store.memory import MemoryStore
 from store.runtime import Runtime, set_runtime
-from tests.emulator.e2e.harness import RunningEmulator, options
+from tests.emulator.e2e.harness import RunningEmulator, device_client, options, register
 
 pytestmark = pytest.mark.e2e
 
@@ -114,28 +113,6 @@ class Run:
 
     def text(self) -> str:
         return "\n".join(line for _, line in self.lines)
-
-
-def register(emulator: RunningEmulator, registration_id: str, key: str) -> Any:
-    client = ProvisioningDeviceClient.create_from_symmetric_key(
-        provisioning_host=DPS_HOST,
-        registration_id=registration_id,
-        id_scope=ID_SCOPE,
-        symmetric_key=key,
-        gateway_hostname=BIND,
-        server_verification_cert=emulator.ca_pem,
-    )
-    return client.register()
-
-
-def device_client(emulator: RunningEmulator, hub: str, device_id: str, key: str) -> Any:
-    return IoTHubDeviceClient.create_from_symmetric_key(
-        symmetric_key=key,
-        hostname=hub,
-        device_id=device_id,
-        gateway_hostname=BIND,
-        server_verification_cert=emulator.ca_pem,
-    )
 
 
 def regenerate(emulator: RunningEmulator, group: str) -> str:

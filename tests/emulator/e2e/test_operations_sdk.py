@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from azure.iot.device import IoTHubDeviceClient, Message, ProvisioningDeviceClient
+from azure.iot.device import Message
 from azure.iot.device.exceptions import ConnectionFailedError, CredentialError
 
 from emulator.__main__ import main
 from sas import derive_device_key
-from tests.emulator.e2e.harness import RunningEmulator, options
+from tests.emulator.e2e.harness import RunningEmulator, device_client, options, register, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -56,33 +56,8 @@ def command(emulator: RunningEmulator, *argv: str) -> int:
     return main([*argv, "--state-dir", str(emulator.emulator.options.state_dir)])
 
 
-def register(emulator: RunningEmulator, registration_id: str, key: str) -> Any:
-    client = ProvisioningDeviceClient.create_from_symmetric_key(
-        provisioning_host=DPS_HOST,
-        registration_id=registration_id,
-        id_scope=ID_SCOPE,
-        symmetric_key=key,
-        gateway_hostname=BIND,
-        server_verification_cert=emulator.ca_pem,
-    )
-    return client.register()
-
-
-def device_client(emulator: RunningEmulator, device_id: str, key: str) -> Any:
-    return IoTHubDeviceClient.create_from_symmetric_key(
-        symmetric_key=key,
-        hostname=HUB,
-        device_id=device_id,
-        gateway_hostname=BIND,
-        server_verification_cert=emulator.ca_pem,
-    )
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
+def hub_device(emulator: RunningEmulator, device_id: str, key: str) -> Any:
+    return device_client(emulator, HUB, device_id, key)
 
 
 def test_regenerated_key_fails_old_derived_keys_while_the_other_slot_works(
@@ -116,7 +91,7 @@ def test_restart_with_state_dir_keeps_devices_twins_and_key_edits(tmp_path: Path
     device_key = derive_device_key(PRIMARY, "dev-001")
     with RunningEmulator(settings) as first:
         assert register(first, "dev-001", device_key).status == "assigned"
-        client = device_client(first, "dev-001", device_key)
+        client = hub_device(first, "dev-001", device_key)
         client.connect()
         client.patch_twin_reported_properties({"firmware": "1.2.3"})
         client.shutdown()
@@ -124,7 +99,7 @@ def test_restart_with_state_dir_keeps_devices_twins_and_key_edits(tmp_path: Path
         regenerated = first.emulator.config.enrollment_groups[0].secondary_key  # type: ignore[union-attr]
     assert (settings.state_dir / "state.json").stat().st_mode & 0o077 == 0
     with RunningEmulator(settings) as second:
-        client = device_client(second, "dev-001", device_key)
+        client = hub_device(second, "dev-001", device_key)
         client.connect()
         twin = client.get_twin()
         client.shutdown()
@@ -165,7 +140,7 @@ def test_dropped_connection_reconnects_with_subscriptions_intact(
         with lock:
             patches.append(patch)
 
-    client = device_client(emulator, "dev-drop", PRIMARY)
+    client = hub_device(emulator, "dev-drop", PRIMARY)
     client.on_twin_desired_properties_patch_received = on_patch
     client.connect()
     try:
@@ -196,7 +171,7 @@ def test_refused_connections_raise_connection_failed(
     )
     assert command(emulator, "fault-set", HUB, "--refuse-connects", "1") == 0
     assert command(emulator, "fault-set", "dps", "--refuse-connects", "1") == 0
-    client = device_client(emulator, "dev-refused", PRIMARY)
+    client = hub_device(emulator, "dev-refused", PRIMARY)
     try:
         with pytest.raises(ConnectionFailedError):
             client.connect()

@@ -8,14 +8,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from azure.iot.device import IoTHubDeviceClient, ProvisioningDeviceClient
 from azure.iot.device.exceptions import ClientError
 
 import function_app
 from sas import derive_device_key
 from store.memory import MemoryStore
 from store.runtime import Runtime, set_runtime
-from tests.emulator.e2e.harness import RunningEmulator, options
+from tests.emulator.e2e.harness import RunningEmulator, device_client, options, register
 
 pytestmark = pytest.mark.e2e
 
@@ -74,16 +73,8 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEmulat
             function_app._allocate_handler.cache_clear()
 
 
-def register(emulator: RunningEmulator, registration_id: str) -> Any:
-    client = ProvisioningDeviceClient.create_from_symmetric_key(
-        provisioning_host=DPS_HOST,
-        registration_id=registration_id,
-        id_scope=ID_SCOPE,
-        symmetric_key=derive_device_key(GROUP_KEY, registration_id),
-        gateway_hostname=BIND,
-        server_verification_cert=emulator.ca_pem,
-    )
-    return client.register()
+def register_device(emulator: RunningEmulator, registration_id: str) -> Any:
+    return register(emulator, registration_id, derive_device_key(GROUP_KEY, registration_id))
 
 
 @pytest.mark.parametrize(
@@ -111,14 +102,10 @@ def test_device_lands_on_the_policy_hub_with_its_initial_twin(
     tags: dict[str, str],
 ) -> None:
     """The tutorial's toaster and heat pump reach their hubs with the twin the policy set."""
-    state = register(emulator, registration_id).registration_state
+    state = register_device(emulator, registration_id).registration_state
     assert (state.assigned_hub, state.device_id) == (hub, registration_id)
-    client = IoTHubDeviceClient.create_from_symmetric_key(
-        symmetric_key=derive_device_key(GROUP_KEY, registration_id),
-        hostname=state.assigned_hub,
-        device_id=state.device_id,
-        gateway_hostname=BIND,
-        server_verification_cert=emulator.ca_pem,
+    client = device_client(
+        emulator, state.assigned_hub, state.device_id, derive_device_key(GROUP_KEY, registration_id)
     )
     client.connect()
     try:
@@ -134,7 +121,7 @@ def test_device_lands_on_the_policy_hub_with_its_initial_twin(
 def test_unrecognised_device_is_denied(emulator: RunningEmulator) -> None:
     """The policy refuses an unknown registration id: the webhook's 400 fails the registration."""
     with pytest.raises(ClientError) as raised:
-        register(emulator, "stranger-001")
+        register_device(emulator, "stranger-001")
     assert "failed registration status" in str(raised.value.__cause__)
     for hub in (TOASTERS, HEATPUMPS):
         assert "stranger-001" not in emulator.call(emulator.emulator.hub(hub).device_ids)

@@ -7,13 +7,11 @@ import socket
 import ssl
 import stat
 import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from azure.iot.device import IoTHubDeviceClient
 from azure.iot.device import MethodResponse as DeviceMethodResponse
 from azure.iot.device.exceptions import CredentialError
 from azure.iot.hub import IoTHubRegistryManager
@@ -23,7 +21,7 @@ from msrest.exceptions import HttpOperationError
 from store.memory import MemoryStore
 from store.records import DeviceRecord
 from store.retire import RegistryManagerHub, retire
-from tests.emulator.e2e.harness import RunningEmulator, options
+from tests.emulator.e2e.harness import RunningEmulator, device_client, options, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -65,21 +63,8 @@ def status_of(call: Any) -> tuple[int, str]:
     return response.status_code, response.headers.get("iothub-errorcode", "")
 
 
-def device_client(emulator: RunningEmulator, device_id: str, key: str) -> Any:
-    return IoTHubDeviceClient.create_from_symmetric_key(
-        symmetric_key=key,
-        hostname=HUB,
-        device_id=device_id,
-        gateway_hostname=BIND,
-        server_verification_cert=emulator.ca_pem,
-    )
-
-
-def wait_for(condition: Any, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
+def hub_device(emulator: RunningEmulator, device_id: str, key: str) -> Any:
+    return device_client(emulator, HUB, device_id, key)
 
 
 def test_hubs_json_lists_every_hub_privately(emulator: RunningEmulator) -> None:
@@ -129,7 +114,7 @@ def test_twin_get_update_replace_and_desired_patch_reaches_device(
     twin = registry.get_twin("twin-1")
     assert (twin.version, twin.etag) == (2, "AAAAAAAAAAE=")
     assert twin.properties.desired["$version"] == 1
-    client = device_client(emulator, "twin-1", device.authentication.symmetric_key.primary_key)
+    client = hub_device(emulator, "twin-1", device.authentication.symmetric_key.primary_key)
     patches: list[dict[str, Any]] = []
     client.on_twin_desired_properties_patch_received = patches.append
     client.connect()
@@ -203,7 +188,7 @@ def test_statistics_and_direct_method(
         404,
         "DeviceNotOnline",
     )
-    client = device_client(emulator, "method-1", device.authentication.symmetric_key.primary_key)
+    client = hub_device(emulator, "method-1", device.authentication.symmetric_key.primary_key)
 
     def on_method(method: Any) -> None:
         client.send_method_response(
@@ -227,7 +212,7 @@ def test_retire_disables_device_and_refuses_next_connect(
     """store.retire through RegistryManagerHub disables the device: dropped now, refused next time."""
     device = registry.create_device_with_sas("retire-1", "", "", "enabled")
     key = device.authentication.symmetric_key.primary_key
-    client = device_client(emulator, "retire-1", key)
+    client = hub_device(emulator, "retire-1", key)
     client.connect()
     hub = emulator.emulator.hub(HUB)
     assert emulator.call(lambda: hub.is_connected("retire-1"))
@@ -248,7 +233,7 @@ def test_retire_disables_device_and_refuses_next_connect(
     assert registry.get_device("retire-1").status == "disabled"
     wait_for(lambda: not emulator.call(lambda: hub.is_connected("retire-1")))
     client.shutdown()
-    again = device_client(emulator, "retire-1", key)
+    again = hub_device(emulator, "retire-1", key)
     with pytest.raises(CredentialError):
         again.connect()
     again.shutdown()
