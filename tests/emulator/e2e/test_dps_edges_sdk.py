@@ -16,8 +16,8 @@ from azure.iot.device.exceptions import ClientError, CredentialError
 from emulator.__main__ import main as emulator_main
 from emulator.mqtt import Connack, Publish, Suback
 from sas import derive_device_key, generate_sas_token
+from tests.emulator.e2e.dps_wire import WebhookServer, WireTap, tap
 from tests.emulator.e2e.harness import RunningEmulator, device_client, options, register
-from tests.emulator.e2e.test_dps_sdk import WebhookServer, WireTap
 from tests.emulator.mqtt.client_engine import ClientEngine
 
 pytestmark = pytest.mark.e2e
@@ -91,8 +91,8 @@ enabled = false
 
 @pytest.fixture(scope="module")
 def webhook() -> Iterator[WebhookServer]:
-    """The scripted webhook of test_dps_sdk, over real HTTP on a free port."""
-    with WebhookServer() as server:
+    """The scripted webhook, over real HTTP on a free port."""
+    with WebhookServer(BIND) as server:
         yield server
 
 
@@ -107,12 +107,6 @@ def emulator(
     with RunningEmulator(run_options) as running:
         running.emulator.dps = WireTap(running.emulator.dps)  # type: ignore[assignment]
         yield running
-
-
-def tap(emulator: RunningEmulator) -> WireTap:
-    wire = emulator.emulator.dps
-    assert isinstance(wire, WireTap)
-    return wire
 
 
 def command(emulator: RunningEmulator, *argv: str) -> int:

@@ -4,15 +4,14 @@ the real IoTHubDeviceClient on the hub DPS chose."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from azure.iot.device.exceptions import ClientError, CredentialError
 
 from sas import derive_device_key
+from tests.emulator.e2e.dps_wire import Reply, WebhookServer, WireTap, tap
 from tests.emulator.e2e.harness import RunningEmulator, device_client, options, register
 
 pytestmark = pytest.mark.e2e
@@ -33,49 +32,6 @@ UNUSED_SECONDARIES = (
     "CAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAg=",
 )
 TOASTERS, HEATPUMPS = "toasters.azure-devices.net", "heatpumps.azure-devices.net"
-
-Reply = tuple[int, dict[str, Any] | None]
-
-
-class WebhookServer:
-    """A real HTTP server standing in for the Functions app: answers scripted replies per
-    registration id and records the AllocationRequests it got."""
-
-    def __init__(self) -> None:
-        self.replies: dict[str, list[Reply]] = {}
-        self.requests: list[dict[str, Any]] = []
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                owner.requests.append(body)
-                script = owner.replies.get(
-                    body["deviceRuntimeContext"]["registrationId"], [(404, None)]
-                )
-                status, answer = script.pop(0) if len(script) > 1 else script[0]
-                data = json.dumps(answer).encode() if answer is not None else b""
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self.server = ThreadingHTTPServer((BIND, 0), Handler)
-        self.url = f"http://{BIND}:{self.server.server_address[1]}/api/allocate?code=secret-key"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> WebhookServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
 
 
 def config(webhook_url: str) -> str:
@@ -142,33 +98,10 @@ enabled = false
 """
 
 
-class WireTap:
-    """Wraps the DPS endpoint and records every reply it sends, exactly as it goes on the wire."""
-
-    def __init__(self, endpoint: Any) -> None:
-        self._endpoint = endpoint
-        self.replies: list[tuple[str, str, dict[str, Any]]] = []  # (client id, topic, body)
-
-    def publish(self, *, client_id: str, topic: str, payload: bytes, send: Any, now: float) -> None:
-        def tapped(reply_topic: str, body: bytes) -> None:
-            self.replies.append((client_id, reply_topic, json.loads(body)))
-            send(reply_topic, body)
-
-        self._endpoint.publish(
-            client_id=client_id, topic=topic, payload=payload, send=tapped, now=now
-        )
-
-    def final_body(self, registration_id: str) -> dict[str, Any]:
-        return [b for c, _, b in self.replies if c == registration_id][-1]
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._endpoint, name)
-
-
 @pytest.fixture(scope="module")
 def webhook() -> Iterator[WebhookServer]:
     """The scripted webhook, over real HTTP."""
-    with WebhookServer() as server:
+    with WebhookServer(BIND) as server:
         yield server
 
 
@@ -183,12 +116,6 @@ def emulator(
     with RunningEmulator(run_options) as running:
         running.emulator.dps = WireTap(running.emulator.dps)  # type: ignore[assignment]
         yield running
-
-
-def tap(emulator: RunningEmulator) -> WireTap:
-    wire = emulator.emulator.dps
-    assert isinstance(wire, WireTap)
-    return wire
 
 
 def on_hub(

@@ -1,0 +1,83 @@
+"""DPS test tools for the e2e modules: a scripted webhook over real HTTP and a wire tap on DPS."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from emulator.background import BackgroundEmulator
+
+Reply = tuple[int, dict[str, Any] | None]  # (HTTP status, JSON body or no body)
+
+
+class WebhookServer:
+    """A real HTTP server standing in for the Functions app: answers scripted replies per
+    registration id and records the AllocationRequests it got."""
+
+    def __init__(self, bind: str) -> None:
+        self.replies: dict[str, list[Reply]] = {}
+        self.requests: list[dict[str, Any]] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                owner.requests.append(body)
+                script = owner.replies.get(
+                    body["deviceRuntimeContext"]["registrationId"], [(404, None)]
+                )
+                status, answer = script.pop(0) if len(script) > 1 else script[0]
+                data = json.dumps(answer).encode() if answer is not None else b""
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self.server = ThreadingHTTPServer((bind, 0), Handler)
+        self.url = f"http://{bind}:{self.server.server_address[1]}/api/allocate?code=secret-key"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> WebhookServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+class WireTap:
+    """Wraps the DPS endpoint and records every reply it sends, exactly as it goes on the wire."""
+
+    def __init__(self, endpoint: Any) -> None:
+        self._endpoint = endpoint
+        self.replies: list[tuple[str, str, dict[str, Any]]] = []  # (client id, topic, body)
+
+    def publish(self, *, client_id: str, topic: str, payload: bytes, send: Any, now: float) -> None:
+        def tapped(reply_topic: str, body: bytes) -> None:
+            self.replies.append((client_id, reply_topic, json.loads(body)))
+            send(reply_topic, body)
+
+        self._endpoint.publish(
+            client_id=client_id, topic=topic, payload=payload, send=tapped, now=now
+        )
+
+    def final_body(self, registration_id: str) -> dict[str, Any]:
+        return [b for c, _, b in self.replies if c == registration_id][-1]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._endpoint, name)
+
+
+def tap(emulator: BackgroundEmulator) -> WireTap:
+    """The wire tap installed on the emulator's DPS."""
+    wire: object = emulator.emulator.dps  # the fixture swapped a WireTap in for the endpoint
+    assert isinstance(wire, WireTap)
+    return wire
