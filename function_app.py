@@ -18,15 +18,17 @@ The last five live in ``lifecycle_functions.py`` (a Blueprint) and share the sto
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import azure.functions as func
 
 import lifecycle_functions
-from store.runtime import get_runtime
+from store.runtime import Runtime, get_runtime, set_runtime
 from webhook.handler import AllocateHandler, Answer
 from webhook.policy_source import PolicySource
 
@@ -36,9 +38,36 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(lifecycle_functions.bp)
 
 
+_settings: Mapping[str, str] = os.environ
+
+
 @functools.cache
 def _allocate_handler() -> AllocateHandler:
-    return AllocateHandler(policy=PolicySource(os.environ, root=APP_ROOT).get, runtime=get_runtime)
+    return AllocateHandler(policy=PolicySource(_settings, root=APP_ROOT).get, runtime=get_runtime)
+
+
+def reset() -> None:
+    """Forget what the app built from its settings (handler, policy, store runtime): the next
+    invocation builds it again. For hosts and tests that change settings in-process."""
+    _allocate_handler.cache_clear()
+    set_runtime(None)
+
+
+@contextlib.contextmanager
+def configured(*, settings: Mapping[str, str], runtime: Runtime | None = None) -> Iterator[None]:
+    """Serve this process's app from ``settings`` instead of ``os.environ``, and with ``runtime``
+    as its store when given (the local host, the demo, tests); afterwards the environment applies
+    again."""
+    global _settings  # noqa: PLW0603 -- the one settings source, swapped only here
+    reset()
+    _settings = settings
+    if runtime is not None:
+        set_runtime(runtime)
+    try:
+        yield
+    finally:
+        _settings = os.environ
+        reset()
 
 
 @app.route(route="allocate", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)

@@ -16,13 +16,13 @@ Exit code 0 when every device did what the policy says (the coffee machine is de
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import os
 import secrets
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -68,35 +68,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
-class _functions_app_on:
-    """The Functions app's process-wide runtime on Azurite, with the tutorial policy."""
+@contextlib.contextmanager
+def _functions_app_on(connection_string: str) -> Iterator[Store]:
+    """The Functions app served in this process: the tutorial policy, its store on Azurite."""
+    import function_app  # noqa: PLC0415 - after Azurite is up; loads the Functions app
+    from store.runtime import build_runtime  # noqa: PLC0415
+    from store.settings import load_settings  # noqa: PLC0415
 
-    def __init__(self, connection_string: str) -> None:
-        self.connection_string = connection_string
-        self._previous_policy: str | None = None
-
-    def __enter__(self) -> Store:
-        import function_app  # noqa: PLC0415 - after Azurite is up; loads the Functions app
-        from store.runtime import build_runtime, set_runtime  # noqa: PLC0415
-        from store.settings import load_settings  # noqa: PLC0415
-
-        self._previous_policy = os.environ.get("ALLOCATION_POLICY_FILE")
-        os.environ["ALLOCATION_POLICY_FILE"] = str(ROOT / POLICY)
-        function_app._allocate_handler.cache_clear()  # a policy loaded before this run
-        runtime = build_runtime(load_settings({"AzureWebJobsStorage": self.connection_string}))
-        set_runtime(runtime)
-        return runtime.store
-
-    def __exit__(self, *exc: object) -> None:
-        import function_app  # noqa: PLC0415
-        from store.runtime import set_runtime  # noqa: PLC0415
-
-        set_runtime(None)
-        function_app._allocate_handler.cache_clear()
-        if self._previous_policy is None:
-            os.environ.pop("ALLOCATION_POLICY_FILE", None)
-        else:
-            os.environ["ALLOCATION_POLICY_FILE"] = self._previous_policy
+    runtime = build_runtime(load_settings({"AzureWebJobsStorage": connection_string}))
+    settings = {"ALLOCATION_POLICY_FILE": str(ROOT / POLICY)}
+    with function_app.configured(settings=settings, runtime=runtime):
+        yield runtime.store
 
 
 def _with_cloud(scratch: Path, store: Store) -> int:

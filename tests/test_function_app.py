@@ -30,12 +30,11 @@ FIXTURES = ROOT / ".." / "shared" / "fixtures" / "webhook"
 def tutorial_policy(monkeypatch: pytest.MonkeyPatch) -> Iterator[MemoryStore]:
     """Each test gets a fresh handler reading the tutorial policy, over an in-memory store."""
     monkeypatch.setenv("ALLOCATION_POLICY_FILE", "examples/tutorial-policy.toml")
-    function_app._allocate_handler.cache_clear()
+    function_app.reset()
     store = MemoryStore()
     set_runtime(Runtime(store=store, hubs=lambda hub: None))
     yield store
-    set_runtime(None)
-    function_app._allocate_handler.cache_clear()
+    function_app.reset()
 
 
 @functools.cache
@@ -129,7 +128,8 @@ def test_malformed_requests_are_400_naming_the_field(body: bytes, field: str) ->
 def test_no_policy_file_hashes_over_linked_hubs(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without ALLOCATION_POLICY_FILE every device is assigned to a linked hub, nothing echoed."""
     monkeypatch.delenv("ALLOCATION_POLICY_FILE")
-    function_app._allocate_handler.cache_clear()
+    function_app.reset()
+    set_runtime(Runtime(store=MemoryStore(), hubs=lambda hub: None))
     status, body = post((FIXTURES / "pnp-request.json").read_bytes())
     assert (status, body) == (200, {"iotHubHostName": "IoTPnPWS-Hub-20210726.azure-devices.net"})
 
@@ -141,7 +141,8 @@ def test_invalid_policy_file_is_503_and_logged_with_location(
     broken = tmp_path / "broken.toml"
     broken.write_text('[[rules]]\nname = "r"\nstrategy = "random"\n')
     monkeypatch.setenv("ALLOCATION_POLICY_FILE", str(broken))
-    function_app._allocate_handler.cache_clear()
+    function_app.reset()
+    set_runtime(Runtime(store=MemoryStore(), hubs=lambda hub: None))
     with caplog.at_level(logging.ERROR):
         status, body = post((FIXTURES / "initial-group-request.json").read_bytes())
     assert status == 503
@@ -152,7 +153,8 @@ def test_invalid_policy_file_is_503_and_logged_with_location(
 def test_missing_policy_file_is_503(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """A policy file that does not exist is a loading error, not a crash."""
     monkeypatch.setenv("ALLOCATION_POLICY_FILE", str(tmp_path / "absent.toml"))
-    function_app._allocate_handler.cache_clear()
+    function_app.reset()
+    set_runtime(Runtime(store=MemoryStore(), hubs=lambda hub: None))
     status, _ = post((FIXTURES / "initial-group-request.json").read_bytes())
     assert status == 503
 
@@ -204,3 +206,21 @@ def test_import_does_no_io() -> None:
         [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_configured_serves_given_settings_then_the_environment_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """configured() swaps the settings and store for its block only; the environment applies after."""
+    monkeypatch.delenv("ALLOCATION_POLICY_FILE")
+    function_app.reset()
+    pnp = (FIXTURES / "pnp-request.json").read_bytes()
+    store = MemoryStore()
+    with function_app.configured(
+        settings={"ALLOCATION_POLICY_FILE": "examples/tutorial-policy.toml"},
+        runtime=Runtime(store=store, hubs=lambda hub: None),
+    ):
+        assert post(pnp)[0] == 400  # the tutorial denies the PnP device
+    assert len(store.registration_history("SAS-IoT-Devices")) == 1
+    set_runtime(Runtime(store=MemoryStore(), hubs=lambda hub: None))
+    assert post(pnp)[0] == 200  # no policy in the environment: hashed

@@ -29,7 +29,7 @@ import function_app
 from emulator.__main__ import main as emulator_main
 from sas import derive_device_key
 from store.memory import MemoryStore
-from store.runtime import Runtime, set_runtime
+from store.runtime import Runtime
 from tests.emulator.e2e.harness import RunningEmulator, device_client, options, register
 
 pytestmark = pytest.mark.e2e
@@ -227,9 +227,6 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     }
     try:
         with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("ALLOCATION_POLICY_FILE", "examples/tutorial-policy.toml")
-            function_app._allocate_handler.cache_clear()
-            set_runtime(Runtime(store=MemoryStore(), hubs=lambda hub: None))
             run_options = options(
                 tmp_path_factory.mktemp("hygiene"),
                 BIND,
@@ -241,13 +238,15 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
                 persist=True,
                 state_interval=0.05,
             )
-            try:
-                with RunningEmulator(run_options) as running:
-                    patch.setenv("REQUESTS_CA_BUNDLE", str(running.emulator.ca_path))
-                    drive(running, secrets)
-            finally:
-                set_runtime(None)
-                function_app._allocate_handler.cache_clear()
+            with (
+                function_app.configured(
+                    settings={"ALLOCATION_POLICY_FILE": "examples/tutorial-policy.toml"},
+                    runtime=Runtime(store=MemoryStore(), hubs=lambda hub: None),
+                ),
+                RunningEmulator(run_options) as running,
+            ):
+                patch.setenv("REQUESTS_CA_BUNDLE", str(running.emulator.ca_path))
+                drive(running, secrets)
     finally:
         root.removeHandler(recorder)
         root.setLevel(saved[0])

@@ -13,7 +13,7 @@ from azure.iot.device.exceptions import ClientError
 import function_app
 from sas import derive_device_key
 from store.memory import MemoryStore
-from store.runtime import Runtime, set_runtime
+from store.runtime import Runtime
 from tests.emulator.e2e.harness import RunningEmulator, device_client, options, register
 
 pytestmark = pytest.mark.e2e
@@ -53,24 +53,22 @@ hubs = ["{TOASTERS}", "{HEATPUMPS}"]
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEmulator]:
     """The emulator hosting function_app (tutorial policy, in-memory store) on BIND:7071."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("ALLOCATION_POLICY_FILE", "examples/tutorial-policy.toml")
-        function_app._allocate_handler.cache_clear()
-        set_runtime(Runtime(store=MemoryStore(), hubs=lambda hub: None))
-        run_options = options(
-            tmp_path_factory.mktemp("own"),
-            BIND,
-            CONFIG,
-            host_functions=True,
-            function_key=FUNCTION_KEY,
-            functions_bind=BIND,
-        )
-        try:
-            with RunningEmulator(run_options) as running:
-                yield running
-        finally:
-            set_runtime(None)
-            function_app._allocate_handler.cache_clear()
+    run_options = options(
+        tmp_path_factory.mktemp("own"),
+        BIND,
+        CONFIG,
+        host_functions=True,
+        function_key=FUNCTION_KEY,
+        functions_bind=BIND,
+    )
+    with (
+        function_app.configured(
+            settings={"ALLOCATION_POLICY_FILE": "examples/tutorial-policy.toml"},
+            runtime=Runtime(store=MemoryStore(), hubs=lambda hub: None),
+        ),
+        RunningEmulator(run_options) as running,
+    ):
+        yield running
 
 
 def register_device(emulator: RunningEmulator, registration_id: str) -> Any:
