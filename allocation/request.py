@@ -22,7 +22,9 @@ from allocation.errors import RequestError
 _CURRENT_HUB_FIELDS = ("currentIotHubHostName", "currentIoTHubHostName", "currentIoTHubHostname")
 
 
-class EnrollmentKind(enum.Enum):
+class EnrollmentKind(enum.StrEnum):
+    """Which kind of enrollment a registration came through (the registration log keeps it too)."""
+
     GROUP = "group"
     INDIVIDUAL = "individual"
     UNKNOWN = "unknown"

@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, TypeVar
 
+from allocation.request import EnrollmentKind
+
 MAX_PAYLOAD_KEYS = 32
 MAX_PAYLOAD_KEY_CHARS = 64
 
@@ -38,14 +40,6 @@ class Outcome(StrEnum):
     DENIED = "denied"
     INVALID_REQUEST = "invalid_request"
     RETRY_LATER = "retry_later"  # 429: a check could not be made, DPS retries
-
-
-class EnrollmentKind(StrEnum):
-    """Which kind of enrollment the request came through."""
-
-    GROUP = "group"
-    INDIVIDUAL = "individual"
-    UNKNOWN = "unknown"
 
 
 class DeviceStatus(StrEnum):

@@ -28,12 +28,11 @@ from typing import Any
 
 from allocation import Assignment, Policy, decide, response_body
 from allocation.errors import PolicyError, RequestError
-from allocation.request import AllocationRequest, parse_request_body
+from allocation.request import AllocationRequest, EnrollmentKind, parse_request_body
 from store.base import InvalidKey, StoreError
 from store.deadline import call_with_deadline
 from store.records import (
     DeviceStatus,
-    EnrollmentKind,
     Outcome,
     RegistrationRecord,
     summarize_payload,
@@ -202,9 +201,7 @@ class AllocateHandler:
             time=runtime.clock() if runtime else datetime.now(UTC),
             registration_id=registration_id,
             device_id=(request.current_device_id or request.registration_id) if request else None,
-            enrollment_kind=EnrollmentKind(request.enrollment_kind.value)
-            if request
-            else EnrollmentKind.UNKNOWN,
+            enrollment_kind=request.enrollment_kind if request else EnrollmentKind.UNKNOWN,
             enrollment_id=_enrollment_id(request),
             outcome=outcome,
             reprovision=request.is_reprovisioning if request else False,
@@ -236,7 +233,7 @@ def _enrollment_id(request: AllocationRequest | None) -> str | None:
         return None
     if request.enrollment_group_id is not None:
         return request.enrollment_group_id
-    return request.registration_id if request.enrollment_kind.value == "individual" else None
+    return request.registration_id if request.enrollment_kind is EnrollmentKind.INDIVIDUAL else None
 
 
 def _unparsed_id(body: bytes) -> str:
