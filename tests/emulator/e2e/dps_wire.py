@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from emulator.background import BackgroundEmulator
+from tests.emulator.e2e.harness import options
 
 Reply = tuple[int, dict[str, Any] | None]  # (HTTP status, JSON body or no body)
 
@@ -81,3 +85,11 @@ def tap(emulator: BackgroundEmulator) -> WireTap:
     wire: object = emulator.emulator.dps  # the fixture swapped a WireTap in for the endpoint
     assert isinstance(wire, WireTap)
     return wire
+
+
+@contextmanager
+def tapped_emulator(state: Path, bind: str, config: str) -> Iterator[BackgroundEmulator]:
+    """An emulator on ``bind`` with webhook retries sped up and a wire tap on its DPS."""
+    with BackgroundEmulator(options(state, bind, config, time_scale=0.001)) as running:
+        running.emulator.dps = WireTap(running.emulator.dps)  # type: ignore[assignment]
+        yield running

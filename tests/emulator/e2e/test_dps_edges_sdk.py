@@ -16,8 +16,8 @@ from azure.iot.device.exceptions import ClientError, CredentialError
 from emulator.__main__ import main as emulator_main
 from emulator.mqtt import Connack, Publish, Suback
 from sas import derive_device_key, generate_sas_token
-from tests.emulator.e2e.dps_wire import WebhookServer, WireTap, tap
-from tests.emulator.e2e.harness import RunningEmulator, device_client, options, register
+from tests.emulator.e2e.dps_wire import WebhookServer, tap, tapped_emulator
+from tests.emulator.e2e.harness import RunningEmulator, device_client, register
 from tests.emulator.mqtt.client_engine import ClientEngine
 
 pytestmark = pytest.mark.e2e
@@ -101,11 +101,7 @@ def emulator(
     tmp_path_factory: pytest.TempPathFactory, webhook: WebhookServer
 ) -> Iterator[RunningEmulator]:
     """One emulator for the module, its DPS replies recorded by a wire tap."""
-    run_options = options(
-        tmp_path_factory.mktemp("edges"), BIND, config(webhook.url), time_scale=0.001
-    )
-    with RunningEmulator(run_options) as running:
-        running.emulator.dps = WireTap(running.emulator.dps)  # type: ignore[assignment]
+    with tapped_emulator(tmp_path_factory.mktemp("edges"), BIND, config(webhook.url)) as running:
         yield running
 
 

@@ -11,8 +11,8 @@ import pytest
 from azure.iot.device.exceptions import ClientError, CredentialError
 
 from sas import derive_device_key
-from tests.emulator.e2e.dps_wire import Reply, WebhookServer, WireTap, tap
-from tests.emulator.e2e.harness import RunningEmulator, device_client, options, register
+from tests.emulator.e2e.dps_wire import Reply, WebhookServer, tap, tapped_emulator
+from tests.emulator.e2e.harness import RunningEmulator, device_client, register
 
 pytestmark = pytest.mark.e2e
 
@@ -110,11 +110,7 @@ def emulator(
     tmp_path_factory: pytest.TempPathFactory, webhook: WebhookServer
 ) -> Iterator[RunningEmulator]:
     """One emulator for this module, with a tiny time scale for webhook retries."""
-    run_options = options(
-        tmp_path_factory.mktemp("dps"), BIND, config(webhook.url), time_scale=0.001
-    )
-    with RunningEmulator(run_options) as running:
-        running.emulator.dps = WireTap(running.emulator.dps)  # type: ignore[assignment]
+    with tapped_emulator(tmp_path_factory.mktemp("dps"), BIND, config(webhook.url)) as running:
         yield running
 
 
