@@ -46,7 +46,8 @@ def run(*, quick: bool) -> str:
     """Baseline (one at a time) and the fleet (bounded concurrency) as a Markdown table."""
     quiet_sdk_logs()
     plans = [("baseline: one device at a time", 3 if quick else 10, 1)]
-    plans.append(("fleet", 50, 50) if quick else ("fleet", 1000, 100))
+    # Two concurrency levels: 100 (the fleet command's default) and 200, where devices begin to fail.
+    plans += [("fleet", 50, 50)] if quick else [("fleet", 1000, 100), ("fleet", 1000, 200)]
     rows = []
     with tempfile.TemporaryDirectory(prefix="fleet-bench-") as scratch:
         config = Path(scratch) / "emulator.toml"

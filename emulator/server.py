@@ -43,8 +43,7 @@ from emulator.ports import MqttEndpoint
 
 __all__ = ["MQTT_TLS_PORT", "MqttServer", "Router"]
 
-# A fleet connecting at once queues its TCP handshakes here; asyncio's default of 100 made
-# devices fail when 200 connected together (bench/fleet_bench.py).
+# A fleet connecting at once queues its TCP handshakes here; asyncio's default is 100.
 LISTEN_BACKLOG = 2048
 # asyncio's TLS layer allocates one read buffer of this size per connection (256 KiB in 3.11):
 # most of the memory a connected device costs (bench/emulator_bench.py). Device messages are
