@@ -7,7 +7,7 @@ import string
 
 from hypothesis import strategies as st
 
-# --- sas: keys and registration ids (../shared/spec/sas-and-keys.md §5) ---
+# --- sas: keys and registration ids (docs/protocol/sas-and-keys.md §5) ---
 
 
 def symmetric_keys() -> st.SearchStrategy[str]:
@@ -32,7 +32,7 @@ def expiries() -> st.SearchStrategy[int]:
     return st.integers(min_value=1, max_value=4_102_444_800)
 
 
-# --- allocation: AllocationRequests (../shared/spec/webhook.md §2) ---
+# --- allocation: AllocationRequests (docs/protocol/webhook.md §2) ---
 
 
 def hub_names() -> st.SearchStrategy[str]:

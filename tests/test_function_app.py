@@ -20,10 +20,11 @@ import function_app
 from emulator.functions_host import index_functions
 from store.memory import MemoryStore
 from store.runtime import Runtime, set_runtime
+from tests.fixtures import FIXTURES as ALL_FIXTURES
 from tests.strategies import allocation_requests, json_values
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT / ".." / "shared" / "fixtures" / "webhook"
+FIXTURES = ALL_FIXTURES / "webhook"
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""The lifecycle/admin Blueprint: wiring, the Event Grid trigger with the shared fixtures, and the
+"""The lifecycle/admin Blueprint: wiring, the Event Grid trigger with the Event Grid fixtures, and the
 ADMIN HTTP routes called directly with func.HttpRequest against an in-memory store and hub."""
 
 from __future__ import annotations
@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import azure.functions as func
@@ -18,8 +17,9 @@ from store.memory import MemoryStore
 from store.records import ConnectionState, DeviceStatus, Outcome, RegistrationRecord
 from store.retire import MemoryHubRegistry
 from store.runtime import Runtime, set_runtime
+from tests.fixtures import FIXTURES as ALL_FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures" / "eventgrid"
+FIXTURES = ALL_FIXTURES / "eventgrid"
 NOW = datetime(2025, 7, 1, 9, 0, tzinfo=UTC)
 HUB = "egtesthub1.azure-devices.net"
 
@@ -46,7 +46,7 @@ def store() -> Iterator[MemoryStore]:
 
 
 def grid_event(name: str) -> func.EventGridEvent:
-    """A shared fixture as the Functions binding hands it over."""
+    """A fixture as the Functions binding hands it over."""
     raw = json.loads((FIXTURES / name).read_text())[0]
     return func.EventGridEvent(
         id=raw["id"], data=raw["data"], topic=raw["topic"], subject=raw["subject"],

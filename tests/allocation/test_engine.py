@@ -23,10 +23,11 @@ from allocation import (
 )
 from allocation.errors import PolicyError
 from allocation.policy import Strategy
+from tests.fixtures import FIXTURES as ALL_FIXTURES
 from tests.strategies import allocation_requests, hub_names, linked_hubs, registration_ids
 
 ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = ROOT / ".." / "shared" / "fixtures" / "webhook"
+FIXTURES = ALL_FIXTURES / "webhook"
 TUTORIAL = load_policy(
     (ROOT / "examples" / "tutorial-policy.toml").read_text(), source="tutorial-policy.toml"
 )

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from hypothesis import given
 
 from allocation.errors import RequestError
 from allocation.request import EnrollmentKind, parse_request, parse_request_body
+from tests.fixtures import FIXTURES as ALL_FIXTURES
 from tests.strategies import allocation_requests
 
-FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "webhook"
+FIXTURES = ALL_FIXTURES / "webhook"
 
 
 def fixture(name: str) -> dict[str, object]:

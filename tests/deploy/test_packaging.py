@@ -228,7 +228,7 @@ def test_requirements_hold_nothing_test_only(
 
 
 def test_host_json_is_v2_with_the_current_extension_bundle() -> None:
-    """host.json: version 2.0 and extension bundle [4.*, 5.0.0) (../shared/spec/functions-and-tables.md §3)."""
+    """host.json: version 2.0 and extension bundle [4.*, 5.0.0) (docs/protocol/functions-and-tables.md §3)."""
     host = json.loads((ROOT / "host.json").read_text())
     assert host["version"] == "2.0"
     assert host["extensionBundle"] == {

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,9 +29,9 @@ from emulator.dps import (
 from emulator.twin import InitialTwin
 from sas.keys import derive_device_key
 from sas.token import generate_sas_token
+from tests.fixtures import FIXTURES as ALL_FIXTURES
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
-FIXTURES = SHARED / "fixtures"
+FIXTURES = ALL_FIXTURES
 NOW = 1_700_000_000.0
 GROUP_KEY = "DZPe4q3my4xZRYespJ9DC5wu5B5SWQOjY81pkl/cYJY="  # emu-dev-001 vector
 OTHER_KEY = "iZlcsgZYcqfw02/f1mcrIYTcbCmWZSgIgQ4ED9Kp/fE="
@@ -44,7 +43,7 @@ HUBS = ("toasters.azure-devices.net", "heatpumps.azure-devices.net")
 
 
 def sas_vector(vector_id: str) -> dict[str, Any]:
-    """One SAS vector from ../shared/fixtures/sas/vectors.json."""
+    """One SAS vector from tests/fixtures/sas/vectors.json."""
     vectors = json.loads((FIXTURES / "sas" / "vectors.json").read_text())
     return next(vector for vector in vectors if vector["id"] == vector_id)
 

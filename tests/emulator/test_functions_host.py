@@ -15,10 +15,11 @@ import pytest
 from emulator.functions_host import FunctionsHost, FunctionsHostError, load_function_app, state_key
 from store.memory import MemoryStore
 from store.runtime import Runtime, set_runtime
+from tests.fixtures import FIXTURES as ALL_FIXTURES
 
 FUNCTION_KEY = "function-key-123"
 MASTER_KEY = "master-key-456"
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
+FIXTURES = ALL_FIXTURES
 
 received_events: list[func.EventGridEvent] = []
 
@@ -163,7 +164,7 @@ EVENT_GRID = "/runtime/webhooks/EventGrid?functionName=OnDeviceEvent"
 
 def test_event_grid_notification_invokes_the_function(host: FunctionsHost) -> None:
     """A Notification batch is converted to EventGridEvents and answered 202."""
-    events = (SHARED / "fixtures" / "eventgrid" / "device-created.json").read_bytes()
+    events = (FIXTURES / "eventgrid" / "device-created.json").read_bytes()
     status, _, _ = request(
         host, "POST", EVENT_GRID, events, headers={"aeg-event-type": "Notification"}
     )
@@ -247,7 +248,7 @@ def test_project_allocate_function_is_served_behind_the_key() -> None:
     served = FunctionsHost(load_function_app(), function_key=FUNCTION_KEY, port=0)
     served.start_blocking()
     try:
-        fixture = (SHARED / "fixtures" / "webhook" / "initial-group-request.json").read_bytes()
+        fixture = (FIXTURES / "webhook" / "initial-group-request.json").read_bytes()
         status, body, _ = request(served, "POST", f"/api/allocate?code={FUNCTION_KEY}", fixture)
         assert status == 200
         assert json.loads(body)["iotHubHostName"] in json.loads(fixture)["linkedHubs"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -19,8 +18,9 @@ from emulator.hub import (
 from emulator.ports import Outbound
 from emulator.twin import InitialTwin, TwinDocument, TwinError
 from sas import generate_sas_token
+from tests.fixtures import FIXTURES as ALL_FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures"
+FIXTURES = ALL_FIXTURES
 E2 = next(v for v in json.loads((FIXTURES / "sas" / "vectors.json").read_text()) if v["id"] == "E2")
 HUB = "127.0.0.3"  # the host name the E2 vector was signed for
 KEY = E2["key"]

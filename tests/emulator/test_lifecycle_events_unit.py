@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 from typing import Any
 
 from emulator.events import EventDelivery, EventPostError, FunctionEventPoster
@@ -13,8 +12,9 @@ from emulator.hub import Hub
 from emulator.lifecycle import LifecycleEvent, LifecycleKind, event_grid_event, hub_resource_name
 from sas import generate_sas_token
 from store.lifecycle import parse_event
+from tests.fixtures import FIXTURES as ALL_FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "eventgrid"
+FIXTURES = ALL_FIXTURES / "eventgrid"
 HUB = "toasters.azure-devices.net"
 KEY = "OSANXEslinwdWI7CugTZIIMS97VdG65m3pD753neq7E="
 NOW = 1_800_000_000.25

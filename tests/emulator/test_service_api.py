@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -13,10 +12,9 @@ from emulator.http1 import Request
 from emulator.hub import Hubs, MethodResponse
 from emulator.service_api import MethodCall, ServiceApi, ServicePolicyKey, ServiceResponse
 from sas import generate_sas_token, sign
+from tests.fixtures import FIXTURES
 
-VECTORS = (
-    Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "sas" / "vectors.json"
-)
+VECTORS = FIXTURES / "sas" / "vectors.json"
 SVC1 = next(v for v in json.loads(VECTORS.read_text()) if v["id"] == "SVC1")
 HOST = SVC1["uri"]  # 127.0.0.3:8443
 HUB = "toasters.azure-devices.net"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,9 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sas import KeyFormatError, SasError, decode_key, derive_device_key, sign
+from tests.fixtures import FIXTURES as ALL_FIXTURES
 from tests.strategies import registration_ids, symmetric_keys
 
-FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures"
+FIXTURES = ALL_FIXTURES
 
 
 def _vectors(name: str) -> list[dict[str, Any]]:
@@ -28,7 +28,7 @@ HMAC_VECTORS = [v for v in _vectors("sas") if v["kind"] == "hmac"]
 
 @pytest.mark.parametrize("vector", KEY_VECTORS, ids=[v["id"] for v in KEY_VECTORS])
 def test_derived_key_matches_published_vector(vector: dict[str, Any]) -> None:
-    """derive_device_key reproduces every derived-key vector in ../shared/fixtures/keys."""
+    """derive_device_key reproduces every derived-key vector in tests/fixtures/keys."""
     assert derive_device_key(vector["groupKey"], vector["registrationId"]) == vector["derivedKey"]
 
 

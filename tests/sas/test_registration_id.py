@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from hypothesis import given
 
 from sas import RegistrationIdError, SasError, validate_registration_id
+from tests.fixtures import FIXTURES as ALL_FIXTURES
 from tests.strategies import recommended_registration_ids, registration_ids
 
-FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures"
+FIXTURES = ALL_FIXTURES
 
 
 def test_fixture_ids_are_valid_and_recommended() -> None:

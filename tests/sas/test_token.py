@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import string
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,9 +26,10 @@ from sas import (
     sign,
     verify_sas_token,
 )
+from tests.fixtures import FIXTURES as ALL_FIXTURES
 from tests.strategies import expiries, registration_ids, symmetric_keys
 
-FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures"
+FIXTURES = ALL_FIXTURES
 VECTORS: list[dict[str, Any]] = [
     v for v in json.loads((FIXTURES / "sas" / "vectors.json").read_text()) if v["kind"] == "sas"
 ]

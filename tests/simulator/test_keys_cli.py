@@ -13,8 +13,9 @@ import pytest
 from sas import derive_device_key
 from simulator.__main__ import main
 from simulator.keys_cli import DeviceSecrets, derive_secrets, write_secret_file
+from tests.fixtures import FIXTURES as ALL_FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures"
+FIXTURES = ALL_FIXTURES
 VECTORS: list[dict[str, Any]] = json.loads((FIXTURES / "keys" / "vectors.json").read_text())
 BY_ID = {vector["id"]: vector for vector in VECTORS}
 EMU_GROUP_KEY = BY_ID["emu-dev-001"]["groupKey"]

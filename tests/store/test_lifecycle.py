@@ -1,4 +1,4 @@
-"""Lifecycle events: parsing every shared fixture, the transition table, and order/redelivery
+"""Lifecycle events: parsing every Event Grid fixture, the transition table, and order/redelivery
 independence (Hypothesis)."""
 
 from __future__ import annotations
@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,15 +22,16 @@ from store.lifecycle import (
     transition,
 )
 from store.records import ConnectionState, DeviceRecord, HubIdentity
+from tests.fixtures import FIXTURES as ALL_FIXTURES
 from tests.store.strategies import sequence_numbers
 
-FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "eventgrid"
+FIXTURES = ALL_FIXTURES / "eventgrid"
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 HOST = "egtesthub1.azure-devices.net"
 
 
 def load(name: str) -> dict[str, Any]:
-    """The single event of a shared Event Grid fixture."""
+    """The single event of an Event Grid fixture."""
     events = json.loads((FIXTURES / name).read_text())
     assert isinstance(events, list)
     assert len(events) == 1
@@ -59,7 +59,7 @@ def parse(envelope: dict[str, Any]) -> LifecycleEvent:
     ],
 )  # fmt: skip
 def test_every_fixture_parses(name: str, kind: LifecycleKind, sequence: str | None) -> None:
-    """Each shared fixture parses into its kind, hub, device, time and sequence number."""
+    """Each fixture parses into its kind, hub, device, time and sequence number."""
     envelope = load(name)
     event = parse(envelope)
     assert event.kind is kind

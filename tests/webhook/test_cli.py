@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures import FIXTURES
 from webhook.__main__ import main
 
 ROOT = Path(__file__).resolve().parents[2]
 TUTORIAL = str(ROOT / "examples" / "tutorial-policy.toml")
-REQUEST = str(ROOT / ".." / "shared" / "fixtures" / "webhook" / "initial-group-request.json")
+REQUEST = str(FIXTURES / "webhook" / "initial-group-request.json")
 
 
 def test_check_valid_policy(capsys: pytest.CaptureFixture[str]) -> None:

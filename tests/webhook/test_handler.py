@@ -21,12 +21,13 @@ from store.replay import parse_replay_lines, replay
 from store.runtime import Runtime
 from store.settings import RetiredCheck, StoreSettings
 from store.tables import TableStore
+from tests.fixtures import FIXTURES as ALL_FIXTURES
 from tests.store.azurite import ACCOUNT_KEY, Azurite
 from tests.store.conftest import fresh_prefix
 from webhook.handler import AllocateHandler
 
 ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = ROOT / ".." / "shared" / "fixtures" / "webhook"
+FIXTURES = ALL_FIXTURES / "webhook"
 POLICY = load_policy(
     (ROOT / "examples" / "tutorial-policy.toml").read_text(), source="tutorial-policy.toml"
 )
