@@ -1,4 +1,4 @@
-"""The DPS AllocationRequest, parsed once at the edge (../shared/spec/webhook.md §2, §6).
+"""The DPS AllocationRequest, parsed once at the edge (docs/protocol/webhook.md §2, §6).
 
 Tolerant in: every field but ``deviceRuntimeContext.registrationId`` and ``linkedHubs`` is optional,
 unknown fields are ignored, and the documented spelling variants of ``currentIotHubHostName`` are

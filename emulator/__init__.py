@@ -4,7 +4,7 @@
 unmodified Azure IoT device SDKs talk to it, and can host this repository's Functions app locally
 so that DPS reaches the custom-allocation webhook over real HTTP.
 
-Layout (pure cores under thin shells, see ../shared/STYLE.md):
+Layout (pure cores under thin shells):
 
 - `ports`: the Protocols between the transport/hub half and the DPS half.
 - `mqtt/`: sans-IO MQTT 3.1.1 codec and server-side connection engine.

@@ -70,7 +70,7 @@ log = logging.getLogger(__name__)
 DEFAULT_ID_SCOPE = "0ne00000001"
 DEFAULT_DPS_HOST = "global.azure-devices-provisioning.net"
 DEFAULT_POLICY_NAME = "iothubowner"
-GENERATED_KEY_BYTES = 64  # what DPS generates (../shared/spec/sas-and-keys.md §5)
+GENERATED_KEY_BYTES = 64  # what DPS generates (docs/protocol/sas-and-keys.md §5)
 
 _HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _ID_SCOPE = re.compile(r"[A-Za-z0-9]{1,64}")
@@ -103,7 +103,7 @@ class Allocation(StrEnum):
 
 
 class Reprovision(StrEnum):
-    """What a re-registration does to an assigned device (../shared/spec/webhook.md §5)."""
+    """What a re-registration does to an assigned device (docs/protocol/webhook.md §5)."""
 
     MIGRATE = "migrate"
     RESET = "reset"

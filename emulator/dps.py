@@ -1,6 +1,6 @@
 """DPS semantics as the device SDKs see them over MQTT: pure decisions, no I/O, no clock.
 
-What this module decides (../shared/spec/dps-mqtt.md, webhook.md, sas-and-keys.md):
+What this module decides (docs/protocol/dps-mqtt.md, webhook.md, sas-and-keys.md):
 
 - CONNECT: username `{idScope}/registrations/{registrationId}/api-version=...` (no `?`), client id
   = registration id, password a SAS token for `{idScope}/registrations/{registrationId}` (with or
@@ -505,7 +505,7 @@ def allocation_request(
     linked: Sequence[str],
     enrollment_created: str,
 ) -> dict[str, Any]:
-    """The AllocationRequest DPS POSTs to the webhook (shaped like ../shared/fixtures/webhook).
+    """The AllocationRequest DPS POSTs to the webhook (shaped like tests/fixtures/webhook).
 
     Key material is stripped (`attestation` is `{"type": "symmetricKey"}`, `symmetricKey` is `{}`)
     and the webhook URL's query, which carries the function key, is masked as `?****`.

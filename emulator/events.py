@@ -4,7 +4,7 @@ The hub hands `lifecycle.LifecycleEvent` values to `EventDelivery.enqueue` on th
 event loop; enqueue only appends to a bounded queue and returns. One worker task takes events in
 order, gives each an Event Grid `id` once (kept across retries, so a redelivery is recognisable),
 and POSTs it as a one-element JSON array, as Event Grid does by default, with
-`aeg-event-type: Notification` (../shared/spec/lifecycle-events.md §2, §5, §7).
+`aeg-event-type: Notification` (docs/protocol/lifecycle-events.md §2, §5, §7).
 
 Delivery rules:
 - success is any 2xx status (the Functions host answers 202);

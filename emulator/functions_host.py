@@ -9,7 +9,7 @@ It serves whatever `app.get_functions()` declares, generically:
   or wrong key is answered 401 before the function runs, as Azure does (Core Tools does not
   check keys; DPS maps that 401 to 400209, so the emulator must).
 - Event Grid triggers at `POST /runtime/webhooks/EventGrid?functionName=<name>` with the status
-  codes of Core Tools' Event Grid extension (../shared/spec/lifecycle-events.md §7):
+  codes of Core Tools' Event Grid extension (docs/protocol/lifecycle-events.md §7):
 
       aeg-event-type: SubscriptionValidation   200 {"validationResponse": <validationCode>}
       aeg-event-type: Notification             202 when every event's invocation succeeds,

@@ -5,7 +5,7 @@
 Both are pure: no sockets, no clock reads (`now` is an argument; `Hubs` takes a clock only to
 satisfy `HubDirectory`, whose methods carry no `now`), no logging of keys or tokens.
 
-Protocol (../shared/spec/hub-mqtt.md):
+Protocol (docs/protocol/hub-mqtt.md):
 - CONNECT: username `{host}/{deviceId}/?...` (host and device are the first two `/` segments),
   client id = device id, password a SAS token for `{host}/devices/{deviceId}` signed by the
   device's primary or secondary key. Unknown, disabled, wrong key, expired -> CONNACK 5.

@@ -2,7 +2,7 @@
 
 The hub produces a `LifecycleEvent` when a device identity is created or deleted and when a device
 connects or disconnects; `events.EventDelivery` posts them. The Event Grid shape is IoT Hub's
-(../shared/spec/lifecycle-events.md §2-§3, fixtures in ../shared/fixtures/eventgrid/):
+(docs/protocol/lifecycle-events.md §2-§3, fixtures in tests/fixtures/eventgrid/):
 
 - envelope `id, topic, subject = devices/{deviceId}, eventType, eventTime, data, dataVersion "1",
   metadataVersion "1"`; the body is a JSON array;

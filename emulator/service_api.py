@@ -5,7 +5,7 @@
 for the device (`invoke`, then `method_result` / `method_timeout`). It reads no clock, opens no
 socket, and draws no random numbers (new device keys come from the injected `make_key`).
 
-Pipeline for every request, in order (../shared/spec/hub-service-rest.md):
+Pipeline for every request, in order (docs/protocol/hub-service-rest.md):
 
 1. hub: the one whose host name the `Host` header names, else the hub of the port it came in on;
 2. `api-version` query parameter present, else 400 InvalidProtocolVersion;

@@ -1,6 +1,6 @@
 """The registry's JSON as the service REST API and lifecycle events show it. Pure functions.
 
-Shapes from ../shared/spec/hub-service-rest.md §7 (camelCase, swagger `Device` and `Twin`):
+Shapes from docs/protocol/hub-service-rest.md §7 (camelCase, swagger `Device` and `Twin`):
 a device has `deviceId, generationId, etag, connectionState, status, statusReason,
 connectionStateUpdatedTime, statusUpdatedTime, lastActivityTime, cloudToDeviceMessageCount,
 authentication, capabilities`; a twin has `deviceId, etag, deviceEtag, version, status,

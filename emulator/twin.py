@@ -3,7 +3,7 @@
 Pure values: a `TwinDocument` never changes; every operation returns a new one. The caller passes
 `now` (seconds since the epoch). Nothing here does I/O or reads a clock.
 
-Rules (../shared/spec/hub-mqtt.md §5, hub-service-rest.md §7):
+Rules (docs/protocol/hub-mqtt.md §5, hub-service-rest.md §7):
 
 - A new twin has desired and reported `$version` 1, twin `version` 2 and etag `AAAAAAAAAAE=`.
 - A patch merges into its section; a property set to `null` is removed; an object replaces a

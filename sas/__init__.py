@@ -1,8 +1,8 @@
 """Credentials shared by the emulator and the simulator: SAS tokens and derived device keys.
 
 Pure and standard-library only (hmac, hashlib, base64, urllib.parse): no I/O, no clock, no
-environment, no Azure SDK. The protocol is written down in ../shared/spec/sas-and-keys.md and
-checked against the vectors in ../shared/fixtures/keys and ../shared/fixtures/sas.
+environment, no Azure SDK. The protocol is written down in docs/protocol/sas-and-keys.md and
+checked against the vectors in tests/fixtures/keys and tests/fixtures/sas.
 
 Modules:
     keys             strict key decoding, HMAC signing, ``derive_device_key``

@@ -1,7 +1,7 @@
 """Symmetric keys: strict decoding, HMAC-SHA256 signing and derived device keys.
 
 A derived device key is ``base64(HMAC-SHA256(base64decode(groupKey), registrationId))``
-(../shared/spec/sas-and-keys.md §5). The group key must never reach a device: the key CLI derives
+(docs/protocol/sas-and-keys.md §5). The group key must never reach a device: the key CLI derives
 per-device keys at manufacturing time, the emulator derives them to check a device's token.
 
 Pure: standard library only, no I/O. Errors never contain key material.

@@ -1,6 +1,6 @@
 """Registration ids checked against DPS's documented rules.
 
-The sources disagree (../shared/spec/sas-and-keys.md §5): the DPS HTTPS reference allows up to 128
+The sources disagree (docs/protocol/sas-and-keys.md §5): the DPS HTTPS reference allows up to 128
 characters from a-z A-Z 0-9 ``- . _ :``, the last one alphanumeric or ``-``, matched
 case-insensitively; the group-enrollment page asks for lower-case a-z, 0-9 and ``-`` only. Breaking
 the first set is an error; leaving the second set is a warning, or an error when ``strict``.

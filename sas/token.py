@@ -1,6 +1,6 @@
 """SAS tokens: generate them as the Python device SDK does, parse and verify any client's form.
 
-Rules (../shared/spec/sas-and-keys.md §1-§4):
+Rules (docs/protocol/sas-and-keys.md §1-§4):
 
 - Shape: ``SharedAccessSignature sr={resource}&sig={signature}&se={expiry}[&skn={policy}]``;
   fields in any order, each exactly once; nothing else.

@@ -4,7 +4,7 @@ Why the asyncio API: `fleet` runs hundreds of devices in one process, where a co
 under a semaphore is cheap and the sync API would need a thread per device on top of the SDK's own
 (paho's network thread per client). `run` uses the same functions, so one code path is exercised.
 
-Rules (../shared/spec/dps-mqtt.md §4, §6; hub-mqtt.md §6):
+Rules (docs/protocol/dps-mqtt.md §4, §6; hub-mqtt.md §6):
 
 - Registration tries the derived primary key, then the secondary key, and only on a refused
   credential (`CredentialError`: DPS's CONNACK 5). Both refused -> `KeysRefused`: the group keys

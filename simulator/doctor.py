@@ -4,7 +4,7 @@ The checks are pure functions over an ``Enrollment`` (parsed once from the JSON 
 ``az iot dps enrollment-group show`` prints, or from an emulator config's ``[[enrollment_groups]]``
 entry), an optional loaded ``allocation.Policy`` and an optional function URL. Each returns a
 ``Finding``: ok / warn / fail, what was found, why it matters and the fix. What they check
-(../shared/spec/webhook.md §1, §2.2, §4, §5):
+(docs/protocol/webhook.md §1, §2.2, §4, §5):
 
     allocation-policy   ``allocationPolicy`` is ``custom`` (otherwise DPS never calls the webhook)
     webhook-url         ``customAllocationDefinition.webhookUrl`` is present and absolute
@@ -49,7 +49,7 @@ from allocation import Policy, PolicyError, load_policy
 from allocation.policy import host_glob
 
 ALLOCATE_PATH = "/api/allocate"  # function_app.py: route "allocate", default routePrefix "api"
-MIN_API_VERSION = "2018-09-01-preview"  # ../shared/spec/webhook.md §2.2
+MIN_API_VERSION = "2018-09-01-preview"  # docs/protocol/webhook.md §2.2
 RECOMMENDED_API_VERSION = "2021-10-01"
 PROBE_REGISTRATION_ID = "simulator-doctor-probe"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2

@@ -1,6 +1,6 @@
 """IoT Hub device lifecycle events → inventory transitions. Pure: no I/O, no clock, no Azure SDK.
 
-Input: one Event Grid event from an IoT hub (`../shared/spec/lifecycle-events.md`): `parse_event`
+Input: one Event Grid event from an IoT hub (`docs/protocol/lifecycle-events.md`): `parse_event`
 validates it into a `LifecycleEvent` (errors name the field). Output: `transition(current, event)` →
 the new inventory row, or None when the event changes nothing. The store applies it with optimistic
 concurrency.

@@ -1,6 +1,6 @@
 """The allocate handler: one AllocationRequest body in, one ``Answer`` out, one record logged.
 
-Status codes, chosen for what DPS does with them (../shared/spec/webhook.md §4):
+Status codes, chosen for what DPS does with them (docs/protocol/webhook.md §4):
 
     200  assigned: {"iotHubHostName", "initialTwin"?, "payload"?}
     400  a deliberate deny (a rule, or a retired device), or a malformed request: DPS fails the
