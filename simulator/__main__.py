@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
+from localtools.cli import quiet_on_closed_pipe
 from simulator import doctor, fleet, keys_cli, run_cli
 
 
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@quiet_on_closed_pipe
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     """Parse ``argv`` and run the chosen command; return its exit code (2 for usage errors)."""
     parser = build_parser()

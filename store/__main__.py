@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from localtools.cli import quiet_on_closed_pipe
 from store.base import Store, StoreError
 from store.replay import parse_replay_lines, replay
 from store.settings import StoreSettings, load_settings
@@ -24,6 +25,7 @@ def _table_store(settings: StoreSettings) -> Store:
     return TableStore.from_settings(settings)
 
 
+@quiet_on_closed_pipe
 def main(
     argv: Sequence[str] | None = None,
     env: Mapping[str, str] | None = None,

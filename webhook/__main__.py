@@ -18,8 +18,10 @@ from typing import Any
 
 from allocation import Assignment, decide, load_policy, parse_request, response_body
 from allocation.errors import PolicyError, RequestError
+from localtools.cli import quiet_on_closed_pipe
 
 
+@quiet_on_closed_pipe
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m webhook", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
