@@ -1,5 +1,6 @@
 # The project's entry points. People, hooks and CI call these and nothing else.
 #   make demo   the whole flow end to end on this machine
+#   make up     the local cloud (Azurite, DPS, hubs, the Functions app) until Ctrl-C
 #   make test   every test (installs what it needs, starts Azurite itself)
 #   make check  formatting, lint and types
 
@@ -9,13 +10,13 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: install test check format bench demo clean
+.PHONY: install test check format bench demo up clean
 
 install: $(PY_STAMP) $(NODE_STAMP)
 
-$(PY_STAMP): requirements.txt requirements-dev.txt
+$(PY_STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -e .
 	touch $@
 
 $(NODE_STAMP): package.json package-lock.json
@@ -36,6 +37,9 @@ format: $(PY_STAMP)
 
 demo: install
 	$(BIN)/python -m demo
+
+up: install
+	$(BIN)/python -m emulator up
 
 bench: install
 	$(BIN)/python -m bench

@@ -28,9 +28,10 @@ from pathlib import Path
 import azure.functions as func
 
 import lifecycle_functions
-from store.runtime import Runtime, get_runtime, set_runtime
+from store.runtime import Runtime, get_runtime, set_runtime, use_settings
 from webhook.handler import AllocateHandler, Answer
 from webhook.policy_source import PolicySource
+from webhook.readiness import Problem, check_readiness
 
 APP_ROOT = Path(__file__).resolve().parent
 
@@ -42,15 +43,27 @@ _settings: Mapping[str, str] = os.environ
 
 
 @functools.cache
+def _policy_source() -> PolicySource:
+    return PolicySource(_settings, root=APP_ROOT)
+
+
+@functools.cache
 def _allocate_handler() -> AllocateHandler:
-    return AllocateHandler(policy=PolicySource(_settings, root=APP_ROOT).get, runtime=get_runtime)
+    return AllocateHandler(policy=_policy_source().get, runtime=get_runtime)
 
 
 def reset() -> None:
     """Forget what the app built from its settings (handler, policy, store runtime): the next
     invocation builds it again. For hosts and tests that change settings in-process."""
+    _policy_source.cache_clear()
     _allocate_handler.cache_clear()
     set_runtime(None)
+
+
+def readiness() -> list[Problem]:
+    """What would make every registration fail right now (policy, settings, storage), for a local
+    host to refuse to start with; an empty list when the app can serve."""
+    return check_readiness(policy=_policy_source().get, runtime=get_runtime)
 
 
 @contextlib.contextmanager
@@ -61,12 +74,14 @@ def configured(*, settings: Mapping[str, str], runtime: Runtime | None = None) -
     global _settings  # noqa: PLW0603 -- the one settings source, swapped only here
     reset()
     _settings = settings
+    use_settings(settings)
     if runtime is not None:
         set_runtime(runtime)
     try:
         yield
     finally:
         _settings = os.environ
+        use_settings(None)
         reset()
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from emulator.config import load_config
 from simulator.device import Target, quiet_sdk_logs
 from simulator.fleet import run_fleet, summarize
-from simulator.keys_cli import derive_secrets
+from simulator.secrets_file import derive_secrets
 
 ROOT = Path(__file__).resolve().parents[1]
 BIND = "127.45.250.1"

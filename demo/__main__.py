@@ -33,7 +33,7 @@ from emulator.background import BackgroundEmulator
 from emulator.twin import TwinDocument
 from simulator.device import Target, quiet_sdk_logs
 from simulator.fleet import DeviceOutcome, run_fleet
-from simulator.keys_cli import derive_secrets
+from simulator.secrets_file import derive_secrets
 from store.base import Store
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,51 +1,74 @@
-"""`python -m emulator`: start DPS, the configured IoT hubs and optionally the Functions host.
+"""`python -m emulator`: the local cloud (`up`, `run`) and the operator commands.
 
-    python -m emulator [run] --config emulator.toml [--bind 127.0.0.1] [--state-dir DIR]
-                       [--in-memory] [--mqtt-port 8883] [--admin-port 0]
-                       [--host-functions] [--function-key KEY] [--time-scale 1.0]
-                       [--service-port 8443] [--events-url URL]
+    python -m emulator up [--state-dir DIR] [--config FILE] [--settings FILE] [--bind ADDR]
+                          [--functions-port 7071] [--function-key KEY] [--log-level LEVEL]
+    python -m emulator [run] --config FILE [--bind 127.0.0.1] [--state-dir DIR] [--in-memory]
+                       [--mqtt-port 8883] [--admin-port 0] [--service-port 8443]
+                       [--host-functions] [--functions-port 7071] [--functions-settings FILE]
+                       [--function-key KEY] [--time-scale 1.0] [--events-url URL]
+                       [--log-level LEVEL]
     python -m emulator <command> ...      operator commands (`emulator.admin_cli`)
 
-Runs until interrupted (Ctrl-C / SIGTERM), then stops every component in reverse order.
-State: with `--state-dir DIR` given, devices, twins, registrations and enrollment edits are kept
+`up` is what `make up` runs: Azurite, DPS, the hubs and the Functions app with the checkout's
+files (`emulator.local.toml`, `local.settings.json`, `.emulator/`), created from the examples on
+first run; see `emulator.up`. `run` starts the emulator alone, every part chosen by its options.
+
+Both run until interrupted (Ctrl-C / SIGTERM), then stop every component in reverse order. State:
+with `--state-dir DIR` given to `run`, devices, twins, registrations and enrollment edits are kept
 in DIR/state.json across restarts; without it (or with `--in-memory`) they live in memory only,
 while the CA, certificates and keys still go to the state directory (default `.emulator`), where
-clients find `ca.pem` and the operator commands find the admin API.
+clients find `ca.pem` and the operator commands find the admin API. `up` always keeps state.
+
+Exit status: 0 stopped by a signal; 2 a problem with the configuration, the settings, a port or
+the hosted app, said in one line that names the option, file or setting.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import logging
-import signal
+import dataclasses
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from emulator import admin_cli
+from emulator import admin_cli, up
+from emulator.admin_client import DEFAULT_STATE_DIR
 from emulator.app import Emulator, Options
-from emulator.certs import CertificateError
-from emulator.config import ConfigError
+from emulator.foreground import (
+    EXIT_PROBLEM,
+    add_log_level,
+    app_settings,
+    configure_logging,
+    run_until_stopped,
+)
+from emulator.local_settings import SAMPLE_FILE, SETTINGS_FILE, LocalSettingsError
 from emulator.service_server import DEFAULT_SERVICE_PORT
-from emulator.state import StateError
+from localtools.cli import quiet_on_closed_pipe
 
 __all__ = ["main", "parse_args"]
 
 
+def _port(parser: argparse.ArgumentParser, option: str, value: int) -> None:
+    if not 0 <= value <= 65535:
+        parser.error(f"{option}: expected a port number from 0 to 65535")
+
+
 def parse_args(argv: Sequence[str] | None = None) -> Options:
-    """Turn command-line arguments into `Options`."""
+    """Turn `run`'s command-line arguments into `Options`."""
     parser = argparse.ArgumentParser(
-        prog="python -m emulator",
-        description="Local Azure IoT DPS and IoT Hub emulator (MQTT 3.1.1 over TLS on port 8883).",
-        epilog="operator commands, against a running emulator (python -m emulator COMMAND --help): "
-        + ", ".join(admin_cli.COMMANDS),
+        prog="python -m emulator run",
+        description="Local Azure IoT DPS and IoT Hub emulator (MQTT 3.1.1 over TLS on port 8883). "
+        "`python -m emulator up` starts everything with the checkout's defaults.",
+        epilog="commands: up, run, azurite, and, against a running emulator (python -m emulator COMMAND "
+        "--help): " + ", ".join(admin_cli.COMMANDS),
     )
     parser.add_argument("--config", type=Path, required=True, help="TOML configuration file")
     parser.add_argument(
-        "--bind", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+        "--bind",
+        default=os.environ.get(up.BIND_VARIABLE) or "127.0.0.1",
+        help=f"address to listen on (default ${up.BIND_VARIABLE}, else 127.0.0.1)",
     )
     parser.add_argument(
         "--state-dir",
@@ -72,7 +95,22 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument(
         "--host-functions",
         action="store_true",
-        help="serve function_app.app's HTTP routes on 127.0.0.1:7071",
+        help="serve function_app.app's HTTP routes on the --bind address, port 7071 "
+        "(see --functions-port)",
+    )
+    parser.add_argument(
+        "--functions-port",
+        type=int,
+        default=7071,
+        help="port of the local Functions host (default 7071, as func start)",
+    )
+    parser.add_argument(
+        "--functions-settings",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help=f"the hosted app's settings, as func start reads them (default: {SETTINGS_FILE} in "
+        f"the app's root, created from {SAMPLE_FILE} when missing); the environment wins",
     )
     parser.add_argument(
         "--function-key",
@@ -98,39 +136,35 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         help="where device lifecycle events are POSTed as Event Grid events (default: the "
         "local Functions host's device_lifecycle trigger with --host-functions, else nowhere)",
     )
+    add_log_level(parser)
     args = parser.parse_args(argv)
-    if not 0 <= args.service_port <= 65535:
-        parser.error("--service-port: expected a port number from 0 to 65535")
+    for option in ("--service-port", "--mqtt-port", "--admin-port", "--functions-port"):
+        _port(parser, option, getattr(args, option[2:].replace("-", "_")))
     if args.events_url is not None and urlsplit(args.events_url).scheme not in ("http", "https"):
         parser.error("--events-url: expected an http:// or https:// URL")
     if args.time_scale <= 0:
         parser.error("--time-scale: expected a number greater than 0")
-    for name in ("mqtt_port", "admin_port"):
-        if not 0 <= getattr(args, name) <= 65535:
-            parser.error(f"--{name.replace('_', '-')}: expected a port number from 0 to 65535")
     return Options(
         config_path=args.config,
-        state_dir=args.state_dir or Path(".emulator"),
+        state_dir=args.state_dir or DEFAULT_STATE_DIR,
         persist=args.state_dir is not None and not args.in_memory,
         mqtt_port=args.mqtt_port,
         admin_port=args.admin_port,
         bind=args.bind,
         host_functions=args.host_functions,
+        functions_bind=args.bind,
+        functions_port=args.functions_port,
         function_key=args.function_key,
         time_scale=args.time_scale,
         service_port=args.service_port,
         events_url=args.events_url,
+        log_level=args.log_level,
+        app_settings_file=args.functions_settings,
     )
 
 
-async def _serve(options: Options) -> None:
-    emulator = Emulator(options)
-    await emulator.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+def _announce_run(emulator: Emulator) -> None:
+    options = emulator.options
     print(
         f"emulator ready on {options.bind}:{options.mqtt_port}; CA certificate: {emulator.ca_path}",
         flush=True,
@@ -139,43 +173,39 @@ async def _serve(options: Options) -> None:
         print(f"state kept in {emulator.state.path}", flush=True)
     if emulator.admin is not None:
         print(f"admin API on {emulator.admin.url} (python -m emulator status)", flush=True)
-    # Printed on purpose (the issue asks for it; they are also in <state-dir>/hubs.json, 0600);
-    # never logged.
-    for hub, connection_string in emulator.service.connection_strings.items():
-        print(f"service connection string for {hub}: {connection_string}", flush=True)
+    print(f"hub service connection strings: {emulator.service.hubs_path} (mode 0600)", flush=True)
     if emulator.functions is not None:
         print(f"functions host on {emulator.functions.base_url}", flush=True)
         if emulator.function_key_generated:
             # Printed once, on purpose, so it can go into webhook_url; it is never logged.
             where = options.state_dir / "function-key"
             print(f"function key (generated, kept in {where}): {emulator.function_key}", flush=True)
-    try:
-        await stop.wait()
-    finally:
-        await emulator.close()
 
 
+@quiet_on_closed_pipe
 def main(argv: Sequence[str] | None = None) -> int:
     """The CLI entry point; returns the process exit status."""
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] and arguments[0] in admin_cli.COMMANDS:
         return admin_cli.main(arguments)
+    if arguments[:1] == ["up"]:
+        return up.main(arguments[1:])
+    if arguments[:1] == ["azurite"]:
+        return up.azurite_main(arguments[1:])
     if arguments[:1] == ["run"]:
         arguments = arguments[1:]
     options = parse_args(arguments)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    try:
-        asyncio.run(_serve(options))
-    except (ConfigError, StateError, CertificateError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:
-        print(
-            f"error: {error.strerror or error} ({options.bind}:{options.mqtt_port})",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
+    configure_logging(options.log_level)
+    if options.host_functions:
+        try:
+            settings, path, created = app_settings(options.app_settings_file, dict(os.environ))
+        except LocalSettingsError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return EXIT_PROBLEM
+        if created:
+            print(f"created {path} from {SAMPLE_FILE}", flush=True)
+        options = dataclasses.replace(options, app_settings=settings)
+    return run_until_stopped(options, _announce_run)
 
 
 if __name__ == "__main__":

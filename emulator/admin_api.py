@@ -7,11 +7,16 @@ the hubs live, so they read and change state directly.
 
     GET    /admin/status                                   hubs, DPS, persistence, faults
     GET    /admin/enrollments                              enrollments (never their keys)
+    GET    /admin/enrollments/{group|individual}/{id}/keys an enrollment's two keys (asked for
+                                                           explicitly: the simulator's --local)
     POST   /admin/enrollments/{group|individual}/{id}/regenerate-key
                                                            {"slot": "primary"|"secondary",
-                                                            "return_key": false}
+                                                            "return_key": false}; the new key
+                                                           is also written into the config file
     POST   /admin/enrollments/{group|individual}/{id}/enable     (and /disable)
-    GET    /admin/registrations                            DPS registration records
+    GET    /admin/registrations                            each registration id's state: in
+                                                           flight, assigned, failed, disabled
+    GET    /admin/registrations/{id}                       one of them
     GET    /admin/hubs/{hub}/devices                       device ids, enabled, connected
     GET    /admin/hubs/{hub}/devices/{id}                  identity (no keys), session, twin
     DELETE /admin/hubs/{hub}/devices/{id}
@@ -49,7 +54,9 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from emulator.config import generate_key
+from emulator.admin_client import TOKEN_FILE
+from emulator.config import ConfigError, generate_key
+from emulator.dps import RegistrationStatus
 from emulator.enrollment_edits import (
     EnrollmentEditError,
     EnrollmentKind,
@@ -67,12 +74,10 @@ from emulator.hub import Hub, HubError, TelemetryMessage
 if TYPE_CHECKING:
     from emulator.app import Emulator
 
-__all__ = ["ADMIN_FILE", "TOKEN_FILE", "AdminApi", "AdminError", "AdminServer", "Reply"]
+__all__ = ["AdminApi", "AdminError", "AdminServer", "Reply"]
 
 log = logging.getLogger(__name__)
 
-ADMIN_FILE = "admin.json"
-TOKEN_FILE = "admin-token"  # noqa: S105 -- a file name, not a secret
 MAX_HEAD_BYTES = 16 * 1024
 MAX_BODY_BYTES = 64 * 1024
 MAX_WAIT_SECONDS = 30.0
@@ -138,10 +143,12 @@ class AdminApi:
         self._routes: list[tuple[str, tuple[str, ...], Handler]] = [
             ("GET", ("status",), self._status),
             ("GET", ("enrollments",), self._enrollments),
+            ("GET", ("enrollments", "*", "*", "keys"), self._keys),
             ("POST", ("enrollments", "*", "*", "regenerate-key"), self._regenerate_key),
             ("POST", ("enrollments", "*", "*", "enable"), self._enable),
             ("POST", ("enrollments", "*", "*", "disable"), self._disable),
             ("GET", ("registrations",), self._registrations),
+            ("GET", ("registrations", "*"), self._registration),
             ("GET", ("hubs", "*", "devices"), self._devices),
             ("GET", ("hubs", "*", "devices", "*"), self._device),
             ("DELETE", ("hubs", "*", "devices", "*"), self._delete_device),
@@ -201,6 +208,7 @@ class AdminApi:
                 }
             )
         state = emulator.state
+        attempts = dps.attempts()
         return Reply(
             200,
             {
@@ -210,6 +218,8 @@ class AdminApi:
                     "enrollments": len(dps.config.enrollment_groups)
                     + len(dps.config.individual_enrollments),
                     "registrations": len(dps.records()),
+                    "assigning": sum(a.status is RegistrationStatus.ASSIGNING for a in attempts),
+                    "failed": sum(a.status is RegistrationStatus.FAILED for a in attempts),
                 },
                 "hubs": hubs,
                 "mqtt": f"{emulator.options.bind}:{emulator.options.mqtt_port}",
@@ -235,6 +245,20 @@ class AdminApi:
             )
         return Reply(200, {"enrollments": entries})
 
+    async def _keys(self, request: _Request, captured: tuple[str, ...]) -> Reply:
+        kind, name = _kind(captured[0]), captured[1]
+        enrollment = find_enrollment(_started(self._emulator.dps).config, kind, name)
+        log.info("admin: keys of %s enrollment %r read", kind.value, name)
+        return Reply(
+            200,
+            {
+                "kind": kind.value,
+                "id": enrollment_id(enrollment)[1],
+                "primary_key": enrollment.primary_key,
+                "secondary_key": enrollment.secondary_key,
+            },
+        )
+
     async def _regenerate_key(self, request: _Request, captured: tuple[str, ...]) -> Reply:
         kind, name = _kind(captured[0]), captured[1]
         body = request.json()
@@ -247,6 +271,10 @@ class AdminApi:
             raise AdminError(400, "BadField", "return_key: expected true or false")
         key = generate_key()
         name = await self._edit(kind, name, lambda config: with_key(config, kind, name, slot, key))
+        try:
+            self._emulator.key_regenerated(kind, name, slot, key)
+        except ConfigError as error:
+            log.warning("admin: the new key is in use but not in the config file: %s", error)
         log.info("admin: regenerated the %s key of %s enrollment %r", slot.value, kind.value, name)
         answer: dict[str, Any] = {
             "kind": kind.value,
@@ -290,23 +318,42 @@ class AdminApi:
         return canonical
 
     async def _registrations(self, request: _Request, _: tuple[str, ...]) -> Reply:
-        records = _started(self._emulator.dps).records()
-        return Reply(
-            200,
-            {
-                "registrations": [
-                    {
-                        "registration_id": record.registration_id,
-                        "device_id": record.device_id,
-                        "assigned_hub": record.assigned_hub,
-                        "substatus": record.substatus.value,
-                        "created": record.created,
-                        "last_updated": record.last_updated,
-                    }
-                    for record in records
-                ]
-            },
-        )
+        dps = _started(self._emulator.dps)
+        ids = {record.registration_id.lower(): record.registration_id for record in dps.records()}
+        ids.update({a.registration_id.lower(): a.registration_id for a in dps.attempts()})
+        return Reply(200, {"registrations": [self._registration_json(i) for i in ids.values()]})
+
+    async def _registration(self, request: _Request, captured: tuple[str, ...]) -> Reply:
+        dps = _started(self._emulator.dps)
+        if dps.record(captured[0]) is None and dps.attempt(captured[0]) is None:
+            raise AdminError(404, "NotFound", f"registration {captured[0]!r}: never registered")
+        return Reply(200, self._registration_json(captured[0]))
+
+    def _registration_json(self, registration_id: str) -> dict[str, Any]:
+        """DPS's record (an assigned device) with the latest attempt over it (since start)."""
+        dps = _started(self._emulator.dps)
+        record, attempt = dps.record(registration_id), dps.attempt(registration_id)
+        entry: dict[str, Any] = {
+            "registration_id": registration_id,
+            "status": "assigned",
+            "device_id": None,
+            "assigned_hub": None,
+        }
+        if record is not None:
+            entry.update(
+                registration_id=record.registration_id,
+                device_id=record.device_id,
+                assigned_hub=record.assigned_hub,
+                substatus=record.substatus.value,
+                created=record.created,
+                last_updated=record.last_updated,
+            )
+        if attempt is not None:
+            latest = attempt.to_json(self._clock())
+            if record is not None and attempt.status is not RegistrationStatus.ASSIGNED:
+                latest.update(device_id=record.device_id, assigned_hub=record.assigned_hub)
+            entry.update({k: v for k, v in latest.items() if v is not None or k not in entry})
+        return entry
 
     async def _devices(self, request: _Request, captured: tuple[str, ...]) -> Reply:
         hub = self._hub(captured[0])
@@ -512,10 +559,9 @@ class AdminServer:
         return f"http://{self._host}:{port}"
 
     async def start(self) -> None:
-        """Listen, keep the token (0600) and write the URL where the CLI finds them."""
+        """Keep the token (0600) and listen (the emulator writes `admin.json` once all is up)."""
         self._token, _ = state_key(self._state_dir, TOKEN_FILE)
         self._server = await asyncio.start_server(self._serve, self._host, self._port)
-        (self._state_dir / ADMIN_FILE).write_text(json.dumps({"url": self.url}) + "\n")
         log.info("admin API listening url=%s", self.url)
 
     async def close(self) -> None:
@@ -529,8 +575,6 @@ class AdminServer:
             await asyncio.wait(self._handlers, timeout=5)
         await self._server.wait_closed()
         self._server = None
-        with contextlib.suppress(OSError):
-            (self._state_dir / ADMIN_FILE).unlink()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

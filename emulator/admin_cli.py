@@ -31,21 +31,24 @@ import argparse
 import json
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from emulator.admin_api import ADMIN_FILE, TOKEN_FILE
+from emulator.admin_client import (
+    AdminClient,
+    LocalCloud,
+    Refused,
+    Unreachable,
+    registration_line,
+)
 
 __all__ = ["COMMANDS", "main"]
 
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
-REQUEST_TIMEOUT = 10.0
 POLL_WAIT = 5.0
 
 COMMANDS = (
@@ -77,24 +80,14 @@ _FAULT_OPTIONS = (
 )
 
 
-class Unreachable(Exception):
-    """The admin API cannot be found or reached."""
-
-
-class Refused(Exception):
-    """The admin API answered with an error."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"{message} (HTTP {status} {code})")
-
-
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--state-dir",
         type=Path,
-        default=Path(".emulator"),
-        help="the running emulator's state directory (default .emulator)",
+        default=None,
+        help="the running emulator's state directory (default: $EMULATOR_STATE_DIR, else the "
+        "nearest .emulator directory)",
     )
     common.add_argument("--json", action="store_true", help="print the API's JSON answer")
     parser = argparse.ArgumentParser(
@@ -159,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:
         return EXIT_USAGE if exit_.code else 0
     try:
-        client = _Client.from_state_dir(args.state_dir)
+        client = LocalCloud.find(args.state_dir).client()
         return _run(client, args)
     except Unreachable as error:
         print(f"error: {error}", file=sys.stderr)
@@ -169,50 +162,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_REFUSED
     except KeyboardInterrupt:
         return 0
-
-
-class _Client:
-    def __init__(self, url: str, token: str) -> None:
-        self._url = url.rstrip("/")
-        self._token = token
-
-    @classmethod
-    def from_state_dir(cls, state_dir: Path) -> _Client:
-        try:
-            url = json.loads((state_dir / ADMIN_FILE).read_text(encoding="utf-8"))["url"]
-            token = (state_dir / TOKEN_FILE).read_text(encoding="utf-8").strip()
-            if not url.startswith("http://"):
-                raise ValueError(url)
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            raise Unreachable(
-                f"no running emulator found in {state_dir} ({ADMIN_FILE} and {TOKEN_FILE}); "
-                "start it with python -m emulator run --state-dir ... or pass --state-dir"
-            ) from None
-        return cls(url, token)
-
-    def call(
-        self, method: str, path: str, body: object = None, *, timeout: float = REQUEST_TIMEOUT
-    ) -> dict[str, Any]:
-        data = json.dumps(body).encode("utf-8") if body is not None else None
-        request = urllib.request.Request(  # noqa: S310 -- http:// checked in from_state_dir
-            self._url + path,
-            data=data,
-            method=method,
-            headers={"Authorization": f"Bearer {self._token}", "Content-Type": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-                answer: dict[str, Any] = json.loads(response.read())
-                return answer
-        except urllib.error.HTTPError as error:
-            try:
-                detail = json.loads(error.read())["error"]
-                raise Refused(error.code, detail["code"], detail["message"]) from None
-            except (ValueError, KeyError, TypeError):
-                raise Refused(error.code, "Error", error.reason) from None
-        except (urllib.error.URLError, OSError) as error:
-            reason = getattr(error, "reason", error)
-            raise Unreachable(f"cannot reach the emulator at {self._url} ({reason})") from None
 
 
 def _segment(value: str) -> str:
@@ -227,7 +176,7 @@ def _kind(args: argparse.Namespace) -> str:
     return "individual" if args.individual else "group"
 
 
-def _run(client: _Client, args: argparse.Namespace) -> int:
+def _run(client: AdminClient, args: argparse.Namespace) -> int:
     command = args.command
     if command == "tail":
         return _tail(client, args)
@@ -240,7 +189,7 @@ def _run(client: _Client, args: argparse.Namespace) -> int:
     return 0
 
 
-def _request(client: _Client, args: argparse.Namespace) -> dict[str, Any]:
+def _request(client: AdminClient, args: argparse.Namespace) -> dict[str, Any]:
     command = args.command
     if command == "status":
         return client.call("GET", "/admin/status")
@@ -301,7 +250,8 @@ def _describe(command: str, args: argparse.Namespace, answer: dict[str, Any]) ->
         lines = [
             f"mqtt {answer['mqtt']}; state {answer['state_file'] or 'in memory'}",
             f"dps {dps['host']} (id scope {dps['id_scope']}): {dps['enrollments']} enrollment(s), "
-            f"{dps['registrations']} registration(s)",
+            f"{dps['registrations']} assigned, {dps['assigning']} in flight, "
+            f"{dps['failed']} failed",
         ]
         lines += [
             f"hub {hub['name']}: {hub['devices']} device(s), {hub['connected']} connected, "
@@ -328,11 +278,9 @@ def _describe(command: str, args: argparse.Namespace, answer: dict[str, Any]) ->
     if command in ("enable", "disable"):
         return [f"{answer['kind']} enrollment {answer['id']!r} {command}d ({kept})"]
     if command == "registrations":
-        return [
-            f"{entry['registration_id']:<40} -> {entry['assigned_hub']} as {entry['device_id']} "
-            f"({entry['substatus']}, {entry['last_updated']})"
-            for entry in answer["registrations"]
-        ] or ["no registrations"]
+        return [registration_line(entry) for entry in answer["registrations"]] or [
+            "no registrations"
+        ]
     if command == "devices":
         return [
             f"{entry['device_id']:<40} {'enabled' if entry['enabled'] else 'DISABLED':<8} "
@@ -377,7 +325,7 @@ def _fault_line(state: dict[str, Any]) -> str:
     return _spec_line(spec) + (f" (left: {_spec_line(left)})" if left else "")
 
 
-def _tail(client: _Client, args: argparse.Namespace) -> int:
+def _tail(client: AdminClient, args: argparse.Namespace) -> int:
     since = 0 if args.from_start else -1
     printed = 0
     deadline = time.monotonic() + args.timeout if args.timeout is not None else None
@@ -389,7 +337,7 @@ def _tail(client: _Client, args: argparse.Namespace) -> int:
         answer = client.call(
             "GET",
             f"/admin/hubs/{_segment(args.hub)}/telemetry?since={since}&wait={wait:.2f}{query_device}",
-            timeout=wait + REQUEST_TIMEOUT,
+            timeout=wait + 10.0,
         )
         since = answer["next"]
         for message in answer["messages"]:

@@ -13,13 +13,18 @@
    (`{idScope}/registrations/{id}/...`) to DPS, hub usernames (`{host}/{device}/?...`) to the hub
    named by `{host}`, anything else refused; each through its `fault_gate.FaultGate`, which
    applies the faults of `[faults]` and of the admin API;
-6. `admin_api.AdminServer` on 127.0.0.1 (`admin_port`, 0 = any free port), its URL written to
-   `<state-dir>/admin.json` and its token kept in `<state-dir>/admin-token` (0600) for
-   `python -m emulator <command>`;
+6. `admin_api.AdminServer` on 127.0.0.1 (`admin_port`, 0 = any free port), its token kept in
+   `<state-dir>/admin-token` (0600) for `python -m emulator <command>`;
 7. with `--host-functions`, the local Functions host serving `function_app.app` on
-   127.0.0.1:7071, enforcing the function key (`--function-key`, else the one kept in
-   `<state-dir>/function-key`, else a new one written there 0600; `function_key_generated`
-   tells the CLI to print it once) and a master key kept in `<state-dir>/master-key`.
+   127.0.0.1:7071 (`functions_port`), enforcing the function key (`--function-key`, else the one
+   kept in `<state-dir>/function-key`, else a new one written there 0600; `function_key_generated`
+   tells the CLI to print it once) and a master key kept in `<state-dir>/master-key`. With
+   `app_settings` (the `Values` of `local.settings.json` under the environment, as `func start`
+   gives them) the app is served from those settings. Before the host listens, the app's own
+   readiness check runs (policy loads, storage answers) and every custom-allocation enrollment
+   whose webhook is this host must carry its function key: a problem stops the start
+   (`AppNotReady`) instead of failing every device after minutes of DPS retries;
+8. `<state-dir>/admin.json` (`admin_client`): written last, so its presence means "ready".
 
 Service side (`service_side.ServiceSide`): right after the MQTT server, the service REST API on
 `--bind` (`service_port` for the first hub, +1 per hub; 0 = free ports) and `<state-dir>/hubs.json`;
@@ -27,24 +32,38 @@ the hubs hand lifecycle events to it from the start, and once the Functions host
 posted to `events_url`, else its `device_lifecycle` trigger (with `--host-functions`), else dropped.
 
 `close()` stops them in reverse order. Nothing else in the package wires components together.
+
+Errors (the CLI turns each into one line and exit status 2):
+
+    ListenError     a port cannot be bound; names the option that sets it
+    AppNotReady     the hosted app cannot serve (names the setting) or an enrollment's webhook URL
+                    does not match the local host (names the enrollment)
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib
+import ipaddress
 import logging
+import os
 import time
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 from emulator.admin_api import AdminServer
+from emulator.admin_client import remove_admin_file, write_admin_file
 from emulator.certs import CertificatePaths, ensure_certificates, server_ssl_context
-from emulator.config import EmulatorConfig, load_config
+from emulator.config import EmulatorConfig, load_config, write_enrollment_key
 from emulator.dps_service import DpsService
+from emulator.enrollment_edits import EnrollmentKind, KeySlot, with_key
 from emulator.events import functions_host_events_url
 from emulator.fault_gate import DelayedWebhook, FaultGate, drop_connections
 from emulator.faults import DPS_TARGET, Faults
-from emulator.functions_host import FunctionsHost, load_function_app, state_key
+from emulator.functions_host import FunctionsHost, FunctionsHostError, state_key
 from emulator.hub import Hub, Hubs
 from emulator.persistence import STATE_FILE, StateWriter, read_state, restore
 from emulator.ports import MqttEndpoint
@@ -53,7 +72,7 @@ from emulator.service_server import DEFAULT_SERVICE_PORT
 from emulator.service_side import ServiceSide
 from emulator.webhook_client import HttpWebhook
 
-__all__ = ["Emulator", "Options", "is_dps_username"]
+__all__ = ["AppNotReady", "Emulator", "ListenError", "Options", "is_dps_username"]
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +95,45 @@ class Options:
     persist: bool = False  # keep devices, twins, registrations and edits in <state-dir>/state.json
     admin_port: int = 0  # the admin API on 127.0.0.1; 0 picks a free port (see admin.json)
     state_interval: float = 0.5  # seconds between checks for state to write
+    # The hosted app's settings (func start's view of local.settings.json); None: os.environ.
+    app_settings: Mapping[str, str] | None = field(default=None, repr=False)
+    app_settings_file: Path | None = None  # the CLI's --functions-settings (None: the default)
+    app_module: str = "function_app"
+    log_level: str = "info"
+
+
+class ListenError(Exception):
+    """A listener cannot bind its port; the message names the option that chooses it."""
+
+    def __init__(self, option: str, address: str, reason: str) -> None:
+        super().__init__(
+            f"{option}: cannot listen on {address} ({reason}); choose another with {option}"
+        )
+        self.option = option
+
+
+class AppNotReady(Exception):
+    """The hosted app, or an enrollment's webhook URL, would fail every registration."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = tuple(problems)
+
+
+def _is_loopback(host: str | None) -> bool:
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
+
+
+async def _listen(option: str, address: str, start: Awaitable[None]) -> None:
+    try:
+        await start
+    except OSError as error:
+        raise ListenError(option, address, error.strerror or str(error)) from None
+    except FunctionsHostError as error:
+        raise ListenError(option, address, str(error).rsplit("(", 1)[-1].rstrip(")")) from None
 
 
 def is_dps_username(username: str) -> bool:
@@ -105,6 +163,7 @@ class Emulator:
         self.admin: AdminServer | None = None
         self._gates: dict[str, FaultGate] = {}
         self._fault_task: asyncio.Task[None] | None = None
+        self._app_context = contextlib.ExitStack()
 
     @property
     def ca_path(self) -> Path:
@@ -144,16 +203,21 @@ class Emulator:
             host=options.bind,
             port=options.mqtt_port,
         )
-        await self.server.start()
-        await self.service.start(config, hubs, server_ssl_context(self.certificates))
+        await _listen("--mqtt-port", f"{options.bind}:{options.mqtt_port}", self.server.start())
+        await _listen(
+            "--service-port",
+            f"{options.bind}:{options.service_port}",
+            self.service.start(config, hubs, server_ssl_context(self.certificates)),
+        )
         self.admin = AdminServer(self, port=options.admin_port)
-        await self.admin.start()
+        await _listen("--admin-port", f"127.0.0.1:{options.admin_port}", self.admin.start())
         self._fault_task = asyncio.get_running_loop().create_task(
             self._drop_on_schedule(), name="fault-drops"
         )
         if options.host_functions:
             await self._start_functions()
         await self.service.start_events(self._events_url())
+        write_admin_file(options.state_dir, self.describe())
         log.info(
             "emulator ready bind=%s dps=%s hubs=%s ca=%s",
             options.bind,
@@ -162,12 +226,36 @@ class Emulator:
             self.ca_path,
         )
 
+    def key_regenerated(self, kind: EnrollmentKind, name: str, slot: KeySlot, key: str) -> None:
+        """Write an operator's new enrollment key into the configuration file, where the factory
+        finds it, and keep later edits as overrides of the file as it now is."""
+        section = "enrollment_groups" if kind is EnrollmentKind.GROUP else "individual_enrollments"
+        write_enrollment_key(self.options.config_path, section, name, f"{slot.value}_key", key)
+        if self.loaded_config is not None:
+            self.loaded_config = with_key(self.loaded_config, kind, name, slot, key)
+            if self.state is not None:
+                self.state.file_changed(self.loaded_config)
+
+    def describe(self) -> dict[str, object]:
+        """What `admin.json` says about this run (nothing secret)."""
+        return {
+            "url": self.admin.url if self.admin is not None else None,
+            "bind": self.options.bind,
+            "mqtt_port": self.options.mqtt_port,
+            "ca": str(self.ca_path.resolve()),
+            "config": str(self.options.config_path.resolve()),
+            "functions_url": self.functions.base_url if self.functions is not None else None,
+            "pid": os.getpid(),
+        }
+
     async def close(self) -> None:
         """Stop in reverse order."""
+        remove_admin_file(self.options.state_dir)
         await self.service.close()
         if self.functions is not None:
             await self.functions.close()
             self.functions = None
+        self._app_context.close()
         if self.admin is not None:
             await self.admin.close()
             self.admin = None
@@ -204,19 +292,65 @@ class Emulator:
 
     async def _start_functions(self) -> None:
         options = self.options
+        module = importlib.import_module(options.app_module)
+        if options.app_settings is not None:
+            self._app_context.enter_context(module.configured(settings=options.app_settings))
         key, self.function_key_generated = state_key(
             options.state_dir, "function-key", options.function_key
         )
+        problems = [str(problem) for problem in await asyncio.to_thread(module.readiness)]
+        problems += self._webhook_problems(key)
+        if problems:
+            raise AppNotReady(problems)
         master_key, _ = state_key(options.state_dir, "master-key")
         self.function_key = key
         self.functions = FunctionsHost(
-            load_function_app(),
+            module.app,
             function_key=key,
             master_key=master_key,
             host=options.functions_bind,
             port=options.functions_port,
+            readiness=module.readiness,
         )
-        await self.functions.start()
+        await _listen(
+            "--functions-port",
+            f"{options.functions_bind}:{options.functions_port}",
+            self.functions.start(),
+        )
+
+    def _webhook_problems(self, function_key: str) -> list[str]:
+        """Custom-allocation enrollments whose webhook is this host but lacks its function key:
+        DPS would fail every one of their devices with 400209 (the host answers 401)."""
+        config = self.config
+        if config is None or self.options.functions_port == 0:
+            return []
+        bind, port = self.options.functions_bind, self.options.functions_port
+        problems = []
+        for enrollment in (*config.enrollment_groups, *config.individual_enrollments):
+            url = enrollment.webhook_url
+            if url is None:
+                continue
+            parts = urlsplit(url)
+            host = {"localhost": "127.0.0.1"}.get(parts.hostname or "", parts.hostname)
+            name = getattr(enrollment, "id", None) or getattr(enrollment, "registration_id", "")
+            if (parts.port or 80) != port or not _is_loopback(host):
+                continue
+            if host != bind:
+                problems.append(
+                    f"enrollment {name}: webhook_url: points at {host}:{port}, but the local "
+                    f"Functions host listens on {bind}:{port} (--bind); DPS would find nothing "
+                    "there"
+                )
+                continue
+            code = dict(parse_qsl(parts.query)).get("code")
+            if code != function_key:
+                problems.append(
+                    f"enrollment {name}: webhook_url: its ?code= is not the local Functions "
+                    "host's function key; DPS would fail every device with 400209. Start with "
+                    "--function-key set to the URL's code, or put the key kept in "
+                    f"{self.options.state_dir / 'function-key'} into the URL"
+                )
+        return problems
 
     def _build_dps(self, config: EmulatorConfig, hubs: Hubs, faults: Faults) -> DpsService:
         webhook = DelayedWebhook(HttpWebhook(), faults, sleep=asyncio.sleep)

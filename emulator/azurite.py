@@ -1,9 +1,11 @@
 """Azurite's Table service as a child process: the local cloud's Table storage.
 
-Tests, benchmarks and ``make demo`` start ``azurite-table --inMemoryPersistence`` from the repo's
-``node_modules`` (``make install`` puts it there) on a loopback port and stop it afterwards.
+Tests, benchmarks and ``make demo`` start ``azurite-table --inMemoryPersistence`` from the
+checkout's ``node_modules`` (``make install`` puts it there) on a free loopback port and stop it
+afterwards; ``make up`` starts it on Azurite's own port 10002 (what ``UseDevelopmentStorage=true``
+means) with its data kept in a directory (``location``).
 Clients get an explicit connection string on 127.0.0.1 (not ``localhost``: with another port the
-Tables SDK would take it for Cosmos DB, ../shared/spec/functions-and-tables.md §4.1).
+Tables SDK would take it for Cosmos DB, docs/protocol/functions-and-tables.md §4.1).
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ import subprocess
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from localtools.paths import CHECKOUT as REPO
+
 AZURITE = REPO / "node_modules" / ".bin" / "azurite-table"
+DEV_STORAGE_PORT = 10002  # UseDevelopmentStorage=true: http://127.0.0.1:10002/devstoreaccount1
 # Azurite's published development account; not a secret.
 ACCOUNT = "devstoreaccount1"
 ACCOUNT_KEY = (
@@ -38,10 +42,11 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class Azurite:
-    """One ``azurite-table --inMemoryPersistence`` process on 127.0.0.1."""
+    """One ``azurite-table`` process on 127.0.0.1: in memory, or with its data in ``location``."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *, location: Path | None = None) -> None:
         self.port = port or free_port()
+        self.location = location
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -55,10 +60,15 @@ class Azurite:
         """Start, and return once the port accepts connections."""
         if not AZURITE.exists():
             raise AzuriteError(f"{AZURITE.relative_to(REPO)} is missing: run `make install`")
+        if self.location is not None:
+            self.location.mkdir(parents=True, exist_ok=True)
+            storage = ["--location", str(self.location)]
+        else:
+            storage = ["--inMemoryPersistence"]
         self._proc = subprocess.Popen(  # noqa: S603 - our own pinned Azurite, fixed arguments
             [
                 str(AZURITE),
-                "--inMemoryPersistence",
+                *storage,
                 "--tableHost",
                 "127.0.0.1",
                 "--tablePort",

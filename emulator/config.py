@@ -3,7 +3,9 @@
 `parse_config(data, source=...)` is pure: it validates a mapping (as `tomllib` returns it) and
 names the file, section and field of the first problem. `load_config(path)` is the thin shell: it
 reads the file, generates the enrollment keys the file leaves out, writes them back atomically
-(the file then holds keys, so it is written 0600) and parses the result.
+(the file then holds keys, so it is written 0600) and parses the result. `write_enrollment_key`
+puts an operator's regenerated key into the file the same way, so the file always holds the keys
+DPS uses and the factory derives device keys from.
 
 Shape (every field is documented in the README):
 
@@ -63,6 +65,7 @@ __all__ = [
     "load_config",
     "missing_keys",
     "parse_config",
+    "write_enrollment_key",
 ]
 
 log = logging.getLogger(__name__)
@@ -554,6 +557,67 @@ def _insert_keys(
         out.append(line if line.endswith("\n") else line + "\n")
         out.extend(inserts.get(number, []))
     return "".join(out)
+
+
+_KEY_LINE = re.compile(r"^[ \t]*(primary_key|secondary_key)[ \t]*=")
+_ANY_HEADER = re.compile(r"^[ \t]*\[")
+
+
+def write_enrollment_key(path: Path, section: str, name: str, field_name: str, key: str) -> None:
+    """Set one enrollment's `primary_key` or `secondary_key` in the file at `path` (0600, atomic).
+
+    `section` is `enrollment_groups` (found by `id`) or `individual_enrollments` (found by
+    `registration_id`), case-insensitively as DPS matches them. Only that one line changes.
+    """
+    source = path.name
+    if section not in _SECTIONS or field_name not in _KEY_FIELDS:
+        raise ValueError(f"{section}.{field_name}: not an enrollment key")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(source, "file", f"cannot be read ({error.strerror})") from None
+    entries = _parse_toml(text, source).get(section, [])
+    id_field = "id" if section == "enrollment_groups" else "registration_id"
+    index = next(
+        (
+            number
+            for number, entry in enumerate(entries)
+            if isinstance(entry, dict) and str(entry.get(id_field, "")).lower() == name.lower()
+        ),
+        None,
+    )
+    if index is None:
+        raise ConfigError(source, f"[[{section}]]", f"no entry with {id_field} = {name!r}")
+    lines = text.splitlines(keepends=True)
+    seen, start = -1, None
+    for number, line in enumerate(lines):
+        match = _TABLE_HEADER.match(line)
+        if match and match.group(1) == section:
+            seen += 1
+            if seen == index:
+                start = number
+                break
+    if start is None:
+        raise ConfigError(
+            source,
+            f"[[{section}]] #{index + 1}",
+            f"cannot be rewritten; write the entry as a [[{section}]] table",
+        )
+    new_line = f'{field_name} = "{key}"\n'
+    end = next((n for n in range(start + 1, len(lines)) if _ANY_HEADER.match(lines[n])), len(lines))
+    for number in range(start + 1, end):
+        match = _KEY_LINE.match(lines[number])
+        if match and match.group(1) == field_name:
+            lines[number] = new_line
+            break
+    else:
+        lines.insert(start + 1, new_line)
+    updated = "".join(lines)
+    if _parse_toml(updated, source)[section][index].get(field_name) != key:
+        raise ConfigError(
+            source, f"[[{section}]] #{index + 1}: {field_name}", "cannot be rewritten"
+        )
+    _write_atomically(path, updated)
 
 
 def _write_atomically(path: Path, text: str) -> None:

@@ -15,6 +15,11 @@ The webhook is reached through the `webhook_client.Webhook` seam; the clock and 
 webhook retries are injected (`time_scale` shrinks DPS's retry schedule for tests). Nothing here
 logs a key, a token or a webhook URL's query.
 
+Besides DPS's own records (assigned devices), the service keeps each registration id's latest
+`Attempt` for operators: in flight (with the webhook's last answer and when DPS calls it again),
+failed (DPS's error code and message) or disabled. Real DPS shows the same in its portal's
+registration records; here `python -m emulator registrations` and the simulator read it.
+
 `publish` must be called from the event loop's thread (it starts tasks); `aclose()` cancels the
 allocations still running.
 """
@@ -27,6 +32,7 @@ import json
 import logging
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 
 from emulator import dps
@@ -49,13 +55,59 @@ from emulator.ports import CONNACK_ACCEPTED, Close, HubDirectory, Send
 from emulator.twin import TwinDocument
 from emulator.webhook_client import Webhook, WebhookUnavailable
 
-__all__ = ["DpsService"]
+__all__ = ["Attempt", "DpsService"]
 
 log = logging.getLogger(__name__)
 
 POLL_RETRY_AFTER = 1  # seconds, an integer: the SDK parses `retry-after` with int()
 MAX_OPERATIONS = 10_000
+MAX_ATTEMPTS = 10_000
+MAX_ANSWER_CHARS = 300
 ERROR_INTERNAL = 500000  # inference: DPS's code for an internal failure is undocumented
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Attempt:
+    """A registration id's latest registration, as an operator wants to see it."""
+
+    registration_id: str
+    enrollment: str  # "group <id>" or "individual enrollment <id>"
+    status: RegistrationStatus
+    started: float
+    updated: float
+    webhook_calls: int = 0
+    webhook_max_calls: int = 0
+    webhook_status: int | None = None  # the last HTTP status; None: no answer (or not called)
+    webhook_answer: str | None = None  # the start of the last answer's body (a refusal's reason)
+    webhook_error: str | None = None  # why the last call got no answer
+    next_call_at: float | None = None  # when DPS calls the webhook again (retrying)
+    error_code: int | None = None
+    error_message: str | None = None
+    assigned_hub: str | None = None
+    device_id: str | None = None
+
+    def to_json(self, now: float) -> dict[str, object]:
+        """The attempt for the admin API (times as seconds ago / from now)."""
+        return {
+            "registration_id": self.registration_id,
+            "enrollment": self.enrollment,
+            "status": self.status.value,
+            "seconds_since_start": round(now - self.started, 1),
+            "webhook_calls": self.webhook_calls,
+            "webhook_max_calls": self.webhook_max_calls,
+            "webhook_status": self.webhook_status,
+            "webhook_answer": self.webhook_answer,
+            "webhook_error": self.webhook_error,
+            "next_call_in": (
+                round(max(0.0, self.next_call_at - now), 1)
+                if self.next_call_at is not None
+                else None
+            ),
+            "error_code": self.error_code,
+            "error_message": self.error_message,
+            "assigned_hub": self.assigned_hub,
+            "device_id": self.device_id,
+        }
 
 
 class DpsService:
@@ -83,6 +135,7 @@ class DpsService:
         self._registrants: dict[str, Registrant] = {}
         self._operations: dict[str, Operation] = {}
         self._records: dict[str, RegistrationRecord] = {}
+        self._attempts: OrderedDict[str, Attempt] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -110,6 +163,21 @@ class DpsService:
     def records(self) -> tuple[RegistrationRecord, ...]:
         """Every registration record, in the order they were first made."""
         return tuple(self._records.values())
+
+    def attempts(self) -> tuple[Attempt, ...]:
+        """The latest attempt of each registration id seen since start, oldest change first."""
+        return tuple(self._attempts.values())
+
+    def attempt(self, registration_id: str) -> Attempt | None:
+        """The latest attempt of one registration id, if it registered since start."""
+        return self._attempts.get(registration_id.lower())
+
+    def _track(self, registration_id: str, **changes: object) -> None:
+        key = registration_id.lower()
+        current = self._attempts.pop(key, None)
+        if current is None:
+            return
+        self._attempts[key] = dataclasses.replace(current, updated=self._clock(), **changes)  # type: ignore[arg-type]
 
     def restore_records(self, records: Iterable[RegistrationRecord]) -> None:
         """Put back persisted registration records (state from a previous run)."""
@@ -197,6 +265,18 @@ class DpsService:
             last_updated=stamp,
         )
         self._store(operation)
+        key = registrant.registration_id.lower()
+        self._attempts.pop(key, None)
+        self._attempts[key] = Attempt(
+            registration_id=registrant.registration_id,
+            enrollment=_enrollment_name(registrant),
+            status=RegistrationStatus.ASSIGNING,
+            started=now,
+            updated=now,
+            webhook_max_calls=len(self._delays) + 1,
+        )
+        while len(self._attempts) > MAX_ATTEMPTS:
+            self._attempts.popitem(last=False)
         log.info(
             "DPS register %r via %s: operation %s",
             registrant.registration_id,
@@ -309,25 +389,47 @@ class DpsService:
         )
         body = json.dumps(request).encode("utf-8")
         last = Retry(None)
+        who = registrant.registration_id
         for attempt in range(len(self._delays) + 1):
             try:
                 answer = await self._webhook.post(url, body)
             except WebhookUnavailable as error:
                 log.info("DPS webhook call %d: %s", attempt + 1, error)
                 outcome: dps.WebhookOutcome = Retry(None)
-            else:
-                log.info(
-                    "DPS webhook call %d for %r: HTTP %d",
-                    attempt + 1,
-                    registrant.registration_id,
-                    answer.status,
+                self._track(
+                    who,
+                    webhook_calls=attempt + 1,
+                    webhook_status=None,
+                    webhook_answer=None,
+                    webhook_error=str(error),
                 )
+            else:
                 outcome = dps.webhook_outcome(answer.status, answer.body, linked)
+                level = logging.WARNING if isinstance(outcome, Retry) else logging.INFO
+                log.log(
+                    level,
+                    "DPS webhook call %d of %d for %r: HTTP %d%s",
+                    attempt + 1,
+                    len(self._delays) + 1,
+                    who,
+                    answer.status,
+                    "; DPS retries" if isinstance(outcome, Retry) else "",
+                )
+                self._track(
+                    who,
+                    webhook_calls=attempt + 1,
+                    webhook_status=answer.status,
+                    webhook_answer=_excerpt(answer.body) if answer.status != 200 else None,
+                    webhook_error=None,
+                )
             if not isinstance(outcome, Retry):
+                self._track(who, next_call_at=None)
                 return outcome
             last = outcome
             if attempt < len(self._delays):
+                self._track(who, next_call_at=self._clock() + self._delays[attempt])
                 await self._sleep(self._delays[attempt])
+        self._track(who, next_call_at=None)
         return dps.exhausted_outcome(last)
 
     def _apply(self, plan: dps.HubPlan, registrant: Registrant, now: float) -> None:
@@ -361,6 +463,14 @@ class DpsService:
         payload: object = None,
         error: Failed | None = None,
     ) -> None:
+        self._track(
+            operation.registration_id,
+            status=status,
+            error_code=error.error_code if error else None,
+            error_message=error.message if error else None,
+            assigned_hub=record.assigned_hub if record else None,
+            device_id=record.device_id if record else None,
+        )
         self._store(
             dataclasses.replace(
                 operation,
@@ -372,6 +482,12 @@ class DpsService:
                 error_message=error.message if error else None,
             )
         )
+
+
+def _excerpt(body: bytes) -> str:
+    """The start of a webhook's answer, as text, for operators (a refusal says why)."""
+    text = body[: MAX_ANSWER_CHARS * 4].decode("utf-8", "replace")
+    return text if len(text) <= MAX_ANSWER_CHARS else text[:MAX_ANSWER_CHARS] + "..."
 
 
 def _enrollment_name(registrant: Registrant) -> str:

@@ -20,6 +20,10 @@ It serves whatever `app.get_functions()` declares, generically:
 
   Keys are not checked there (Core Tools does not either).
 
+- `GET /admin/host/status` (master key), as on Azure: `{"state": "Running"}`, or
+  `{"state": "Error", "errors": [...]}` when the app's readiness check (given as `readiness`)
+  finds a problem now: storage gone, a policy file broken since the start. The doctor reads it.
+
 Requests become `func.HttpRequest` / `func.EventGridEvent`; an `HttpResponse` (or a str/bytes
 body) goes back as is. A function that raises gives 500 with an empty body: the traceback goes
 to the log, never to the client. The request's query string (it carries the key) is never
@@ -45,7 +49,7 @@ import os
 import re
 import secrets
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -68,6 +72,7 @@ log = logging.getLogger(__name__)
 DEFAULT_PORT = 7071
 MAX_BODY_BYTES = 100 * 1024 * 1024  # Azure Functions' request size limit
 EVENT_GRID_PATH = "/runtime/webhooks/eventgrid"
+HOST_STATUS_PATH = "/admin/host/status"
 
 
 class FunctionsHostError(Exception):
@@ -258,8 +263,10 @@ class FunctionsHost:
         host: str = "127.0.0.1",
         port: int = DEFAULT_PORT,
         route_prefix: str = "api",
+        readiness: Callable[[], Sequence[object]] = lambda: (),
     ) -> None:
         self._routes, self._event_grid = _routes(app, route_prefix)
+        self._readiness = readiness
         self._function_key = function_key
         self._master_key = master_key
         self._address = (host, port)
@@ -335,6 +342,12 @@ class FunctionsHost:
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         if path.lower().rstrip("/") == EVENT_GRID_PATH and method == "POST":
             return self._event_grid_request(query, headers, body)
+        if path.lower().rstrip("/") == HOST_STATUS_PATH and method == "GET":
+            if not self._authorized("ADMIN", query, headers):
+                return _Reply(status=401)
+            errors = [str(problem) for problem in self._readiness()]
+            state = {"state": "Error", "errors": errors} if errors else {"state": "Running"}
+            return _json_reply(200, state)
         for route in self._routes:
             match = route.pattern.fullmatch(path)
             if match is None:

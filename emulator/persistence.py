@@ -145,6 +145,11 @@ class StateWriter:
         self._task: asyncio.Task[None] | None = None
         self.writes = 0
 
+    def file_changed(self, loaded: EmulatorConfig) -> None:
+        """The configuration file now says `loaded` (a key written back): edits are kept as
+        overrides of this version of it."""
+        self._loaded = loaded
+
     def start(self) -> None:
         """Start watching (on the running loop)."""
         self._task = asyncio.get_running_loop().create_task(self._run(), name="state-writer")

@@ -11,7 +11,10 @@ Rules (docs/protocol/dps-mqtt.md §4, §6; hub-mqtt.md §6):
   changed and the device keys must be derived again.
 - `ClientError` from `register()` is a DPS answer, not a credential problem: `failed` (the webhook
   or policy denied the device), `disabled`, a 4xx topic status, or a 30 s timeout; it is reported
-  with its cause and never retried with the other key.
+  with its cause and never retried with the other key. DPS's own error code and message, which
+  the SDK keeps to itself, come from `dps_replies.DpsReplies`, with the likely cause.
+- While DPS assigns (it may be retrying the webhook for minutes), `register` says so every so
+  often through `step`, with the reason when a `waiting` callback can tell it (`--local`).
 - The hub: the primary connection string, then the secondary, again only on `CredentialError`;
   both refused -> `HubRefused` (unknown device, disabled, keys changed), which `run` answers by
   provisioning once more.
@@ -33,15 +36,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from simulator.device_settings import ConnectionString, DeviceSettings
-from simulator.keys_cli import DeviceSecrets
+from simulator.dps_replies import DpsError, DpsReplies, likely_cause
+from simulator.secrets_file import DeviceSecrets
 
 __all__ = [
     "EXIT_KEYS_REFUSED",
@@ -60,9 +65,12 @@ __all__ = [
 
 EXIT_FAILED, EXIT_KEYS_REFUSED = 1, 3
 RELEASE_TIMEOUT = 5.0
+WAIT_REPORT_SECONDS = 5.0  # how often `register` checks on a registration DPS is still assigning
+WAIT_REPEAT_SECONDS = 30.0  # an unchanged reason is said again after this long
 SDK_LOGGERS = ("azure.iot.device", "paho")
 
 Step = Callable[[str], None]
+Waiting = Callable[[], str | None]
 
 
 class SimulatorError(Exception):
@@ -80,9 +88,10 @@ class KeysRefused(SimulatorError):
 class RegistrationFailed(SimulatorError):
     """DPS answered without assigning the device; `reason` is a short label for summaries."""
 
-    def __init__(self, message: str, *, reason: str) -> None:
+    def __init__(self, message: str, *, reason: str, error_code: int | None = None) -> None:
         super().__init__(message)
         self.reason = reason
+        self.error_code = error_code
 
 
 class HubRefused(SimulatorError):
@@ -157,9 +166,14 @@ class Registration:
 
 
 def quiet_sdk_logs() -> None:
-    """Keep the SDK's and paho's loggers at WARNING: lower levels print connection details."""
+    """Keep the SDK's and paho's own log lines off the terminal.
+
+    Below WARNING they print connection details; at WARNING and ERROR they report, from their
+    threads, what the simulator already says in its own words (a refused key leaves "Unexpected
+    disconnection" tracebacks behind). Only CRITICAL gets through.
+    """
     for name in SDK_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 async def register(
@@ -169,11 +183,13 @@ async def register(
     payload: Any = None,
     step: Step = lambda _: None,
     clock: Callable[[], float] = time.monotonic,
+    waiting: Waiting | None = None,
 ) -> Registration:
     """Register with DPS, primary key first, secondary after a refused credential."""
     from azure.iot.device.aio import ProvisioningDeviceClient  # noqa: PLC0415 - heavy SDK
     from azure.iot.device.exceptions import CredentialError  # noqa: PLC0415
 
+    replies = DpsReplies.install()
     started = clock()
     for slot, key in (
         (KeySlot.PRIMARY, secrets.primary_key),
@@ -189,14 +205,16 @@ async def register(
         if payload is not None:
             client.provisioning_payload = payload
         try:
-            result = await client.register()
+            result = await _while_assigning(client.register(), step, waiting, clock)
         except CredentialError:
             step(f"dps: the {slot} key was refused (not authorised)")
             await _release(client)
             continue
         except Exception as error:
             await _release(client)
-            raise _registration_error(error, secrets) from None
+            raise _registration_error(
+                error, secrets, replies.error(secrets.registration_id)
+            ) from None
         if result is None or result.status != "assigned" or result.registration_state is None:
             status = getattr(result, "status", None)
             raise RegistrationFailed(
@@ -219,10 +237,48 @@ async def register(
     )
 
 
+async def _while_assigning(
+    registering: Awaitable[Any], step: Step, waiting: Waiting | None, clock: Callable[[], float]
+) -> Any:
+    """Await the SDK's `register()`, saying every so often that DPS is still assigning, and why
+    when `waiting` can tell."""
+    task = asyncio.ensure_future(registering)
+    started = clock()
+    said, said_at = "", started
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=WAIT_REPORT_SECONDS)
+            if done:
+                return task.result()
+            reason = (await asyncio.to_thread(waiting) if waiting is not None else None) or ""
+            now = clock()
+            if _gist(reason) != _gist(said) or now - said_at >= WAIT_REPEAT_SECONDS:
+                line = f"dps: still assigning after {now - started:.0f} s"
+                step(f"{line}: {reason}" if reason else line)
+                said, said_at = reason, now
+    finally:
+        if not task.done():
+            task.cancel()
+
+
+def _gist(reason: str) -> str:
+    """A waiting reason without its countdowns: said again only when something else changed."""
+    return re.sub(r"\d+(?:\.\d+)? s\b", "", reason)
+
+
 async def connect(
-    settings: DeviceSettings, target: Target, *, step: Step = lambda _: None, **options: Any
+    settings: DeviceSettings,
+    target: Target,
+    *,
+    step: Step = lambda _: None,
+    prepare: Callable[[Any], None] = lambda _: None,
+    **options: Any,
 ) -> tuple[Any, KeySlot]:
-    """A connected `IoTHubDeviceClient`, primary connection string first; and the slot that worked."""
+    """A connected `IoTHubDeviceClient`, primary connection string first; and the slot that worked.
+
+    `prepare(client)` runs on the connected client before anything else: handlers set there also
+    get what the hub delivered at connect (C2D messages queued while the device was offline).
+    """
     from azure.iot.device.aio import IoTHubDeviceClient  # noqa: PLC0415 - heavy SDK
     from azure.iot.device.exceptions import CredentialError  # noqa: PLC0415
 
@@ -238,6 +294,7 @@ async def connect(
             **target.sdk_options(),
             **options,
         )
+        _keep_early_messages_for_handlers(client)
         try:
             await client.connect()
         except CredentialError:
@@ -249,11 +306,29 @@ async def connect(
             raise Unreachable(
                 f"hub: cannot connect to {connection.host_name}: {_describe(error)}"
             ) from None
+        prepare(client)
         return client, slot
     raise HubRefused(
         f"hub: {settings.assigned_hub} refused device {settings.device_id!r} with both connection "
         "strings (unknown or disabled device, or its keys changed)"
     )
+
+
+def _keep_early_messages_for_handlers(client: Any) -> None:
+    """Make a C2D message that arrives before `on_message_received` is set reach that handler.
+
+    A hub delivers the C2D messages it queued for an offline device right after CONNACK (the
+    session's subscription persists). azure-iot-device 2.14 files such a message in the inbox of
+    its receive API until a handler has been set, and a handler set later reads another inbox: the
+    message is stranded. Setting the handlers before `connect()` avoids that but makes the SDK
+    connect inside the property setter, where a refused key can deadlock the client's shutdown.
+    So the one switch the first handler would flip, "messages go to the handlers' inbox", is
+    flipped here before connecting; the handlers are set right after. Best effort on the SDK's
+    inbox manager: without it, behaviour is the SDK's own.
+    """
+    inbox = getattr(client, "_inbox_manager", None)
+    if inbox is not None and hasattr(inbox, "use_unified_msg_mode"):
+        inbox.use_unified_msg_mode = True
 
 
 async def _release(client: Any) -> None:
@@ -289,7 +364,9 @@ def _payload(text: object) -> Any:
     return text
 
 
-def _registration_error(error: BaseException, secrets: DeviceSecrets) -> SimulatorError:
+def _registration_error(
+    error: BaseException, secrets: DeviceSecrets, dps_error: DpsError | None = None
+) -> SimulatorError:
     """Turn what `register()` raised into our error, with its cause in words."""
     from azure.iot.device.exceptions import ConnectionFailedError  # noqa: PLC0415
 
@@ -298,10 +375,18 @@ def _registration_error(error: BaseException, secrets: DeviceSecrets) -> Simulat
     if isinstance(error, ConnectionFailedError):
         return Unreachable(f"dps: cannot reach {secrets.provisioning_host}: {_describe(error)}")
     if "failed registration status" in cause:
+        if dps_error is None:
+            return RegistrationFailed(
+                f"dps: registration of {who} failed: the allocation policy or webhook refused it "
+                "(or no linked hub could take it)",
+                reason="failed (denied by the allocation policy or webhook)",
+            )
         return RegistrationFailed(
-            f"dps: registration of {who} failed: the allocation policy or webhook refused it "
-            "(or no linked hub could take it)",
-            reason="failed (denied by the allocation policy or webhook)",
+            f"dps: registration of {who} failed with DPS error {dps_error.code}: "
+            f"{dps_error.message}\n  likely cause: "
+            f"{likely_cause(dps_error.code, dps_error.message)}",
+            reason=f"failed {dps_error.code}: {dps_error.message}",
+            error_code=dps_error.code,
         )
     if "invalid registration status" in cause:
         status = cause.split("invalid registration status", 1)[1].split(maxsplit=1)[0]

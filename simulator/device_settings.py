@@ -4,12 +4,12 @@
 
 The connection strings are IoT Hub's usual `HostName=...;DeviceId=...;SharedAccessKey=...`; the
 payload is what DPS returned (the allocation webhook's `payload`, or null). The file holds device
-keys, so it is written 0600 through `keys_cli.write_secret_file`, and nothing here puts a key in a
+keys, so it is written 0600 through `secrets_file.write_secret_file`, and nothing here puts a key in a
 message: `ConnectionString.masked()` is what output shows.
 
 Pure apart from `read_settings` / `write_settings`, which only do the file I/O.
 
-Errors: `keys_cli.SecretFileError` (a `UsageError`) for a file that cannot be read or lacks a field.
+Errors: `secrets_file.SecretFileError` (a `UsageError`) for a file that cannot be read or lacks a field.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from simulator.keys_cli import SecretFileError, write_secret_file
+from simulator.secrets_file import SecretFileError, write_secret_file
 
 __all__ = ["ConnectionString", "DeviceSettings", "read_settings", "write_settings"]
 

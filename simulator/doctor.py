@@ -17,6 +17,13 @@ entry), an optional loaded ``allocation.Policy`` and an optional function URL. E
     provisioning-status the enrollment is enabled
     function-url        the enrollment's webhook points at the function URL given
     probe               (shell only, opt-in) what a real POST to the function answers
+    app-health          (shell only, --local) the hosted app's own readiness, from the local
+                        Functions host's /admin/host/status: its policy loads and its Table
+                        storage answers now
+
+`--local` points the doctor at the running local cloud: the enrollment comes from the config it
+runs with (`--group`, default the first custom-allocation group), and the probe and the app's
+health are always checked.
 
 Nothing here prints or logs a key: every URL in a finding goes through ``mask_url`` first.
 The shell at the bottom (``register``, ``probe_url``) reads files and, with ``--probe``, does one
@@ -47,6 +54,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from allocation import Policy, PolicyError, load_policy
 from allocation.policy import host_glob
+from emulator.admin_client import LocalCloud, Unreachable
 
 ALLOCATE_PATH = "/api/allocate"  # function_app.py: route "allocate", default routePrefix "api"
 MIN_API_VERSION = "2018-09-01-preview"  # docs/protocol/webhook.md §2.2
@@ -136,8 +144,11 @@ def enrollment_from_json(document: object, *, source: str, group: str | None = N
     )
 
 
-def enrollment_from_emulator(data: Mapping[str, Any], *, source: str, group: str) -> Enrollment:
-    """One `[[enrollment_groups]]` entry of an emulator config (as `tomllib` parsed it)."""
+def enrollment_from_emulator(
+    data: Mapping[str, Any], *, source: str, group: str | None
+) -> Enrollment:
+    """One `[[enrollment_groups]]` entry of an emulator config (as `tomllib` parsed it); without
+    `group`, the first custom-allocation group (else the first group)."""
     from emulator.config import ConfigError, generate_key, missing_keys, parse_config  # noqa: PLC0415
 
     # The emulator fills in missing keys by rewriting its file; the doctor only reads, so it
@@ -154,6 +165,10 @@ def enrollment_from_emulator(data: Mapping[str, Any], *, source: str, group: str
         config = parse_config(completed, source=source)
     except ConfigError as error:
         raise DoctorInputError(str(error)) from None
+    if group is None:
+        custom = [e for e in config.enrollment_groups if e.allocation.value == "custom"]
+        chosen = (custom or list(config.enrollment_groups))[:1]
+        group = chosen[0].id if chosen else ""
     for entry in config.enrollment_groups:
         if entry.id.lower() == group.lower():
             return Enrollment(
@@ -629,6 +644,76 @@ def probe_url(url: str, *, post: Post = http_post, timeout: float = 10.0) -> Fin
     return probe_finding(status, url=url)
 
 
+def health_finding(state: Mapping[str, Any] | None, *, error: str = "") -> Finding:
+    """What the local Functions host's /admin/host/status says about the app."""
+    if state is None:
+        return Finding(
+            check="app-health",
+            status=Status.FAIL,
+            what=f"the hosted app's status could not be read: {error or 'no answer'}",
+            why="DPS cannot reach the app either: every registration would wait, then fail",
+            fix="start the local cloud with `make up` (it hosts the app)",
+        )
+    if state.get("state") == "Running":
+        return Finding(
+            check="app-health",
+            status=Status.OK,
+            what="the hosted app is ready: its policy loads and its Table storage answers",
+        )
+    errors = state.get("errors") or ["unknown"]
+    return Finding(
+        check="app-health",
+        status=Status.FAIL,
+        what="the hosted app cannot serve registrations: " + "; ".join(map(str, errors)),
+        why="the webhook answers 429 (storage) or 503 (policy) and DPS retries each device for "
+        "about seven minutes before failing it with 400207",
+        fix="fix the setting named (local.settings.json) and restart with `make up`",
+    )
+
+
+def app_health(functions_url: str, master_key: str, *, timeout: float) -> Finding:
+    """GET the local Functions host's /admin/host/status with the master key."""
+    request = urllib.request.Request(  # noqa: S310 -- the local host's http:// URL
+        f"{functions_url.rstrip('/')}/admin/host/status",
+        headers={"x-functions-key": master_key},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            state = json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return health_finding(None, error=f"HTTP {error.code}")
+    except (OSError, ValueError) as error:
+        return health_finding(None, error=str(getattr(error, "reason", None) or error))
+    return health_finding(state if isinstance(state, dict) else None, error="not JSON")
+
+
+def local_findings(args: argparse.Namespace, policy: Policy | None) -> tuple[str, list[Finding]]:
+    """`--local`: the running local cloud's enrollment, probed, and its app's health."""
+    try:
+        cloud = LocalCloud.find(args.state_dir)
+    except Unreachable as error:
+        raise DoctorInputError(f"--local: {error}") from None
+    if cloud.config is None:
+        raise DoctorInputError("--local: the local cloud does not say which config it runs")
+    data = tomllib.loads(_read(cloud.config, "--local config"))
+    enrollment = enrollment_from_emulator(data, source=cloud.config.name, group=args.group)
+    findings = list(run_checks(enrollment, policy=policy, function_url=None))
+    if enrollment.webhook_url:
+        findings.append(probe_url(enrollment.webhook_url, timeout=args.timeout))
+    if cloud.functions_url and _endpoint(cloud.functions_url)[1] == _endpoint(
+        enrollment.webhook_url or ""
+    )[1].replace("localhost", "127.0.0.1"):
+        try:
+            master_key = (cloud.state_dir / "master-key").read_text(encoding="utf-8").strip()
+        except OSError as error:
+            raise DoctorInputError(
+                f"--local: cannot read the master key ({error.strerror})"
+            ) from None
+        findings.append(app_health(cloud.functions_url, master_key, timeout=args.timeout))
+    title = f"local cloud, enrollment {enrollment.enrollment_id!r} ({enrollment.source})"
+    return title, findings
+
+
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `doctor` to the simulator's subcommands."""
     parser = commands.add_parser(
@@ -658,10 +743,30 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="POST a harmless request to the function URL (or the enrollment's webhook URL)",
     )
     parser.add_argument("--timeout", type=float, default=10.0, help="probe timeout, seconds")
+    parser.add_argument(
+        "--local",
+        action="store_true",
+        help="check the running local cloud: its enrollment, a probe of its webhook and the "
+        "hosted app's health",
+    )
+    parser.add_argument(
+        "--state-dir", type=Path, default=None, help="--local: the local cloud's state directory"
+    )
     parser.set_defaults(command=_run)
 
 
 def _run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    if args.local:
+        try:
+            if args.enrollment is not None or args.emulator_config is not None:
+                raise DoctorInputError("--local: not with --enrollment or --emulator-config")
+            policy = _policy(args)
+            title, findings = local_findings(args, policy)
+        except DoctorInputError as error:
+            print(f"doctor: error: {error}", file=sys.stderr)
+            return EXIT_USAGE
+        print(format_report(title, findings))
+        return exit_code(findings)
     try:
         enrollment, policy = _inputs(args)
     except DoctorInputError as error:
@@ -709,13 +814,16 @@ def _inputs(args: argparse.Namespace) -> tuple[Enrollment | None, Policy | None]
         enrollment = enrollment_from_emulator(
             data, source=args.emulator_config.name, group=args.group
         )
-    policy = None
-    if args.policy is not None:
-        try:
-            policy = load_policy(_read(args.policy, "--policy"), source=args.policy.name)
-        except PolicyError as error:
-            raise DoctorInputError(f"--policy: {error}") from None
-    return enrollment, policy
+    return enrollment, _policy(args)
+
+
+def _policy(args: argparse.Namespace) -> Policy | None:
+    if args.policy is None:
+        return None
+    try:
+        return load_policy(_read(args.policy, "--policy"), source=args.policy.name)
+    except PolicyError as error:
+        raise DoctorInputError(f"--policy: {error}") from None
 
 
 def _read(path: Path, flag: str) -> str:

@@ -1,8 +1,15 @@
 """`python -m simulator fleet`: many devices from one group key, provisioned concurrently.
 
-For each of `--count N` registration ids (`--prefix` then 1..N, zero-padded) the device keys are
-derived from the group keys (as `derive-key` does), then each device registers with DPS (primary
-key, then secondary), connects to its hub, sends `--messages` telemetry messages and disconnects.
+For each of `--count N` registration ids the device keys are derived from the group keys (as
+`derive-key` does), then each device registers with DPS (primary key, then secondary), connects to
+its hub, sends `--messages` telemetry messages and disconnects. The ids come from `--id-template`
+(`{n}` is the device's number, 1..N zero-padded; several templates are used in turn) or
+`--prefix P` (the template `P{n}`).
+
+`--local` takes everything else from the running local cloud (`make up`): DPS's host and ID scope,
+the CA, and the keys of `--group` (default: its first custom-allocation group). Its default ids
+are ones the default policy (the tutorial's, `examples/tutorial-policy.toml`) admits: toasters
+and heat pumps in turn (`fleet{n}-contoso-tstrsd-007`, `fleet{n}-contoso-hpsd-088`).
 At most `--concurrency` devices are in flight: the SDK waits a fixed 2 s before its first DPS poll,
 so throughput comes from overlap, while each SDK client costs a network thread, so the overlap is
 bounded by an asyncio semaphore.
@@ -48,8 +55,9 @@ from simulator.device import (
     quiet_sdk_logs,
     register,
 )
-from simulator.keys_cli import DeviceSecrets, UsageError, derive_secrets
+from simulator.local import local_group
 from simulator.run_cli import add_target_arguments, parse_payload, target_from
+from simulator.secrets_file import DeviceSecrets, UsageError, derive_secrets
 
 __all__ = [
     "DeviceOutcome",
@@ -65,6 +73,10 @@ __all__ = [
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 NOT_REPORTED = "(not reported)"
 STORAGE_SETTING = "AzureWebJobsStorage"
+DEFAULT_DPS_HOST = "global.azure-devices-provisioning.net"
+DEFAULT_PREFIX = "sim-"
+# What the default policy of the local cloud (the tutorial's) admits: toasters and heat pumps.
+LOCAL_TEMPLATES = ("fleet{n}-contoso-tstrsd-007", "fleet{n}-contoso-hpsd-088")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -310,10 +322,25 @@ def register_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
         epilog=keys_cli.KEY_SOURCES_HELP + "\nexit codes: 0 all succeeded, 1 any failed, 2 usage",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--provisioning-host", default="global.azure-devices-provisioning.net")
-    parser.add_argument("--id-scope", required=True, metavar="SCOPE")
+    parser.add_argument(
+        "--provisioning-host", default=None, help=f"default {DEFAULT_DPS_HOST} (--local: its own)"
+    )
+    parser.add_argument("--id-scope", metavar="SCOPE", help="required unless --local")
     parser.add_argument("--count", type=int, required=True, metavar="N")
-    parser.add_argument("--prefix", default="sim-", metavar="P", help="registration id prefix")
+    ids = parser.add_mutually_exclusive_group()
+    ids.add_argument(
+        "--id-template",
+        action="append",
+        metavar="T",
+        help="registration id with {n} for the device's number; repeat to use several in turn "
+        "(--local default: " + ", ".join(LOCAL_TEMPLATES) + ")",
+    )
+    ids.add_argument(
+        "--prefix", metavar="P", help=f"registration ids P1..PN (default {DEFAULT_PREFIX})"
+    )
+    parser.add_argument(
+        "--group", metavar="ID", help="--local: the enrollment group (default: first custom one)"
+    )
     parser.add_argument("--group-primary-key", metavar="KEY", help="see 'group keys' below")
     parser.add_argument("--group-secondary-key", metavar="KEY", help="see 'group keys' below")
     parser.add_argument("--group-keys-file", type=Path, metavar="FILE", help="see 'group keys'")
@@ -330,41 +357,105 @@ def register_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
     parser.set_defaults(command=_command)
 
 
-def fleet_devices(
-    *, host: str, id_scope: str, prefix: str, count: int, primary: str, secondary: str
-) -> list[DeviceSecrets]:
-    """The fleet's registration ids (prefix + zero-padded number) with their derived keys."""
+def fleet_ids(templates: Sequence[str], count: int) -> list[str]:
+    """Registration ids 1..count: each template in turn with `{n}` as the zero-padded number."""
     width = len(str(count))
     return [
-        derive_secrets(host, id_scope, f"{prefix}{number:0{width}d}", primary, secondary)
+        templates[(number - 1) % len(templates)].replace("{n}", f"{number:0{width}d}")
         for number in range(1, count + 1)
     ]
+
+
+def fleet_devices(
+    *,
+    host: str,
+    id_scope: str,
+    templates: Sequence[str],
+    count: int,
+    primary: str,
+    secondary: str,
+) -> list[DeviceSecrets]:
+    """The fleet's registration ids with their derived keys."""
+    return [
+        derive_secrets(host, id_scope, registration_id, primary, secondary)
+        for registration_id in fleet_ids(templates, count)
+    ]
+
+
+def _templates(args: argparse.Namespace) -> tuple[str, ...]:
+    if args.id_template:
+        for template in args.id_template:
+            if "{n}" not in template:
+                raise UsageError(f"--id-template {template!r}: expected {{n}} for the number")
+        return tuple(args.id_template)
+    if args.prefix is not None:
+        return (args.prefix + "{n}",)
+    return LOCAL_TEMPLATES if args.local else (DEFAULT_PREFIX + "{n}",)
+
+
+def _dps_and_keys(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, str, str, str]:
+    """DPS host, ID scope and the group's two keys: what the arguments give, and with --local the
+    rest from the local cloud (giving other keys is how a drill tries a factory's stale keys)."""
+    keys = keys_cli.group_keys(args, env)  # the same sources and checks as derive-key
+    if len(keys) == 1:
+        raise UsageError(
+            "--group-primary-key/--group-secondary-key: give both group keys or neither "
+            f"(flags, --group-keys-file or {keys_cli.ENV_GROUP_PRIMARY_KEY}/"
+            f"{keys_cli.ENV_GROUP_SECONDARY_KEY})"
+        )
+    if args.local:
+        group = local_group(args.state_dir, args.group)
+        if keys:
+            print(
+                "fleet: using the group keys given (flags, file or environment), not those of "
+                f"the local cloud's group {group.group_id!r}",
+                file=sys.stderr,
+            )
+        return (
+            args.provisioning_host or group.provisioning_host,
+            args.id_scope or group.id_scope,
+            keys.get("primary", group.primary_key),
+            keys.get("secondary", group.secondary_key),
+        )
+    if args.group is not None:
+        raise UsageError("--group: only with --local (otherwise give the group's keys)")
+    if args.id_scope is None:
+        raise UsageError("--id-scope: required (or --local to take it from the local cloud)")
+    if not keys:
+        raise UsageError(
+            "--group-primary-key/--group-secondary-key: both group keys are needed "
+            f"(flags or {keys_cli.ENV_GROUP_PRIMARY_KEY}/{keys_cli.ENV_GROUP_SECONDARY_KEY}), "
+            "or --local to take them from the local cloud"
+        )
+    return (
+        args.provisioning_host or DEFAULT_DPS_HOST,
+        args.id_scope,
+        keys["primary"],
+        keys["secondary"],
+    )
 
 
 def _command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     try:
         if args.count < 1 or args.concurrency < 1 or args.messages < 0:
             raise UsageError("--count/--concurrency: expected 1 or more; --messages: 0 or more")
-        keys = keys_cli._group_keys(args, env)  # the same sources and checks as derive-key
-        if "primary" not in keys or "secondary" not in keys:
-            raise UsageError(
-                "--group-primary-key/--group-secondary-key: both group keys are needed "
-                f"(flags or {keys_cli.ENV_GROUP_PRIMARY_KEY}/{keys_cli.ENV_GROUP_SECONDARY_KEY})"
-            )
+        templates = _templates(args)
+        host, id_scope, primary, secondary = _dps_and_keys(args, env)
         storage = env.get(STORAGE_SETTING) if args.registration_log else None
         if args.registration_log and not storage:
             raise UsageError(f"--registration-log: set {STORAGE_SETTING} to the storage account")
         try:
             devices = fleet_devices(
-                host=args.provisioning_host,
-                id_scope=args.id_scope,
-                prefix=args.prefix,
+                host=host,
+                id_scope=id_scope,
+                templates=templates,
                 count=args.count,
-                primary=keys["primary"],
-                secondary=keys["secondary"],
+                primary=primary,
+                secondary=secondary,
             )
         except RegistrationIdError as error:
-            raise UsageError(f"--prefix: {error.problem}") from None
+            option = "--id-template" if args.id_template else "--prefix"
+            raise UsageError(f"{option}: {error.problem}") from None
         payload = parse_payload(args.payload)
         target = target_from(args)
     except UsageError as error:
@@ -377,8 +468,8 @@ def _command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     since = datetime.now(UTC)
     started = time.monotonic()
     print(
-        f"fleet: {args.count} device(s) against {target.describe()}, "
-        f"at most {args.concurrency} at a time",
+        f"fleet: {args.count} device(s) ({devices[0].registration_id}, ...) against "
+        f"{target.describe()}, at most {args.concurrency} at a time",
         file=sys.stderr,
     )
     outcomes = asyncio.run(

@@ -17,15 +17,13 @@ Rules:
   renamed into place; an existing file is refused unless ``--force``.
 - No key reaches stdout or stderr unless ``--show-keys``.
 - Exit codes: 0 success, 1 `verify-key` mismatch, 2 usage or validation error.
-- `read_secret_file` / `DeviceSecrets.from_json` load what `derive-key` writes (the simulator's
-  `run` reads it); this module is the one place secrets files are written and read.
+- `--local`: the provisioning host, ID scope and group keys come from the running local cloud
+  (`make up`; the group is `--group`, default its first custom-allocation group), so only the
+  registration id is given: ``derive-key --local breakroom499-contoso-tstrsd-007``. After an
+  operator regenerates a group key, the same command with ``--force`` re-derives the device keys.
 
-Errors:
-
-    UsageError           bad input; names the argument (exit code 2)
-    └── SecretFileError  a secrets file that cannot be read or lacks a field
-
-This module does the I/O; the credential rules live in the pure ``sas`` package.
+Files are written and read by `simulator.secrets_file`; the credential rules live in the pure
+``sas`` package. Errors: `secrets_file.UsageError` (exit code 2).
 """
 
 from __future__ import annotations
@@ -37,17 +35,23 @@ import os
 import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from localtools.files import write_private
 from sas import (
     KeyFormatError,
     RegistrationIdError,
     decode_key,
     derive_device_key,
     validate_registration_id,
+)
+from simulator.device import SimulatorError
+from simulator.local import local_group
+from simulator.secrets_file import (
+    DeviceSecrets,
+    UsageError,
+    derive_secrets,
+    write_secret_file,
 )
 
 Command = Callable[[argparse.Namespace, Mapping[str, str]], int]
@@ -81,104 +85,6 @@ group keys, first found wins:
   3. the environment: {ENV_GROUP_PRIMARY_KEY}, {ENV_GROUP_SECONDARY_KEY}
 Prefer 2 or 3: arguments end up in shell history and in the process list.
 """
-
-
-class UsageError(Exception):
-    """Bad input; the message names the argument and what was expected. Exit code 2."""
-
-
-class SecretFileError(UsageError):
-    """A secrets file that cannot be read or lacks a field; names the file and the field."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class DeviceSecrets:
-    """What a device needs to provision: where DPS is, who it is, and its derived keys."""
-
-    provisioning_host: str
-    id_scope: str
-    registration_id: str
-    primary_key: str = field(repr=False)
-    secondary_key: str = field(repr=False)
-
-    def to_json(self, *, indent: int | None = 2) -> str:
-        """The secrets.json document (one line with ``indent=None``, for JSON Lines)."""
-        document = {
-            "provisioningHost": self.provisioning_host,
-            "idScope": self.id_scope,
-            "registrationId": self.registration_id,
-            "primaryKey": self.primary_key,
-            "secondaryKey": self.secondary_key,
-        }
-        return json.dumps(document, indent=indent)
-
-    @classmethod
-    def from_json(cls, text: str, *, source: str = "secrets.json") -> DeviceSecrets:
-        """Parse a secrets.json document; SecretFileError names ``source`` and the bad field."""
-        try:
-            document: Any = json.loads(text)
-        except ValueError:
-            raise SecretFileError(f"{source}: not JSON") from None
-        if not isinstance(document, dict):
-            raise SecretFileError(f"{source}: expected a JSON object")
-        values: dict[str, str] = {}
-        for name in ("provisioningHost", "idScope", "registrationId", "primaryKey", "secondaryKey"):
-            value = document.get(name)
-            if not isinstance(value, str) or not value:
-                raise SecretFileError(f"{source} {name}: expected a non-empty string")
-            values[name] = value
-        try:
-            validate_registration_id(values["registrationId"])
-        except RegistrationIdError as error:
-            raise SecretFileError(f"{source} registrationId: {error.problem}") from None
-        for name in ("primaryKey", "secondaryKey"):
-            try:
-                decode_key(values[name], name=f"{source} {name}")
-            except KeyFormatError as error:
-                raise SecretFileError(str(error)) from None
-        return cls(
-            provisioning_host=values["provisioningHost"],
-            id_scope=values["idScope"],
-            registration_id=values["registrationId"],
-            primary_key=values["primaryKey"],
-            secondary_key=values["secondaryKey"],
-        )
-
-
-def read_secret_file(path: Path) -> DeviceSecrets:
-    """Load a secrets.json written by `derive-key`; SecretFileError if it is unusable."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as error:
-        raise SecretFileError(f"{path}: cannot read: {_reason(error)}") from None
-    return DeviceSecrets.from_json(text, source=str(path))
-
-
-def derive_secrets(
-    provisioning_host: str,
-    id_scope: str,
-    registration_id: str,
-    group_primary_key: str,
-    group_secondary_key: str,
-) -> DeviceSecrets:
-    """Derive a device's secrets; raise RegistrationIdError or KeyFormatError on bad input."""
-    validate_registration_id(registration_id)
-    return DeviceSecrets(
-        provisioning_host=provisioning_host,
-        id_scope=id_scope,
-        registration_id=registration_id,
-        primary_key=derive_device_key(group_primary_key, registration_id),
-        secondary_key=derive_device_key(group_secondary_key, registration_id),
-    )
-
-
-def write_secret_file(path: Path, data: str, *, force: bool) -> None:
-    """Write ``data`` to ``path`` atomically with mode 0600 (``localtools.files.write_private``).
-
-    Without ``force`` an existing path (even a dangling symlink) raises FileExistsError. With
-    ``force`` the rename replaces whatever is there, never writing through a symlink.
-    """
-    write_private(path, data, exclusive=not force)
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -231,6 +137,17 @@ def _add_derive_key(commands: argparse._SubParsersAction[argparse.ArgumentParser
     parser.add_argument("--force", action="store_true", help="overwrite existing files")
     parser.add_argument("--show-keys", action="store_true", help="also print the derived keys")
     parser.add_argument(
+        "--local",
+        action="store_true",
+        help="take DPS's host, ID scope and the group keys from the running local cloud",
+    )
+    parser.add_argument(
+        "--group", metavar="ID", help="--local: the enrollment group (default: first custom one)"
+    )
+    parser.add_argument(
+        "--state-dir", type=Path, default=None, help="--local: the local cloud's state directory"
+    )
+    parser.add_argument(
         "--strict-ids",
         action="store_true",
         help="refuse ids outside lower-case a-z, 0-9 and '-' instead of warning",
@@ -239,18 +156,26 @@ def _add_derive_key(commands: argparse._SubParsersAction[argparse.ArgumentParser
 
 
 def _derive_key(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    host, host_label = _required(args, "provisioning_host", 1)
-    _check(_HOST, host, host_label, "a host name such as global.azure-devices-provisioning.net")
-    scope, scope_label = _required(args, "id_scope", 2)
-    _check(_ID_SCOPE, scope, scope_label, "the DPS ID scope: letters and digits, e.g. 0ne00000001")
-    group_keys = _group_keys(args, env)
-    for role, dest, position, file_field, env_name in _GROUP_KEY_SOURCES:
-        if role not in group_keys:
-            raise UsageError(
-                f"{dest.replace('_', ' ')}: missing; give it as positional argument {position}, "
-                f"--{dest.replace('_', '-')}, in --group-keys-file ({file_field}) or in {env_name}"
-            )
-    primary, secondary = group_keys["primary"], group_keys["secondary"]
+    if args.local:
+        host, scope, primary, secondary = _from_local_cloud(args)
+    else:
+        if args.group is not None:
+            raise UsageError("--group: only with --local (otherwise give the group's keys)")
+        host, host_label = _required(args, "provisioning_host", 1)
+        _check(_HOST, host, host_label, "a host name such as global.azure-devices-provisioning.net")
+        scope, scope_label = _required(args, "id_scope", 2)
+        _check(
+            _ID_SCOPE, scope, scope_label, "the DPS ID scope: letters and digits, e.g. 0ne00000001"
+        )
+        keys = group_keys(args, env)
+        for role, dest, position, file_field, env_name in _GROUP_KEY_SOURCES:
+            if role not in keys:
+                raise UsageError(
+                    f"{dest.replace('_', ' ')}: missing; give it as positional argument "
+                    f"{position}, --{dest.replace('_', '-')}, in --group-keys-file ({file_field}) "
+                    f"or in {env_name}"
+                )
+        primary, secondary = keys["primary"], keys["secondary"]
     registration_ids = _registration_ids(args)
     devices = [
         derive_secrets(host, scope, registration_id, primary, secondary)
@@ -262,6 +187,31 @@ def _derive_key(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         for device in devices:
             print(f"{device.registration_id}\t{device.primary_key}\t{device.secondary_key}")
     return EXIT_OK
+
+
+def _from_local_cloud(args: argparse.Namespace) -> tuple[str, str, str, str]:
+    """With --local: the one positional argument is the registration id; the rest is the cloud's."""
+    given = [
+        f"--{dest.replace('_', '-')}"
+        for dest in ("provisioning_host", "id_scope", "group_primary_key", "group_secondary_key")
+        if getattr(args, dest) is not None
+    ] + (["--group-keys-file"] if args.group_keys_file is not None else [])
+    extra = [getattr(args, f"positional_{dest}") for dest, _ in _POSITIONALS[1:]]
+    if given or any(value is not None for value in extra):
+        raise UsageError(
+            f"{', '.join(given) or 'positional arguments'}: with --local, give only the "
+            "registration id; DPS and the group keys come from the local cloud"
+        )
+    if args.positional_provisioning_host is not None:  # the only positional: the registration id
+        if args.registration_id is not None:
+            raise UsageError("--registration-id: also given as a positional argument")
+        args.registration_id = args.positional_provisioning_host
+        args.positional_provisioning_host = None
+    try:
+        group = local_group(args.state_dir, args.group)
+    except SimulatorError as error:
+        raise UsageError(str(error)) from None
+    return group.provisioning_host, group.id_scope, group.primary_key, group.secondary_key
 
 
 def _registration_ids(args: argparse.Namespace) -> list[str]:
@@ -406,7 +356,7 @@ def _verify_key(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if device_key is None:
         raise UsageError(f"--device-key: missing; give it or set {ENV_DEVICE_KEY}")
     _decode(device_key, device_label)
-    candidates = _group_keys(args, env)
+    candidates = group_keys(args, env)
     if not candidates:
         raise UsageError(
             "--group-primary-key: missing; give a group key as a flag, in --group-keys-file, "
@@ -468,7 +418,7 @@ def _required(args: argparse.Namespace, dest: str, position: int) -> tuple[str, 
     return value, label
 
 
-def _group_keys(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, str]:
+def group_keys(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, str]:
     """Role ("primary"/"secondary") -> validated group key, for the roles given anywhere.
 
     Each key comes from its argument, else --group-keys-file, else the environment.

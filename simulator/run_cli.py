@@ -10,7 +10,12 @@ Flow, one line of output per step (keys and connection strings are never printed
 3. Read the twin, print the desired properties, apply them, report them back.
 4. Send `--messages N` telemetry messages `--interval S` apart; meanwhile answer the `reboot`
    direct method, print C2D messages and follow desired-property updates; keep listening
-   `--linger S` seconds afterwards (`inf`: until Ctrl-C).
+   `--linger S` seconds afterwards (`inf`: until Ctrl-C). The handlers are set before the device
+   connects, so what the hub queued while it was offline (C2D messages) is printed too.
+
+With `--local`, the address and CA come from the running local cloud, and while DPS is still
+assigning the device the output says why (the webhook's last answer, when DPS calls it again).
+A failed registration shows DPS's error code and message and the likely cause.
 
 Exit codes: 0 done, 1 a step failed (DPS denied the device, hub refused after re-provisioning,
 unreachable), 2 usage (missing or unusable secrets/settings file), 3 DPS refused both derived
@@ -29,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from emulator.admin_client import waiting_reason
 from simulator.device import (
     HubRefused,
     Registration,
@@ -39,7 +45,8 @@ from simulator.device import (
     register,
 )
 from simulator.device_settings import DeviceSettings, read_settings, write_settings
-from simulator.keys_cli import DeviceSecrets, UsageError, read_secret_file
+from simulator.local import local_target, registration_state
+from simulator.secrets_file import DeviceSecrets, UsageError, read_secret_file
 
 __all__ = ["RunOptions", "add_target_arguments", "register_command", "run_device", "target_from"]
 
@@ -54,6 +61,8 @@ class RunOptions:
     secrets_path: Path
     settings_path: Path
     target: Target
+    state_dir: Path | None = None  # with --local: where the running local cloud is found
+    local: bool = False
     payload: Any = None
     messages: int = 3
     interval: float = 1.0
@@ -86,21 +95,30 @@ def register_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
 
 
 def add_target_arguments(parser: argparse.ArgumentParser) -> None:
-    """`--local`, `--state-dir`, `--gateway`: shared by `run` and `fleet`."""
+    """`--local`, `--state-dir`, `--gateway`: shared by `run`, `fleet` and `derive-key`."""
     parser.add_argument(
-        "--local", action="store_true", help="use the local emulator instead of Azure"
+        "--local",
+        action="store_true",
+        help="use the running local cloud (make up) instead of Azure",
     )
     parser.add_argument(
-        "--state-dir", type=Path, default=Path(".emulator"), help="the emulator's --state-dir"
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="the local cloud's state directory (default: $EMULATOR_STATE_DIR, else the nearest "
+        ".emulator)",
     )
     parser.add_argument(
-        "--gateway", default="127.0.0.1", metavar="ADDRESS", help="the emulator's --bind address"
+        "--gateway",
+        default=None,
+        metavar="ADDRESS",
+        help="the local cloud's address (default: the running one's, else 127.0.0.1)",
     )
 
 
 def target_from(args: argparse.Namespace) -> Target:
     """The connection target the arguments name."""
-    return Target.local(args.state_dir, args.gateway) if args.local else Target()
+    return local_target(args.state_dir, args.gateway) if args.local else Target()
 
 
 def parse_payload(text: str | None) -> Any:
@@ -124,6 +142,8 @@ def _command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             secrets_path=args.secrets,
             settings_path=args.settings,
             target=target_from(args),
+            state_dir=args.state_dir,
+            local=args.local,
             payload=parse_payload(args.payload),
             messages=args.messages,
             interval=args.interval,
@@ -168,20 +188,22 @@ async def run_device(options: RunOptions) -> int:
                 f"settings: {options.settings_path} found; reconnecting to "
                 f"{settings.assigned_hub} as {settings.device_id!r} without provisioning"
             )
+        device = _Device(settings, options)
         try:
-            client, slot = await connect(settings, options.target, step=_say)
+            client, slot = await connect(settings, options.target, step=_say, prepare=device.attach)
         except HubRefused as refused:
             if provisioned or secrets is None:
                 raise
             _say(f"{refused}; provisioning once more")
             settings = await _provision(secrets, options)
-            client, slot = await connect(settings, options.target, step=_say)
+            device = _Device(settings, options)
+            client, slot = await connect(settings, options.target, step=_say, prepare=device.attach)
         _say(
             f"hub: connected to {settings.assigned_hub} as {settings.device_id!r} "
             f"with the {slot} connection string ({getattr(settings, slot.value).masked()})"
         )
         try:
-            await _operate(client, settings, options)
+            await device.operate()
         finally:
             await client.shutdown()
     except UsageError as error:
@@ -199,8 +221,15 @@ async def _provision(secrets: DeviceSecrets, options: RunOptions) -> DeviceSetti
         f"dps: registering {secrets.registration_id!r} with {secrets.provisioning_host} "
         f"(id scope {secrets.id_scope})"
     )
+    waiting = None
+    if options.local:
+
+        def waiting() -> str | None:
+            entry = registration_state(options.state_dir, secrets.registration_id)
+            return waiting_reason(entry) if entry and entry["status"] == "assigning" else None
+
     registration: Registration = await register(
-        secrets, options.target, payload=options.payload, step=_say
+        secrets, options.target, payload=options.payload, step=_say, waiting=waiting
     )
     _say(
         f"dps: registered with the {registration.slot} key in {registration.seconds:.1f} s: "
@@ -232,59 +261,75 @@ class _DeviceState:
         return patch
 
 
-async def _operate(client: Any, settings: DeviceSettings, options: RunOptions) -> None:
-    from azure.iot.device import Message, MethodResponse  # noqa: PLC0415 - heavy SDK
+class _Device:
+    """The simulated device's behaviour: handlers set before connecting, then twin and telemetry."""
 
-    state = _DeviceState()
+    def __init__(self, settings: DeviceSettings, options: RunOptions) -> None:
+        self.settings = settings
+        self.options = options
+        self.state = _DeviceState()
+        self.client: Any = None
 
-    async def report(desired: Mapping[str, Any], what: str) -> None:
-        patch = state.apply(desired)
+    def attach(self, client: Any) -> None:
+        """Set the handlers on a client that is about to connect."""
+        self.client = client
+        client.on_method_request_received = self.on_method
+        client.on_message_received = self.on_message
+        client.on_twin_desired_properties_patch_received = self.on_desired
+
+    async def report(self, desired: Mapping[str, Any], what: str) -> None:
+        patch = self.state.apply(desired)
         if patch:
-            await client.patch_twin_reported_properties(patch)
+            await self.client.patch_twin_reported_properties(patch)
         _say(f"twin: {what} applied and reported {json.dumps(patch, sort_keys=True)}")
 
-    async def on_method(request: Any) -> None:
+    async def on_method(self, request: Any) -> None:
+        from azure.iot.device import MethodResponse  # noqa: PLC0415 - heavy SDK
+
         answer: dict[str, Any]
         if request.name == REBOOT:
             status, answer = 200, {"result": "rebooting"}
         else:
             status, answer = 404, {"error": f"unknown method {request.name!r}"}
-        await client.send_method_response(
+        await self.client.send_method_response(
             MethodResponse.create_from_method_request(request, status, answer)
         )
         _say(f"method: {request.name} {json.dumps(request.payload)} -> {status}")
 
-    async def on_message(message: Any) -> None:
+    async def on_message(self, message: Any) -> None:
         data = message.data.decode("utf-8", "replace") if message.data else ""
         _say(f"c2d: {data} properties {json.dumps(message.custom_properties, sort_keys=True)}")
 
-    async def on_desired(patch: Mapping[str, Any]) -> None:
+    async def on_desired(self, patch: Mapping[str, Any]) -> None:
         version = patch.get("$version")
         changes = {k: v for k, v in patch.items() if not k.startswith("$")}
         _say(f"twin: desired update (version {version}) {json.dumps(changes, sort_keys=True)}")
-        await report(patch, "update")
+        await self.report(patch, "update")
 
-    twin = await client.get_twin()
-    desired = twin.get("desired", {})
-    shown = {k: v for k, v in desired.items() if not k.startswith("$")}
-    _say(f"twin: desired (version {desired.get('$version')}) {json.dumps(shown, sort_keys=True)}")
-    await report(desired, "desired")
-    client.on_method_request_received = on_method
-    client.on_message_received = on_message
-    client.on_twin_desired_properties_patch_received = on_desired
+    async def operate(self) -> None:
+        """Read the twin, report, send telemetry, linger."""
+        from azure.iot.device import Message  # noqa: PLC0415 - heavy SDK
 
-    for number in range(1, options.messages + 1):
-        body = {"deviceId": settings.device_id, "sequence": number, **state.applied}
-        message = Message(  # type: ignore[no-untyped-call]
-            json.dumps(body), content_encoding="utf-8", content_type="application/json"
-        )
-        await client.send_message(message)
-        _say(f"telemetry: sent {number}/{options.messages} {json.dumps(body, sort_keys=True)}")
-        if number < options.messages:
-            await asyncio.sleep(options.interval)
-    if options.linger > 0:
+        client, options = self.client, self.options
+        twin = await client.get_twin()
+        desired = twin.get("desired", {})
+        shown = {k: v for k, v in desired.items() if not k.startswith("$")}
         _say(
-            "listening for methods, C2D and desired updates "
-            + ("until Ctrl-C" if math.isinf(options.linger) else f"for {options.linger:g} s")
+            f"twin: desired (version {desired.get('$version')}) {json.dumps(shown, sort_keys=True)}"
         )
-        await asyncio.sleep(options.linger if not math.isinf(options.linger) else 1e9)
+        await self.report(desired, "desired")
+        for number in range(1, options.messages + 1):
+            body = {"deviceId": self.settings.device_id, "sequence": number, **self.state.applied}
+            message = Message(  # type: ignore[no-untyped-call]
+                json.dumps(body), content_encoding="utf-8", content_type="application/json"
+            )
+            await client.send_message(message)
+            _say(f"telemetry: sent {number}/{options.messages} {json.dumps(body, sort_keys=True)}")
+            if number < options.messages:
+                await asyncio.sleep(options.interval)
+        if options.linger > 0:
+            _say(
+                "listening for methods, C2D and desired updates "
+                + ("until Ctrl-C" if math.isinf(options.linger) else f"for {options.linger:g} s")
+            )
+            await asyncio.sleep(options.linger if not math.isinf(options.linger) else 1e9)

@@ -1,9 +1,11 @@
 """The one cached place the Functions shells get their store, hub clients, settings and clock from.
 
-`get_runtime()` builds everything from `os.environ` on first use (never at import: importing this
-module opens no connection and loads no SDK) and returns the same object afterwards, so the Table
-clients are created once per process. `set_runtime(rt)` replaces it (tests, or a host that wants
-another backend); `set_runtime(None)` forgets it so the next call rebuilds from the environment.
+`get_runtime()` builds everything from the app's settings on first use (never at import: importing
+this module opens no connection and loads no SDK) and returns the same object afterwards, so the
+Table clients are created once per process. The settings are `os.environ`, as on Azure, unless a
+host gave others with `use_settings(mapping)` (the local Functions host gives the `Values` of
+`local.settings.json`). `set_runtime(rt)` replaces the runtime (tests, or a host that wants another
+backend); `set_runtime(None)` forgets it so the next call rebuilds from the settings.
 Both the webhook (`function_app.py`) and `lifecycle_functions.py` should use `get_runtime()`.
 """
 
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -37,6 +39,7 @@ class Runtime:
 
 _lock = threading.Lock()
 _current: Runtime | None = None
+_settings: Mapping[str, str] | None = None  # None: os.environ
 
 
 def build_runtime(settings: StoreSettings) -> Runtime:
@@ -49,12 +52,19 @@ def build_runtime(settings: StoreSettings) -> Runtime:
 
 
 def get_runtime() -> Runtime:
-    """The process-wide runtime, built from the environment on first call."""
+    """The process-wide runtime, built from the app's settings on first call."""
     global _current  # noqa: PLW0603 -- the one process-wide cache, guarded by _lock
     with _lock:
         if _current is None:
-            _current = build_runtime(load_settings(os.environ))
+            _current = build_runtime(load_settings(os.environ if _settings is None else _settings))
         return _current
+
+
+def use_settings(settings: Mapping[str, str] | None) -> None:
+    """Build the runtime from `settings` from now on (None: `os.environ`); forgets the current one."""
+    global _current, _settings
+    with _lock:
+        _settings, _current = settings, None
 
 
 def set_runtime(runtime: Runtime | None) -> None:

@@ -219,7 +219,7 @@ def test_exit_codes_for_refusals_usage_and_no_emulator(
     assert "hub 'nohub.example' is not configured" in capsys.readouterr().err
     assert main(["regenerate-key", "contoso"]) == EXIT_USAGE  # --slot is required
     assert main(["status", "--state-dir", str(tmp_path)]) == EXIT_UNREACHABLE
-    assert f"no running emulator found in {tmp_path}" in capsys.readouterr().err
+    assert f"no running local cloud found in {tmp_path}" in capsys.readouterr().err
     assert run(emulator, "send-c2d", HUB, "dev-1", "x", "--property", "novalue") == EXIT_REFUSED
 
 

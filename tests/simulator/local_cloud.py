@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from simulator.keys_cli import DeviceSecrets, derive_secrets, write_secret_file
+from simulator.secrets_file import DeviceSecrets, derive_secrets, write_secret_file
 from tests.emulator.e2e.harness import RunningEmulator
 
 DPS_HOST = "global.azure-devices-provisioning.net"

@@ -15,7 +15,7 @@ from simulator.device_settings import (
     read_settings,
     write_settings,
 )
-from simulator.keys_cli import DeviceSecrets, SecretFileError, derive_secrets, read_secret_file
+from simulator.secrets_file import DeviceSecrets, SecretFileError, derive_secrets, read_secret_file
 
 SECRETS = derive_secrets(
     "global.azure-devices-provisioning.net",

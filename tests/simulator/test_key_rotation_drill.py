@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from simulator.__main__ import main
-from simulator.keys_cli import derive_secrets
+from simulator.secrets_file import derive_secrets
 from tests.emulator.e2e.harness import RunningEmulator, options
 from tests.simulator.local_cloud import (
     CONFIG,

@@ -12,7 +12,7 @@ import pytest
 
 from sas import derive_device_key
 from simulator.__main__ import main
-from simulator.keys_cli import DeviceSecrets, derive_secrets, write_secret_file
+from simulator.secrets_file import DeviceSecrets, derive_secrets, write_secret_file
 from tests.fixtures import FIXTURES as ALL_FIXTURES
 
 FIXTURES = ALL_FIXTURES

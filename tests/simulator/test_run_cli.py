@@ -231,7 +231,7 @@ def test_run_reports_a_disabled_enrollment(
     emulator: RunningEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """DPS answers `disabled`: exit 1 with the status named, no settings.json written."""
-    from simulator.keys_cli import DeviceSecrets  # noqa: PLC0415
+    from simulator.secrets_file import DeviceSecrets  # noqa: PLC0415
 
     write_secrets(
         tmp_path / "secrets.json",

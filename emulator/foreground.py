@@ -1,0 +1,115 @@
+"""The emulator in the foreground, as `python -m emulator run` and `up` start it.
+
+What both commands share: logging (`--log-level`; the Azure SDKs' HTTP chatter stays at WARNING
+unless debugging), the hosted app's settings (`local.settings.json` under the environment, as
+`func start` gives them), and running until SIGINT or SIGTERM with every problem the emulator can
+name reported in one line and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from emulator.app import AppNotReady, Emulator, ListenError, Options
+from emulator.certs import CertificateError
+from emulator.config import ConfigError
+from emulator.functions_host import FunctionsHostError
+from emulator.local_settings import (
+    SAMPLE_FILE,
+    SETTINGS_FILE,
+    LocalSettingsError,
+    ensure_settings,
+    merged,
+    read_values,
+)
+from emulator.state import StateError
+from localtools.paths import CHECKOUT
+
+__all__ = [
+    "EXIT_PROBLEM",
+    "Announce",
+    "add_log_level",
+    "app_settings",
+    "configure_logging",
+    "run_until_stopped",
+    "serve",
+]
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+# Loggers whose INFO and DEBUG lines are the SDK's own HTTP traffic (about 25 lines per Table
+# request): kept at WARNING unless --log-level debug.
+QUIET_LOGGERS = ("azure", "urllib3", "uamqp", "msrest")
+EXIT_PROBLEM = 2
+
+Announce = Callable[[Emulator], None]
+
+
+def add_log_level(parser: argparse.ArgumentParser, default: str = "info") -> None:
+    """`--log-level`, shared by `run` and `up`."""
+    parser.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default=default,
+        help=f"emulator log level (default {default}); debug also shows the Azure SDKs' HTTP logs",
+    )
+
+
+def configure_logging(level: str) -> None:
+    """Log to stderr at `level`; the Azure SDKs' chatter stays at WARNING unless debugging."""
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger().setLevel(level.upper())
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if level == "debug" else logging.WARNING)
+
+
+def app_settings(file: Path | None, environ: dict[str, str]) -> tuple[dict[str, str], Path, bool]:
+    """The hosted app's settings from `file` (default: the checkout's local.settings.json, created
+    from the sample when missing) under the environment; the file used, and whether it was made."""
+    path = file or CHECKOUT / SETTINGS_FILE
+    created = file is None and ensure_settings(path, CHECKOUT / SAMPLE_FILE)
+    return merged(read_values(path), environ), path, created
+
+
+async def serve(options: Options, announce: Announce) -> None:
+    """Start, call `announce`, run until SIGINT or SIGTERM, stop."""
+    emulator = Emulator(options)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await emulator.start()
+        announce(emulator)
+        await stop.wait()
+    finally:
+        await emulator.close()
+
+
+def run_until_stopped(options: Options, announce: Announce) -> int:
+    """Run the emulator in the foreground; one line and exit 2 for a problem it can name."""
+    try:
+        asyncio.run(serve(options, announce))
+    except (
+        ConfigError,
+        StateError,
+        CertificateError,
+        ListenError,
+        FunctionsHostError,
+        LocalSettingsError,
+    ) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_PROBLEM
+    except AppNotReady as error:
+        print("error: the Functions app cannot serve registrations:", file=sys.stderr)
+        for problem in error.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_PROBLEM
+    return 0
