@@ -91,7 +91,8 @@ def find_state_dir(
     for directory in (here, *here.parents):
         candidate = directory / DEFAULT_STATE_DIR
         if candidate.is_dir():
-            return candidate if directory != here else DEFAULT_STATE_DIR
+            # Relative when it is the process's own working directory: shorter in messages.
+            return DEFAULT_STATE_DIR if cwd is None and directory == here else candidate
     if (CHECKOUT / DEFAULT_STATE_DIR).is_dir():
         return CHECKOUT / DEFAULT_STATE_DIR
     return DEFAULT_STATE_DIR

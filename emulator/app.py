@@ -120,6 +120,11 @@ class AppNotReady(Exception):
         self.problems = tuple(problems)
 
 
+def _loopback_name(host: str) -> str:
+    """`localhost` as the address it stands for, so URLs and --bind compare alike."""
+    return "127.0.0.1" if host.lower() == "localhost" else host
+
+
 def _is_loopback(host: str | None) -> bool:
     try:
         return ipaddress.ip_address(host or "").is_loopback
@@ -324,14 +329,14 @@ class Emulator:
         config = self.config
         if config is None or self.options.functions_port == 0:
             return []
-        bind, port = self.options.functions_bind, self.options.functions_port
+        bind, port = _loopback_name(self.options.functions_bind), self.options.functions_port
         problems = []
         for enrollment in (*config.enrollment_groups, *config.individual_enrollments):
             url = enrollment.webhook_url
             if url is None:
                 continue
             parts = urlsplit(url)
-            host = {"localhost": "127.0.0.1"}.get(parts.hostname or "", parts.hostname)
+            host = _loopback_name(parts.hostname or "")
             name = getattr(enrollment, "id", None) or getattr(enrollment, "registration_id", "")
             if (parts.port or 80) != port or not _is_loopback(host):
                 continue

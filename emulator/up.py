@@ -242,10 +242,14 @@ def azurite_port(connection_string: str) -> int | None:
     }
     if fields.get("accountname") != ACCOUNT or "tableendpoint" not in fields:
         return None
-    endpoint = urlsplit(fields["tableendpoint"])
-    if endpoint.hostname not in ("127.0.0.1", "localhost") or endpoint.port is None:
+    try:
+        endpoint = urlsplit(fields["tableendpoint"])
+        port = endpoint.port
+    except ValueError:
+        return None  # not a URL Azurite could serve; the app's readiness check names the setting
+    if endpoint.hostname not in ("127.0.0.1", "localhost") or port is None:
         return None
-    return endpoint.port
+    return port
 
 
 @contextlib.contextmanager

@@ -1,21 +1,42 @@
-"""The admin API over real loopback HTTP and the operator commands (`main(argv)`) against it."""
+"""The admin API: its routes transport-free over in-memory DPS and hubs, then over real loopback
+HTTP with the operator commands (`main(argv)`) against it (e2e)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import socket
 import stat
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from emulator.__main__ import main
+from emulator.admin_api import AdminApi
 from emulator.admin_cli import EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE
+from emulator.app import Emulator
+from emulator.config import load_config
+from emulator.dps_service import DpsService
+from emulator.faults import Faults
+from emulator.hub import Hubs
+from emulator.webhook_client import FunctionWebhook, WebhookResponse
 from tests.emulator.e2e.harness import RunningEmulator, options
-
-pytestmark = pytest.mark.e2e
+from tests.emulator.test_dps_service import (
+    GROUP_PRIMARY,
+    GROUP_SECONDARY,
+    HEATPUMPS,
+    NOW,
+    TOASTERS,
+    WEBHOOK_URL,
+    Sleeps,
+    group_device,
+    to_hub,
+)
 
 BIND = "127.44.1.1"
 HUB = "toasters.azure-devices.net"
@@ -82,6 +103,7 @@ def request(emulator: RunningEmulator, method: str, path: str, body: bytes = b""
     ).encode() + body
 
 
+@pytest.mark.e2e
 def test_token_file_is_private(emulator: RunningEmulator) -> None:
     """The admin token is kept 0600 beside admin.json, which holds a loopback URL."""
     mode = stat.S_IMODE((state_dir(emulator) / "admin-token").stat().st_mode)
@@ -90,6 +112,7 @@ def test_token_file_is_private(emulator: RunningEmulator) -> None:
     assert url.startswith("http://127.0.0.1:")
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("make", "status", "code"),
     [
@@ -154,6 +177,7 @@ def test_malformed_requests_get_errors_and_the_server_keeps_serving(
     assert raw(emulator, request(emulator, "GET", "/admin/status"))[0] == 200
 
 
+@pytest.mark.e2e
 def test_status_enrollments_and_devices_commands(
     emulator: RunningEmulator, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -170,6 +194,7 @@ def test_status_enrollments_and_devices_commands(
     assert KEY not in out
 
 
+@pytest.mark.e2e
 def test_enable_disable_and_registrations(
     emulator: RunningEmulator, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -185,6 +210,7 @@ def test_enable_disable_and_registrations(
     assert "no registrations" in out
 
 
+@pytest.mark.e2e
 def test_show_device_send_c2d_and_delete_device(
     emulator: RunningEmulator, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -211,6 +237,7 @@ def test_show_device_send_c2d_and_delete_device(
     assert "device 'dev-gone' is not in" in capsys.readouterr().err
 
 
+@pytest.mark.e2e
 def test_exit_codes_for_refusals_usage_and_no_emulator(
     emulator: RunningEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -223,6 +250,7 @@ def test_exit_codes_for_refusals_usage_and_no_emulator(
     assert run(emulator, "send-c2d", HUB, "dev-1", "x", "--property", "novalue") == EXIT_REFUSED
 
 
+@pytest.mark.e2e
 def test_run_refuses_a_corrupt_state_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -235,3 +263,243 @@ def test_run_refuses_a_corrupt_state_file(
     assert main([*argv, "--bind", BIND, "--mqtt-port", "0", "--service-port", "0"]) == 2
     assert f"error: {corrupt}: file: expected JSON" in capsys.readouterr().err
     assert corrupt.read_text().endswith('"hubs": [')
+
+
+# --- the routes, transport-free: AdminApi over an Emulator with in-memory DPS and hubs ----------
+
+GROUP_CONFIG = f"""# the local cloud: keys are written back here
+[[hubs]]
+name = "{TOASTERS}"
+
+[[hubs]]
+name = "{HEATPUMPS}"
+
+[[enrollment_groups]]
+id = "contoso"
+primary_key = "{GROUP_PRIMARY}"
+secondary_key = "{GROUP_SECONDARY}"
+allocation = "custom"               # the hosted app decides
+webhook_url = "{WEBHOOK_URL}"
+
+[[individual_enrollments]]
+registration_id = "dev-solo"
+primary_key = "{KEY}"
+secondary_key = "{KEY}"
+"""
+
+
+async def decide(url: str, request: Any) -> WebhookResponse:
+    """The webhook: denies `dev-denied` with a reason, keeps `dev-slow` waiting, assigns the rest."""
+    registration_id = request["deviceRuntimeContext"]["registrationId"]
+    if registration_id == "dev-denied":
+        return FunctionWebhook.json(400, {"error": "denied by rule pnp"})
+    if registration_id == "dev-slow":
+        await asyncio.Event().wait()
+    return to_hub(TOASTERS)
+
+
+def local_cloud(
+    tmp_path: Path, webhook: FunctionWebhook | None = None
+) -> tuple[Emulator, DpsService, AdminApi]:
+    """An Emulator with its config loaded from a file, in-memory hubs and DPS; nothing listens."""
+    emulator = Emulator(options(tmp_path, BIND, GROUP_CONFIG))
+    config = load_config(emulator.options.config_path)
+    emulator.config = emulator.loaded_config = config
+    emulator.hubs = Hubs(config.hubs, clock=lambda: NOW)
+    emulator.faults = Faults(config.hubs)
+    dps = DpsService(
+        config, emulator.hubs, webhook or FunctionWebhook(decide), clock=lambda: NOW, sleep=Sleeps()
+    )
+    emulator.dps = dps
+    return emulator, dps, AdminApi(emulator, clock=lambda: NOW + 5)
+
+
+async def ask(api: AdminApi, method: str, path: str, body: object = None) -> tuple[int, Any]:
+    reply = await api.handle(method, path, b"" if body is None else json.dumps(body).encode())
+    return reply.status, dict(reply.body)
+
+
+def test_keys_route_returns_both_keys_of_an_enrollment(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """GET .../keys answers the canonical id and both keys; the log line shows neither key."""
+    _, _, api = local_cloud(tmp_path)
+
+    async def scenario() -> list[tuple[int, Any]]:
+        return [
+            await ask(api, "GET", "/admin/enrollments/group/CONTOSO/keys"),
+            await ask(api, "GET", "/admin/enrollments/individual/dev-solo/keys"),
+        ]
+
+    with caplog.at_level(logging.INFO, logger="emulator.admin_api"):
+        group, individual = asyncio.run(scenario())
+    assert group == (
+        200,
+        {
+            "kind": "group",
+            "id": "contoso",
+            "primary_key": GROUP_PRIMARY,
+            "secondary_key": GROUP_SECONDARY,
+        },
+    )
+    assert individual[1]["id"] == "dev-solo"
+    assert individual[1]["primary_key"] == KEY
+    assert "keys of group enrollment 'CONTOSO' read" in caplog.text
+    assert GROUP_PRIMARY not in caplog.text
+    assert KEY not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("GET", "/admin/enrollments/group/nobody/keys", 404, "UnknownEnrollment"),
+        ("GET", "/admin/enrollments/individual/contoso/keys", 404, "UnknownEnrollment"),
+        ("GET", "/admin/enrollments/pool/contoso/keys", 404, "NotFound"),
+        ("POST", "/admin/enrollments/group/contoso/keys", 405, "MethodNotAllowed"),
+        ("GET", "/admin/registrations/nobody", 404, "NotFound"),
+    ],
+)
+def test_unknown_enrollments_and_registrations_are_404(
+    tmp_path: Path, method: str, path: str, status: int, code: str
+) -> None:
+    """An enrollment or registration that does not exist, or the wrong method: its error code."""
+    _, _, api = local_cloud(tmp_path)
+    answer = asyncio.run(ask(api, method, path))
+    assert (answer[0], answer[1]["error"]["code"]) == (status, code)
+    assert GROUP_PRIMARY not in json.dumps(answer[1])
+
+
+def test_registrations_merge_records_and_attempts_and_status_counts_them(tmp_path: Path) -> None:
+    """Assigned, re-registered and denied, denied, and still waiting: each id once, as it is now."""
+    webhook_calls: dict[str, int] = {}
+
+    async def once_assigned_then_denied(url: str, request: Any) -> WebhookResponse:
+        registration_id = request["deviceRuntimeContext"]["registrationId"]
+        webhook_calls[registration_id] = webhook_calls.get(registration_id, 0) + 1
+        if registration_id == "dev-moved" and webhook_calls[registration_id] > 1:
+            return FunctionWebhook.json(400, {"error": "retired"})
+        return await decide(url, request)
+
+    _, dps, api = local_cloud(tmp_path, FunctionWebhook(once_assigned_then_denied))
+
+    async def scenario() -> tuple[Any, ...]:
+        moved = group_device(dps, "dev-moved")
+        await moved.provision()
+        await moved.provision()  # denied this time: DPS keeps its record of the assignment
+        await group_device(dps, "dev-ok").provision()
+        await group_device(dps, "dev-denied").provision()
+        group_device(dps, "dev-slow").register()
+        await asyncio.sleep(0)  # the webhook call starts and waits
+        listing = await ask(api, "GET", "/admin/registrations")
+        one = await ask(api, "GET", "/admin/registrations/DEV-DENIED")
+        status = await ask(api, "GET", "/admin/status")
+        await dps.aclose()
+        return listing, one, status
+
+    listing, one, status = asyncio.run(scenario())
+    assert listing[0] == 200
+    entries = {entry["registration_id"]: entry for entry in listing[1]["registrations"]}
+    assert list(entries) == ["dev-moved", "dev-ok", "dev-denied", "dev-slow"]
+    moved = entries["dev-moved"]
+    assert (moved["status"], moved["assigned_hub"], moved["device_id"]) == (
+        "failed",
+        TOASTERS,
+        "dev-moved",
+    )
+    assert (moved["substatus"], moved["error_code"]) == ("initialAssignment", 400207)
+    ok = entries["dev-ok"]
+    assert (ok["status"], ok["assigned_hub"], ok["webhook_calls"]) == ("assigned", TOASTERS, 1)
+    slow = entries["dev-slow"]
+    assert (slow["status"], slow["webhook_calls"], slow["assigned_hub"]) == ("assigning", 0, None)
+    assert slow["seconds_since_start"] == 5.0
+    assert one == (200, entries["dev-denied"])
+    denied = one[1]
+    assert (denied["status"], denied["error_code"], denied["webhook_status"]) == (
+        "failed",
+        400207,
+        400,
+    )
+    assert denied["error_message"] == "Custom allocation failed with status code: 400"
+    assert denied["webhook_answer"] == '{"error": "denied by rule pnp"}'
+    assert (denied["assigned_hub"], denied["device_id"]) == (None, None)
+    assert status[0] == 200
+    assert {k: status[1]["dps"][k] for k in ("registrations", "assigning", "failed")} == {
+        "registrations": 2,
+        "assigning": 1,
+        "failed": 2,
+    }
+
+
+def test_regenerate_key_writes_the_new_key_into_the_config_file(tmp_path: Path) -> None:
+    """The new key is used by DPS, served by .../keys, and is in the file; the rest is unchanged."""
+    emulator, dps, api = local_cloud(tmp_path)
+    path = emulator.options.config_path
+
+    async def scenario() -> tuple[tuple[int, Any], tuple[int, Any]]:
+        made = await ask(
+            api,
+            "POST",
+            "/admin/enrollments/group/Contoso/regenerate-key",
+            {"slot": "secondary", "return_key": True},
+        )
+        return made, await ask(api, "GET", "/admin/enrollments/group/contoso/keys")
+
+    made, keys = asyncio.run(scenario())
+    assert made[0] == 200
+    new_key = made[1]["key"]
+    assert new_key not in (GROUP_PRIMARY, GROUP_SECONDARY)
+    assert (made[1]["id"], made[1]["slot"], made[1]["persisted"]) == ("contoso", "secondary", False)
+    assert keys[1]["secondary_key"] == new_key
+    assert dps.config.enrollment_groups[0].keys == (GROUP_PRIMARY, new_key)
+    written = tomllib.loads(path.read_text())
+    assert written["enrollment_groups"][0]["secondary_key"] == new_key
+    assert written["enrollment_groups"][0]["primary_key"] == GROUP_PRIMARY
+    assert written["individual_enrollments"][0]["secondary_key"] == KEY
+    assert path.read_text() == GROUP_CONFIG.replace(GROUP_SECONDARY, new_key)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert load_config(path).enrollment_groups[0].secondary_key == new_key
+    assert emulator.loaded_config is not None
+    assert emulator.loaded_config.enrollment_groups[0].secondary_key == new_key
+
+
+def test_regenerate_key_without_return_key_keeps_the_key_out_of_the_answer(
+    tmp_path: Path,
+) -> None:
+    """The individual enrollment's new primary key is in the file, not in the answer."""
+    emulator, _, api = local_cloud(tmp_path)
+    made = asyncio.run(
+        ask(
+            api,
+            "POST",
+            "/admin/enrollments/individual/DEV-SOLO/regenerate-key",
+            {"slot": "primary"},
+        )
+    )
+    assert made == (
+        200,
+        {"kind": "individual", "id": "dev-solo", "slot": "primary", "persisted": False},
+    )
+    written = tomllib.loads(emulator.options.config_path.read_text())
+    assert written["individual_enrollments"][0]["primary_key"] != KEY
+    assert written["individual_enrollments"][0]["secondary_key"] == KEY
+
+
+def test_regenerate_key_with_the_config_file_gone_still_answers_and_warns(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The file cannot be rewritten: the key is in use anyway, with a warning naming the file."""
+    emulator, dps, api = local_cloud(tmp_path)
+    emulator.options.config_path.unlink()
+    with caplog.at_level(logging.WARNING, logger="emulator.admin_api"):
+        made = asyncio.run(
+            ask(
+                api,
+                "POST",
+                "/admin/enrollments/group/contoso/regenerate-key",
+                {"slot": "primary", "return_key": True},
+            )
+        )
+    assert made[0] == 200
+    assert dps.config.enrollment_groups[0].primary_key == made[1]["key"]
+    assert "the new key is in use but not in the config file: emulator.toml" in caplog.text
+    assert made[1]["key"] not in caplog.text

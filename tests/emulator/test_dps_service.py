@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 
+from emulator import dps_service
 from emulator.config import EmulatorConfig, parse_config
-from emulator.dps_service import DpsService
+from emulator.dps import RegistrationStatus
+from emulator.dps_service import Attempt, DpsService
 from emulator.hub import Hubs
 from emulator.webhook_client import (
     FunctionWebhook,
@@ -487,3 +489,174 @@ def test_real_http_webhook_with_a_wrong_key_fails_400209(allocator: Callable[[st
     service, _ = build(HttpWebhook(timeout=5), webhook_url=allocator("code=wrong"))
     body = asyncio.run(group_device(service).provision())
     assert body["registrationState"]["errorCode"] == 400209
+
+
+# --- attempts: what operators see of each registration id ---------------------------------------
+
+
+class Watching(Sleeps):
+    """Sleeps that also note the attempt DPS shows for a registration id while it waits."""
+
+    def __init__(self, registration_id: str = "dev-001") -> None:
+        super().__init__()
+        self.registration_id = registration_id
+        self.service: DpsService | None = None
+        self.seen: list[Attempt | None] = []
+
+    async def __call__(self, seconds: float) -> None:
+        """Record the wait and the attempt as it is during it."""
+        await super().__call__(seconds)
+        assert self.service is not None
+        self.seen.append(self.service.attempt(self.registration_id))
+
+
+def watched(webhook: Webhook, **group: Any) -> tuple[DpsService, Watching]:
+    watching = Watching()
+    service, _ = build(webhook, sleeps=watching, **group)
+    watching.service = service
+    return service, watching
+
+
+def test_attempt_shows_the_webhooks_429s_and_the_next_call_then_the_assignment() -> None:
+    """429, 429, 200: assigning with call count, status and next call time, then assigned."""
+    refusal = FunctionWebhook.json(429, {"error": "store unavailable"})
+    service, watching = watched(answering(refusal, refusal, to_hub(TOASTERS)))
+
+    async def scenario() -> tuple[Attempt | None, dict[str, Any]]:
+        device = group_device(service)
+        operation_id = device.register()
+        before_any_call = service.attempt("dev-001")
+        await service.idle()
+        return before_any_call, device.poll(operation_id)[1]
+
+    before_any_call, body = asyncio.run(scenario())
+    assert body["status"] == "assigned"
+    assert before_any_call is not None
+    assert (before_any_call.status, before_any_call.webhook_calls) == (
+        RegistrationStatus.ASSIGNING,
+        0,
+    )
+    assert before_any_call.enrollment == "group 'contoso'"
+    first, second = watching.seen
+    assert first is not None
+    assert second is not None
+    for number, waiting, delay in ((1, first, 1), (2, second, 10)):
+        assert waiting.status is RegistrationStatus.ASSIGNING
+        assert (waiting.webhook_calls, waiting.webhook_max_calls) == (number, 11)
+        assert (waiting.webhook_status, waiting.webhook_error) == (429, None)
+        assert waiting.webhook_answer == '{"error": "store unavailable"}'
+        assert waiting.next_call_at == NOW + delay
+        assert waiting.to_json(NOW)["next_call_in"] == delay
+    final = service.attempt("DEV-001")
+    assert final is not None
+    assert (final.status, final.assigned_hub, final.device_id) == (
+        RegistrationStatus.ASSIGNED,
+        TOASTERS,
+        "dev-001",
+    )
+    assert (final.webhook_calls, final.webhook_status, final.webhook_answer) == (3, 200, None)
+    assert (final.next_call_at, final.error_code, final.error_message) == (None, None, None)
+    assert service.attempts() == (final,)
+
+
+def test_a_denied_device_ends_failed_with_the_start_of_the_webhooks_answer() -> None:
+    """Webhook 400: failed 400207, and the webhook's body kept up to 300 characters."""
+    reason = {"error": "denied", "rule": "pnp-devices", "detail": "x" * 400}
+    service, _ = watched(answering(FunctionWebhook.json(400, reason)))
+    asyncio.run(group_device(service).provision())
+    attempt = service.attempt("dev-001")
+    assert attempt is not None
+    assert attempt.status is RegistrationStatus.FAILED
+    assert (attempt.error_code, attempt.error_message) == (
+        400207,
+        "Custom allocation failed with status code: 400",
+    )
+    assert (attempt.webhook_calls, attempt.webhook_status) == (1, 400)
+    text = json.dumps(reason)
+    assert attempt.webhook_answer == text[:300] + "..."
+    assert (attempt.assigned_hub, attempt.device_id, attempt.next_call_at) == (None, None, None)
+
+
+def test_a_short_refusal_is_kept_whole() -> None:
+    """A webhook answer under 300 characters is kept as it came."""
+    service, _ = watched(answering(WebhookResponse(400, b"no rule matched")))
+    asyncio.run(group_device(service).provision())
+    attempt = service.attempt("dev-001")
+    assert attempt is not None
+    assert attempt.webhook_answer == "no rule matched"
+
+
+def test_an_unreachable_webhook_shows_why_then_fails() -> None:
+    """No answer: each wait shows the error and no status; after 11 calls the attempt failed."""
+
+    def down(url: str, body: Any) -> WebhookResponse:
+        raise WebhookUnavailable("http://127.0.0.1:7071/api/allocate?****: ConnectionRefusedError")
+
+    service, watching = watched(FunctionWebhook(down))
+    asyncio.run(group_device(service).provision())
+    assert len(watching.seen) == 10
+    waiting = watching.seen[0]
+    assert waiting is not None
+    assert (waiting.webhook_status, waiting.webhook_answer) == (None, None)
+    assert waiting.webhook_error is not None
+    assert "ConnectionRefusedError" in waiting.webhook_error
+    final = service.attempt("dev-001")
+    assert final is not None
+    assert (final.status, final.error_code, final.webhook_calls) == (
+        RegistrationStatus.FAILED,
+        400207,
+        11,
+    )
+    assert final.next_call_at is None
+    assert "the-function-key" not in json.dumps(final.to_json(NOW))
+
+
+def test_a_disabled_enrollment_ends_the_attempt_disabled() -> None:
+    """A disabled group: the attempt ends disabled, the webhook never called."""
+    service, _ = watched(answering(to_hub(TOASTERS)), enabled=False)
+    asyncio.run(group_device(service).provision())
+    attempt = service.attempt("dev-001")
+    assert attempt is not None
+    assert (attempt.status, attempt.webhook_calls, attempt.error_code) == (
+        RegistrationStatus.DISABLED,
+        0,
+        None,
+    )
+
+
+def test_attempts_keep_the_latest_per_id_in_order_of_change() -> None:
+    """A registration id registering again replaces its attempt and moves to the end."""
+    service, _ = watched(
+        answering(FunctionWebhook.json(400, {}), to_hub(TOASTERS), to_hub(HEATPUMPS))
+    )
+
+    async def scenario() -> None:
+        first = group_device(service, "dev-a")
+        await first.provision()  # denied
+        await group_device(service, "dev-b").provision()  # toasters
+        await first.provision()  # heatpumps
+
+    asyncio.run(scenario())
+    assert [(a.registration_id, a.status, a.assigned_hub) for a in service.attempts()] == [
+        ("dev-b", RegistrationStatus.ASSIGNED, TOASTERS),
+        ("dev-a", RegistrationStatus.ASSIGNED, HEATPUMPS),
+    ]
+    assert service.attempt("dev-a") == service.attempts()[-1]
+    assert service.attempt("never-seen") is None
+
+
+def test_attempts_are_bounded_oldest_first() -> None:
+    """Past MAX_ATTEMPTS registration ids the oldest attempt is forgotten."""
+    service, _ = build(answering(to_hub(TOASTERS)), allocation="hashed")
+    count = dps_service.MAX_ATTEMPTS + 1
+
+    async def scenario() -> None:
+        for number in range(count):
+            group_device(service, f"d{number}").register()
+        await service.idle()
+
+    asyncio.run(scenario())
+    attempts = service.attempts()
+    assert len(attempts) == dps_service.MAX_ATTEMPTS
+    assert (attempts[0].registration_id, attempts[-1].registration_id) == ("d1", f"d{count - 1}")
+    assert service.attempt("d0") is None

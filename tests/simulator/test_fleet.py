@@ -1,5 +1,5 @@
-"""`python -m simulator fleet`: the pure summary and progress line, then 20 devices end to end
-against the emulator on 127.45.3.1."""
+"""`python -m simulator fleet`: the pure summary, progress line, registration ids and usage errors,
+then 20 devices end to end against the emulator on 127.45.3.1."""
 
 from __future__ import annotations
 
@@ -12,7 +12,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from simulator.__main__ import main
-from simulator.fleet import DeviceOutcome, Progress, percentile, render, summarize
+from simulator.fleet import (
+    DeviceOutcome,
+    Progress,
+    fleet_ids,
+    percentile,
+    render,
+    summarize,
+)
 from tests.emulator.e2e.harness import RunningEmulator, options
 from tests.simulator.local_cloud import CONFIG, GROUP_PRIMARY, GROUP_SECONDARY, HUBS, secrets_in
 
@@ -151,3 +158,102 @@ def test_fleet_without_group_keys_is_a_usage_error(capsys: pytest.CaptureFixture
     """No group keys anywhere: exit 2 naming the flags and the environment variables."""
     assert main(["fleet", "--id-scope", "0ne00000001", "--count", "2"], {}) == 2
     assert "DPS_GROUP_PRIMARY_KEY" in capsys.readouterr().err
+
+
+# --- registration ids and usage errors (no device is started) -----------------------------------
+
+
+def test_fleet_ids_pad_the_number_to_counts_width() -> None:
+    """{n} becomes the device's number, zero-padded to the width of --count."""
+    assert fleet_ids(["sim-{n}"], 3) == ["sim-1", "sim-2", "sim-3"]
+    assert fleet_ids(["sim-{n}"], 10)[:2] == ["sim-01", "sim-02"]
+    assert fleet_ids(["sim-{n}"], 10)[-1] == "sim-10"
+    assert fleet_ids(["{n}-of-many"], 100)[0] == "001-of-many"
+
+
+def test_fleet_ids_use_the_templates_in_turn() -> None:
+    """Several templates: device 1 uses the first, device 2 the second, and round again."""
+    assert fleet_ids(["t{n}-contoso-tstrsd-007", "h{n}-contoso-hpsd-088"], 3) == [
+        "t1-contoso-tstrsd-007",
+        "h2-contoso-hpsd-088",
+        "t3-contoso-tstrsd-007",
+    ]
+
+
+_templates = st.lists(
+    st.text("abcxyz-", max_size=4).map(lambda head: head + "{n}"), min_size=1, max_size=4
+)
+
+
+@given(_templates, st.integers(1, 3000))
+def test_fleet_ids_are_count_distinct_ids_numbered_in_order(
+    templates: list[str], count: int
+) -> None:
+    """count ids, all different, id k from template (k-1) mod len with k at count's width."""
+    ids = fleet_ids(templates, count)
+    assert len(ids) == count
+    assert len(set(ids)) == count
+    width = len(str(count))
+    for number, registration_id in enumerate(ids, start=1):
+        template = templates[(number - 1) % len(templates)]
+        assert registration_id == template.replace("{n}", str(number).zfill(width))
+
+
+KEYS = {"DPS_GROUP_PRIMARY_KEY": GROUP_PRIMARY, "DPS_GROUP_SECONDARY_KEY": GROUP_SECONDARY}
+
+
+@pytest.mark.parametrize(
+    ("extra", "env", "expected"),
+    [
+        (
+            ["--id-scope", "0ne00000001", "--id-template", "toaster-007"],
+            KEYS,
+            "--id-template 'toaster-007': expected {n} for the number",
+        ),
+        (
+            ["--id-scope", "0ne00000001", "--id-template", "t{n}", "--id-template", "h-007"],
+            KEYS,
+            "--id-template 'h-007': expected {n}",
+        ),
+        (
+            ["--id-scope", "0ne00000001", "--id-template", "bad id {n}"],
+            KEYS,
+            "--id-template: character ' ' at position 4 is not allowed",
+        ),
+        (
+            ["--id-scope", "0ne00000001", "--group", "factory"],
+            KEYS,
+            "--group: only with --local",
+        ),
+        (
+            ["--id-scope", "0ne00000001"],
+            {"DPS_GROUP_PRIMARY_KEY": GROUP_PRIMARY},
+            "--group-primary-key/--group-secondary-key: give both group keys or neither",
+        ),
+        (
+            ["--id-scope", "0ne00000001", "--group-secondary-key", GROUP_SECONDARY],
+            {},
+            "--group-primary-key/--group-secondary-key: give both group keys or neither",
+        ),
+        ([], KEYS, "--id-scope: required (or --local to take it from the local cloud)"),
+        (["--id-scope", "0ne00000001", "--count", "0"], KEYS, "--count/--concurrency"),
+    ],
+)
+def test_fleet_usage_errors_name_the_option_and_start_nothing(
+    capsys: pytest.CaptureFixture[str], extra: list[str], env: dict[str, str], expected: str
+) -> None:
+    """Each misuse exits 2 with one line naming the option, before any device or key is used."""
+    assert main(["fleet", "--count", "2", *extra], env) == 2
+    out, err = capsys.readouterr()
+    assert f"fleet: error: {expected}" in err
+    assert "device(s)" not in out + err
+    assert secrets_in(out + err) == []
+
+
+def test_fleet_id_template_and_prefix_exclude_each_other(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--id-template with --prefix is an argparse usage error (exit 2)."""
+    argv = ["fleet", "--id-scope", "0ne00000001", "--count", "2", "--prefix", "p-"]
+    assert main([*argv, "--id-template", "t{n}"], KEYS) == 2
+    assert "not allowed with argument" in capsys.readouterr().err
