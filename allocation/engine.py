@@ -6,7 +6,8 @@ Allocation, for the matching rule:
    of the rule's globs (then of ``linkedHubs``). Each keeps the exact string DPS sent: the device
    later uses it verbatim as host name, MQTT username prefix and SAS resource.
 2. The strategy picks one:
-   ``hash``    weighted consistent hash of the case-folded registration id (``allocation.hashing``)
+   ``hash``    weighted consistent hash of the canonical registration id (``allocation.hashing``;
+               ``sas.registration_id.canonical_registration_id``: lower case for DPS's ids)
    ``sticky``  the device's current hub when it is still a candidate, else ``hash``
    ``static``  the first candidate
 3. The initial twin and payload templates are rendered for that hub.
@@ -26,6 +27,7 @@ from allocation import hashing
 from allocation.policy import Policy, Rule, Strategy, host_glob
 from allocation.request import AllocationRequest
 from allocation.template import MissingValue
+from sas.registration_id import canonical_registration_id
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,8 +51,7 @@ Decision = Assignment | Denial
 def decide(policy: Policy, request: AllocationRequest) -> Decision:
     """The decision for one request. Deterministic: the same inputs always give the same answer."""
     folded_group = request.enrollment_group_id.casefold() if request.enrollment_group_id else None
-    registration_id = request.registration_id
-    folded_id = registration_id.casefold()
+    folded_id = canonical_registration_id(request.registration_id)
     for rule in policy.index.candidates(folded_id, folded_group):
         captures = _match(rule, request, folded_id, folded_group)
         if captures is None:
@@ -97,7 +98,7 @@ def _allocate(
         current = request.current_hub.casefold()
         hub = next((name for name, _ in candidates if name.casefold() == current), None)
     if hub is None:
-        owner = ring.owner(request.registration_id.casefold())
+        owner = ring.owner(canonical_registration_id(request.registration_id))
         hub = None if owner is None else candidates[owner][0]
     if hub is None:
         return Denial(rule=rule.name, reason="every hub this rule may use has weight 0 (draining)")

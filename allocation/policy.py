@@ -29,8 +29,8 @@
     name = "everyone else"
     deny = "Unrecognized device registration"
 
-Registration ids are matched case-insensitively (DPS treats them so); regexes must match the whole
-id. A payload condition is ``equals`` for a plain value, or a table with one of ``equals``,
+Registration ids are matched case-insensitively, in their canonical form (DPS treats them so;
+``sas.registration_id``); regexes must match the whole id. A payload condition is ``equals`` for a plain value, or a table with one of ``equals``,
 ``matches`` (a regex searched in the value's text) or ``exists``. A rule whose templates use
 ``{payload.x}`` also requires the device to have sent ``x``: without it the rule does not match.
 
@@ -51,6 +51,7 @@ from typing import Any
 
 from allocation.errors import PolicyError
 from allocation.template import Placeholder, Template, compile_template
+from sas.registration_id import canonical_registration_id
 
 DEFAULT_RULE_NAME = "(default)"
 
@@ -75,7 +76,8 @@ class IdMatchKind(enum.Enum):
 
 @dataclass(frozen=True, kw_only=True)
 class IdMatcher:
-    """A condition on the registration id. ``text`` is case-folded for prefix, suffix and exact."""
+    """A condition on the registration id. ``text`` is canonical (``canonical_registration_id``)
+    for prefix, suffix and exact, and ``match`` gets the canonical id beside the one sent."""
 
     kind: IdMatchKind
     text: str
@@ -370,7 +372,7 @@ def _id_matcher(spec: object, source: str, where: str) -> IdMatcher:
             raise PolicyError(
                 source, f"{where}.regex", f"not a valid regular expression: {error}"
             ) from None
-    return IdMatcher(kind=kind, text=text.casefold())
+    return IdMatcher(kind=kind, text=canonical_registration_id(text))
 
 
 def _payload_condition(path: str, spec: object, source: str, where: str) -> PayloadCondition:

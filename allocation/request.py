@@ -1,9 +1,15 @@
-"""The DPS AllocationRequest, parsed once at the edge (../shared/spec/webhook.md §2, §6).
+"""The DPS AllocationRequest, parsed once at the edge (``docs/protocol/webhook.md`` §2, §6).
 
 Tolerant in: every field but ``deviceRuntimeContext.registrationId`` and ``linkedHubs`` is optional,
 unknown fields are ignored, and the documented spelling variants of ``currentIotHubHostName`` are
 accepted. Strict about types: a field that is present with the wrong JSON type is a ``RequestError``
 naming it, so a malformed request is answered 400, never 5xx.
+
+Who the device is: the individual enrollment's own ``registrationId`` when the request carries one
+(DPS matched the device to that enrollment case-insensitively, so it is the identity the operator
+knows and retires), else ``deviceRuntimeContext.registrationId`` as the device sent it. Either must
+pass ``sas.registration_id.registration_id_problem`` (at most 128 printable characters, no
+whitespace); the store and the policy compare it in its canonical form.
 
 Key material never reaches these values: DPS strips it, and we do not keep the attestation objects.
 """
@@ -17,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from allocation.errors import RequestError
+from sas.registration_id import registration_id_problem
 
 # Spellings seen in Microsoft's docs tables and prose; the JSON samples use the first.
 _CURRENT_HUB_FIELDS = ("currentIotHubHostName", "currentIoTHubHostName", "currentIoTHubHostname")
@@ -40,12 +47,14 @@ class ReprovisionPolicy:
 class AllocationRequest:
     """What the webhook needs to decide, from one AllocationRequest."""
 
-    registration_id: str
+    registration_id: str  # the individual enrollment's own id if there is one, else the device's
     linked_hubs: tuple[str, ...]
     enrollment_kind: EnrollmentKind = EnrollmentKind.UNKNOWN
     enrollment_group_id: str | None = None
     current_hub: str | None = None
     current_device_id: str | None = None
+    enrollment_device_id: str | None = None  # individualEnrollment.deviceId: the hub device id
+    sent_registration_id: str | None = None  # what the device sent, when not registration_id
     payload: Any = None  # any JSON value the device sent; None when absent or null
     reprovision_policy: ReprovisionPolicy | None = None
 
@@ -53,6 +62,12 @@ class AllocationRequest:
     def is_reprovisioning(self) -> bool:
         """DPS documents the presence of the current hub as the mark of a re-registration."""
         return self.current_hub is not None
+
+    @property
+    def device_id(self) -> str:
+        """The hub device id: the current one on a re-registration, else the enrollment's, else
+        the registration id (what DPS uses when the enrollment names none)."""
+        return self.current_device_id or self.enrollment_device_id or self.registration_id
 
 
 def parse_request_body(body: bytes) -> AllocationRequest:
@@ -72,12 +87,11 @@ def parse_request(document: object) -> AllocationRequest:
     """Parse a decoded AllocationRequest document."""
     root = _object(document, "body")
     context = _object(root.get("deviceRuntimeContext"), "deviceRuntimeContext")
-    registration_id = _required_string(
-        context, "registrationId", "deviceRuntimeContext.registrationId"
-    )
+    sent_id = _registration_id(context, "deviceRuntimeContext.registrationId")
     linked_hubs = _linked_hubs(root.get("linkedHubs"))
 
     kind, group_id = EnrollmentKind.UNKNOWN, None
+    registration_id, enrollment_device_id = sent_id, None
     policy_document: Mapping[str, Any] | None = None
     if (group := root.get("enrollmentGroup")) is not None:
         group = _object(group, "enrollmentGroup")
@@ -89,6 +103,13 @@ def parse_request(document: object) -> AllocationRequest:
         policy_document = _object(individual, "individualEnrollment")
         kind = EnrollmentKind.INDIVIDUAL
         policy_field = "individualEnrollment.reprovisionPolicy"
+        if policy_document.get("registrationId") is not None:
+            registration_id = _registration_id(
+                policy_document, "individualEnrollment.registrationId"
+            )
+        enrollment_device_id = _optional_string(
+            policy_document, "deviceId", "individualEnrollment.deviceId"
+        )
 
     current_hub = None
     for name in _CURRENT_HUB_FIELDS:
@@ -104,7 +125,10 @@ def parse_request(document: object) -> AllocationRequest:
         current_hub=current_hub or None,
         current_device_id=_optional_string(
             context, "currentDeviceId", "deviceRuntimeContext.currentDeviceId"
-        ),
+        )
+        or None,
+        enrollment_device_id=enrollment_device_id or None,
+        sent_registration_id=sent_id if sent_id != registration_id else None,
         payload=context.get("payload"),
         reprovision_policy=(
             _reprovision_policy(policy_document.get("reprovisionPolicy"), policy_field)
@@ -124,6 +148,14 @@ def _required_string(document: Mapping[str, Any], key: str, field: str) -> str:
     value = document.get(key)
     if not isinstance(value, str) or not value.strip():
         raise RequestError(field, f"a non-empty string, got {_json_type(value)}")
+    return value
+
+
+def _registration_id(document: Mapping[str, Any], field: str) -> str:
+    value = _required_string(document, "registrationId", field)
+    problem = registration_id_problem(value)
+    if problem is not None:
+        raise RequestError(field, problem)
     return value
 
 

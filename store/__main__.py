@@ -1,8 +1,14 @@
-"""`python -m store replay <logfile>`: write the registration records a function log marked for replay.
+"""`python -m store COMMAND`: maintenance of the registration log and inventory tables.
+
+- `replay <logfile>`: write the registration records a function log marked for replay. Exit
+  status 0 when every record is in the store, 1 when some failed or were malformed.
+- `migrate [--dry-run]`: move rows written by earlier versions to the current key design
+  (`TableStore.migrate_keys`: inventory and log rows under a registration id's canonical form).
+  Run it after deploying a version that changed keys; running it again changes nothing.
 
 Settings come from the environment (`store.settings`: `AzureWebJobsStorage`, `REGISTRY_TABLE_PREFIX`,
-`STORE_TIMEOUT_SECONDS`). Prints one summary line; exit status 0 when every record is in the store,
-1 when some failed or were malformed, 2 on a usage or settings error.
+`STORE_TIMEOUT_SECONDS`). Each command prints one summary line; exit status 2 on a usage or
+settings error.
 """
 
 from __future__ import annotations
@@ -12,13 +18,17 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from store.base import Store, StoreError
 from store.replay import parse_replay_lines, replay
-from store.settings import StoreSettings, load_settings
+from store.settings import SettingsError, StoreSettings, load_settings
+
+if TYPE_CHECKING:
+    from store.tables import TableStore
 
 
-def _table_store(settings: StoreSettings) -> Store:
+def _table_store(settings: StoreSettings) -> TableStore:
     from store.tables import TableStore  # noqa: PLC0415 -- the SDK loads only when a command needs it
 
     return TableStore.from_settings(settings)
@@ -28,6 +38,7 @@ def main(
     argv: Sequence[str] | None = None,
     env: Mapping[str, str] | None = None,
     make_store: Callable[[StoreSettings], Store] = _table_store,
+    make_table_store: Callable[[StoreSettings], TableStore] = _table_store,
 ) -> int:
     """Entry point; returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m store")
@@ -39,7 +50,14 @@ def main(
         "logfile", type=Path, help="function log export (text, one event per line)"
     )
     replay_cmd.add_argument("--dry-run", action="store_true", help="parse and count only")
+    migrate_cmd = commands.add_parser(
+        "migrate", help="move rows written by earlier versions to the current key design"
+    )
+    migrate_cmd.add_argument("--dry-run", action="store_true", help="count only, change nothing")
     args = parser.parse_args(argv)
+    environment = os.environ if env is None else env
+    if args.command == "migrate":
+        return _migrate(environment, make_table_store, dry_run=args.dry_run)
 
     try:
         text = args.logfile.read_text(encoding="utf-8", errors="replace")
@@ -53,7 +71,7 @@ def main(
         print(f"found {len(parsed.records)} records, {len(parsed.malformed)} malformed lines")
         return 0 if not parsed.malformed else 1
     try:
-        store = make_store(load_settings(os.environ if env is None else env))
+        store = make_store(load_settings(environment))
     except StoreError as exc:
         print(f"settings: {exc}", file=sys.stderr)
         return 2
@@ -64,6 +82,23 @@ def main(
         f"malformed lines {report.malformed}"
     )
     return 0 if report.ok else 1
+
+
+def _migrate(
+    env: Mapping[str, str], make_store: Callable[[StoreSettings], TableStore], *, dry_run: bool
+) -> int:
+    try:
+        store = make_store(load_settings(env))
+        report = store.migrate_keys(dry_run=dry_run)
+    except StoreError as exc:
+        print(f"migrate: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, SettingsError) else 1
+    verb = "would move" if dry_run else "moved"
+    print(
+        f"{verb} {report.devices} inventory rows and {report.registrations} registration rows "
+        "to canonical keys"
+    )
+    return 0
 
 
 if __name__ == "__main__":

@@ -26,12 +26,20 @@ service, so that is not a hot spot.
 the same microsecond get different keys, and the *same* record (a replay, a retry) gets the *same*
 key, so writing it again is an idempotent upsert.
 
-Registration ids: DPS documents `[A-Za-z0-9-._:]`, but the device SDKs accept any non-blank string,
-so keys are **escaped reversibly** rather than rejected: `%` and every character Table storage
-forbids in keys (`/ \\ # ?`, U+0000..U+001F, U+007F..U+009F) become `%XX`. Ids are otherwise kept
-verbatim (case-sensitive, as Table keys are). An id that is empty, or whose escaped form exceeds 512
-characters (Azurite's limit; Azure allows 1 KiB), is rejected with `InvalidKey` naming the field.
-DPS limits registration ids to 128 characters, so this never bites a real device.
+Registration ids: a device is keyed by its **canonical** id
+(`sas.registration_id.canonical_registration_id`: NFKC, case-folded), because DPS matches ids
+case-insensitively: `Indiv-Dev` and `INDIV-DEV` are one partition, one inventory row, one retired
+flag. Records keep the id as it was sent; only keys and comparisons use the canonical form. DPS
+documents `[A-Za-z0-9-._:]`, but the device SDKs accept any non-blank string, so keys are
+**escaped reversibly** rather than rejected: `%` and every character Table storage forbids in keys
+(`/ \\ # ?`, U+0000..U+001F, U+007F..U+009F) become `%XX`. An id that is empty, is not valid
+Unicode text (a lone surrogate), or whose escaped form exceeds 512 characters (Azurite's limit;
+Azure allows 1 KiB) is rejected with `InvalidKey` naming the field. The webhook refuses ids over
+128 characters before they get here (DPS's limit), so an id it logs always fits a key.
+
+Migration: rows written before keys were canonical sit under the id as it was sent (mixed case).
+`python -m store migrate` moves them to their canonical keys, merging rows of one device
+(`store.inventory.merged`: a retirement on either row wins); see `store.migrate`.
 
 Pure: no I/O, no clock.
 """
@@ -42,6 +50,7 @@ import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 
+from sas.registration_id import canonical_registration_id
 from store.base import InvalidKey
 from store.records import RegistrationRecord, registration_to_dict
 
@@ -66,12 +75,22 @@ def escape_key(value: str, *, field: str = "registration_id") -> str:
     """Escape a user-chosen id into a valid key (`%` and forbidden characters become `%XX`); `InvalidKey` if unfit."""
     if not isinstance(value, str) or not value:
         raise InvalidKey(f"{field}: expected a non-empty string")
+    if not value.isascii() and not _is_valid_unicode(value):
+        raise InvalidKey(f"{field}: expected valid Unicode text, got a lone surrogate")
     escaped = "".join(f"%{ord(ch):02X}" if ch == "%" or is_forbidden(ch) else ch for ch in value)
     if len(escaped) > MAX_KEY_CHARS:
         raise InvalidKey(
             f"{field}: too long for a table key ({len(escaped)} characters after escaping, at most {MAX_KEY_CHARS})"
         )
     return escaped
+
+
+def _is_valid_unicode(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def unescape_key(key: str) -> str:
@@ -130,8 +149,10 @@ def registration_row_key(rec: RegistrationRecord) -> str:
 
 
 def registration_partition_key(registration_id: str) -> str:
-    """PartitionKey of the registration log (and of the device row)."""
-    return escape_key(registration_id)
+    """PartitionKey of the registration log (and of the device row): the canonical id, escaped."""
+    if not isinstance(registration_id, str):
+        raise InvalidKey("registration_id: expected a non-empty string")
+    return escape_key(canonical_registration_id(registration_id))
 
 
 def since_bounds(since: datetime) -> tuple[str, str]:

@@ -38,7 +38,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from itertools import islice
 from typing import Any
 
@@ -62,11 +64,12 @@ from store import keys
 from store.base import (
     ConcurrencyConflict,
     DeviceChange,
+    InvalidKey,
     StoreError,
     StoreTimeout,
     StoreUnavailable,
 )
-from store.inventory import InventoryOps
+from store.inventory import InventoryOps, merged
 from store.records import (
     DeviceRecord,
     DeviceStatus,
@@ -306,6 +309,63 @@ class TableStore(InventoryOps):
         raise ConcurrencyConflict(
             f"registrationId: inventory row kept changing, gave up after {MAX_UPDATE_ATTEMPTS} attempts"
         )
+
+    # -- migration -----------------------------------------------------------------------------------------------
+
+    def migrate_keys(self, *, dry_run: bool = False) -> MigrationReport:
+        """Move rows written under a registration id as sent to its canonical key (`store.keys`).
+
+        Inventory rows of one device are merged (`store.inventory.merged`: a retirement on either
+        wins) into the canonical row, then the old row is deleted; log rows are copied to the
+        canonical partition with the same RowKey, then deleted. Idempotent: a second run finds
+        nothing to move. The by-hour index is keyed by time and needs nothing.
+        """
+        devices = self._table("devices")
+        moved_devices = moved_records = 0
+        with _mapped("migrate devices", self._timeout):
+            legacy = [e for e in devices.list_entities() if _legacy_partition(e) is not None]
+        for entity in legacy:
+            row = _device_from_entity(entity)
+            moved_devices += 1
+            if dry_run:
+                continue
+            self.update_device(row.registration_id, partial(merged, other=row))
+            with _mapped("migrate devices", self._timeout):
+                devices.delete_entity(
+                    entity["PartitionKey"],
+                    entity["RowKey"],
+                    etag=entity.metadata["etag"],
+                    match_condition=MatchConditions.IfNotModified,
+                )
+        table = self._table("log")
+        with _mapped("migrate registrations", self._timeout):
+            legacy = [e for e in table.list_entities() if _legacy_partition(e) is not None]
+            for entity in legacy:
+                moved_records += 1
+                if dry_run:
+                    continue
+                canonical = _legacy_partition(entity)
+                table.upsert_entity({**entity, "PartitionKey": canonical}, mode=UpdateMode.REPLACE)
+                table.delete_entity(entity["PartitionKey"], entity["RowKey"])
+        return MigrationReport(devices=moved_devices, registrations=moved_records)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MigrationReport:
+    """How many rows `migrate_keys` moved (or, in a dry run, would move)."""
+
+    devices: int = 0
+    registrations: int = 0
+
+
+def _legacy_partition(entity: TableEntity) -> str | None:
+    """The canonical PartitionKey of a row stored under another one, else None."""
+    pk = entity["PartitionKey"]
+    try:
+        canonical = keys.registration_partition_key(keys.unescape_key(pk))
+    except InvalidKey:  # its canonical form no longer fits a key: left where it is
+        return None
+    return canonical if canonical != pk else None
 
 
 # -- entities ----------------------------------------------------------------------------------------------------

@@ -143,13 +143,14 @@ def test_lifecycle_store_failure_raises_for_redelivery(store: MemoryStore) -> No
 
 
 def test_get_device_with_history(store: MemoryStore) -> None:
-    """GET devices/{id} returns the row and the latest registrations."""
+    """GET devices/{id} returns the row (under the canonical id) and the latest registrations."""
     resp = lf.admin_get_device(
         http("GET", "devices/LogicAppTestDevice", registrationId="LogicAppTestDevice")
     )
     assert resp.status_code == 200
     body = payload(resp)
-    assert body["device"]["registration_id"] == "LogicAppTestDevice"
+    assert body["device"]["registration_id"] == "logicapptestdevice"
+    assert body["device"]["device_id"] == "LogicAppTestDevice"
     assert body["device"]["provisioning_count"] == 1
     assert "counted" not in body["device"]
     assert [r["outcome"] for r in body["registrations"]] == ["assigned"]
@@ -177,7 +178,7 @@ def test_get_device_errors(
 def test_list_devices_filters(store: MemoryStore) -> None:
     """GET devices filters by hub and status; a bad status is a 400 naming it."""
     resp = lf.admin_list_devices(http("GET", "devices", params={"hub": HUB, "status": "active"}))
-    assert [d["registration_id"] for d in payload(resp)["devices"]] == ["LogicAppTestDevice"]
+    assert [d["registration_id"] for d in payload(resp)["devices"]] == ["logicapptestdevice"]
     resp = lf.admin_list_devices(http("GET", "devices", params={"status": "retired"}))
     assert payload(resp)["devices"] == []
     resp = lf.admin_list_devices(http("GET", "devices", params={"status": "gone"}))
@@ -208,6 +209,22 @@ def test_retire_and_reinstate(store: MemoryStore) -> None:
         http("POST", "devices/LogicAppTestDevice/reinstate", registrationId="LogicAppTestDevice")
     )
     assert payload(resp)["device"]["status"] == "active"
+
+
+def test_admin_routes_find_the_device_in_any_letter_case(store: MemoryStore) -> None:
+    """Retiring LOGICAPPTESTDEVICE retires the row of LogicAppTestDevice and disables its identity;
+    lifecycle events for the hub's device id keep landing on that row."""
+    resp = lf.admin_retire_device(
+        http("POST", "devices/x/retire", registrationId="LOGICAPPTESTDEVICE")
+    )
+    assert resp.status_code == 200
+    assert payload(resp)["hub_touched"] is True
+    device = store.get_device("LogicAppTestDevice")
+    assert device is not None
+    assert device.status is DeviceStatus.RETIRED
+    lf.device_lifecycle(grid_event("device-disconnected.json"))
+    (row,) = store.list_devices()
+    assert row.connection_state is ConnectionState.DISCONNECTED
 
 
 def test_retire_without_hub_credentials(store: MemoryStore) -> None:

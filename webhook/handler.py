@@ -1,6 +1,6 @@
 """The allocate handler: one AllocationRequest body in, one ``Answer`` out, one record logged.
 
-Status codes, chosen for what DPS does with them (../shared/spec/webhook.md §4):
+Status codes, chosen for what DPS does with them (``docs/protocol/webhook.md`` §4):
 
     200  assigned: {"iotHubHostName", "initialTwin"?, "payload"?}
     400  a deliberate deny (a rule, or a retired device), or a malformed request: DPS fails the
@@ -200,7 +200,8 @@ class AllocateHandler:
         record = RegistrationRecord(
             time=runtime.clock() if runtime else datetime.now(UTC),
             registration_id=registration_id,
-            device_id=(request.current_device_id or request.registration_id) if request else None,
+            device_id=request.device_id if request else None,
+            sent_registration_id=request.sent_registration_id if request else None,
             enrollment_kind=request.enrollment_kind if request else EnrollmentKind.UNKNOWN,
             enrollment_id=_enrollment_id(request),
             outcome=outcome,

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from sas.registration_id import canonical_registration_id
 from store.base import DeviceNotFound, InvalidKey, Store
 from store.lifecycle import LifecycleEvent, LifecycleKind
 from store.records import (
@@ -115,14 +116,15 @@ def test_has_registration(store: Store) -> None:
     ["a/b", "a\\b", "a#b", "a?b", "tab\there", "nul\x00", "del\x7f", "c1\x9f", "pct%2F", "ünï€😀"],
 )
 def test_ids_with_forbidden_characters_are_stored(store: Store, registration_id: str) -> None:
-    """Ids containing characters Table keys forbid are escaped, stored and read back verbatim."""
+    """Ids containing characters Table keys forbid are escaped, stored and read back (the log
+    verbatim, the inventory row in the canonical form)."""
     rec = record(registration_id)
     store.append_registration(rec)
     store.record_provisioning(rec)
     assert store.registration_history(registration_id) == [rec]
     device = store.get_device(registration_id)
     assert device is not None
-    assert device.registration_id == registration_id
+    assert device.registration_id == canonical_registration_id(registration_id)
 
 
 def test_escaping_does_not_merge_ids(store: Store) -> None:
@@ -131,6 +133,23 @@ def test_escaping_does_not_merge_ids(store: Store) -> None:
     store.append_registration(record("a%2Fb", at=timedelta(seconds=1)))
     assert len(store.registration_history("a/b")) == 1
     assert len(store.registration_history("a%2Fb")) == 1
+
+
+def test_case_and_unicode_variants_are_one_device(store: Store) -> None:
+    """`abc`/`ABC` and composed/decomposed `é` are one inventory row and one history (issue #14.1)."""
+    for n, variant in enumerate(["caf\u00e9-1", "CAFE\u0301-1", "Caf\u00c9-1"]):
+        rec = record(variant, at=timedelta(minutes=n))
+        store.append_registration(rec)
+        store.record_provisioning(rec)
+    (device,) = store.list_devices()
+    assert device.registration_id == "caf\u00e9-1"
+    assert device.provisioning_count == 3
+    assert store.get_device("CAF\u00c9-1") == device
+    assert len(store.registration_history("cafe\u0301-1")) == 3
+    store.set_status("CAFE\u0301-1", DeviceStatus.RETIRED, reason="stolen", now=T0)
+    retired = store.get_device("caf\u00e9-1")
+    assert retired is not None
+    assert retired.status is DeviceStatus.RETIRED
 
 
 def test_history_of_one_device_excludes_others(store: Store) -> None:

@@ -136,6 +136,58 @@ def test_retired_device_is_denied_then_reinstated() -> None:
     assert outcomes.count(Outcome.ASSIGNED) == 2
 
 
+INDIVIDUAL = "Indiv-Dev-contoso-tstrsd-007"  # a toaster, by the tutorial policy's suffix
+
+
+def individual_body(sent: str, *, enrolled: str | None = INDIVIDUAL) -> bytes:
+    """An individual-enrollment request: the enrollment's own id, and the id the device sent."""
+    enrollment: dict[str, Any] = {"attestation": {"type": "symmetricKey"}}
+    if enrolled is not None:
+        enrollment["registrationId"] = enrolled
+    return json.dumps(
+        {
+            "individualEnrollment": enrollment,
+            "deviceRuntimeContext": {"registrationId": sent, "symmetricKey": {}},
+            "linkedHubs": ["contoso-toasters-hub-1098.azure-devices.net"],
+        }
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    ("sent", "enrolled"),
+    [
+        (INDIVIDUAL.upper(), INDIVIDUAL),
+        (INDIVIDUAL.lower(), INDIVIDUAL),
+        (INDIVIDUAL.upper(), None),
+        (INDIVIDUAL.swapcase(), INDIVIDUAL.upper()),
+    ],
+)
+def test_retired_device_stays_denied_in_any_letter_case(sent: str, enrolled: str | None) -> None:
+    """Issue #14.1: a retired individual device re-registering as INDIV-DEV with Indiv-Dev's key
+    is denied, whichever case the device or the enrollment spells it in."""
+    store = MemoryStore()
+    webhook = handler(store)
+    assert webhook.handle(individual_body(INDIVIDUAL)).status == 200
+    store.set_status(INDIVIDUAL, DeviceStatus.RETIRED, reason="stolen", now=NOW)
+    answer = webhook.handle(individual_body(sent, enrolled=enrolled))
+    assert (answer.status, answer.body["rule"]) == (400, "(retired)")
+    (device,) = store.list_devices()
+    assert device.provisioning_count == 1
+
+
+def test_individual_enrollment_id_wins_over_the_id_sent() -> None:
+    """The record, the inventory and the decision use the enrollment's own id; the id the device
+    sent is kept beside it."""
+    store = MemoryStore()
+    answer = handler(store).handle(individual_body("typed-by-device", enrolled=INDIVIDUAL))
+    assert answer.status == 200
+    (record,) = store.registration_history(INDIVIDUAL)
+    assert (record.registration_id, record.sent_registration_id) == (INDIVIDUAL, "typed-by-device")
+    assert record.enrollment_id == INDIVIDUAL
+    assert store.get_device("typed-by-device") is None
+    assert store.registration_history("typed-by-device") == []
+
+
 def test_unreachable_store_fails_closed_with_429(caplog: pytest.LogCaptureFixture) -> None:
     """When the retired check cannot be made, DPS is told to retry; the attempt is logged for replay."""
     store = MemoryStore()
