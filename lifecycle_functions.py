@@ -28,6 +28,8 @@ from typing import Any
 
 import azure.functions as func
 
+from allocation import strict_json
+from allocation.errors import RequestError
 from store.base import DeviceNotFound, InvalidKey, StoreError, StoreUnavailable
 from store.lifecycle import InvalidEvent, UnknownEventType, parse_event
 from store.records import DeviceRecord, DeviceStatus, device_to_dict, registration_to_dict
@@ -40,6 +42,8 @@ log = logging.getLogger(__name__)
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # azure-functions is partly untyped
 
 MAX_REASON_CHARS = 256
+MAX_BODY_BYTES = 4096  # {"reason": ...} with 256 characters, escaped, fits with room to spare
+MAX_BODY_DEPTH = 4
 MAX_HISTORY = 100
 DEFAULT_HISTORY = 20
 
@@ -177,9 +181,13 @@ def _reason(req: func.HttpRequest) -> str | None:
     if not body or not body.strip():
         return None
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest('body: expected a JSON object like {"reason": "..."}') from None
+        data = strict_json.decode(body, max_bytes=MAX_BODY_BYTES, max_depth=MAX_BODY_DEPTH)
+    except RequestError as error:
+        if error.field != "body":
+            raise BadRequest(str(error)) from None
+        raise BadRequest(
+            f'body: expected a JSON object like {{"reason": "..."}} ({error.expected})'
+        ) from None
     if not isinstance(data, dict):
         raise BadRequest('body: expected a JSON object like {"reason": "..."}')
     reason = data.get("reason")

@@ -137,11 +137,13 @@ class DeviceRecord:
             raise RecordError(f"provisioning_count: expected >= 0, got {self.provisioning_count}")
 
 
-def summarize_payload(payload: object) -> tuple[int, tuple[str, ...]]:
-    """Size in bytes of the payload's compact JSON and its top-level key names (capped), never its values."""
+def summarize_payload(payload: object, *, size: int | None = None) -> tuple[int, tuple[str, ...]]:
+    """Size in bytes of the payload's compact JSON (``size`` when the caller measured it already)
+    and its top-level key names (capped), never its values."""
     if payload is None:
         return 0, ()
-    size = len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+    if size is None:
+        size = len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
     if not isinstance(payload, Mapping):
         return size, ()
     names = sorted(str(k)[:MAX_PAYLOAD_KEY_CHARS] for k in payload)

@@ -164,6 +164,7 @@ def test_get_device_with_history(store: MemoryStore) -> None:
         ({"limit": "101"}, "LogicAppTestDevice", 400, "limit: expected an integer 1..100"),
         ({}, " ", 400, "registrationId: expected a non-empty"),
         ({}, "x" * 600, 400, "registration_id: too long"),
+        ({}, "dev-\ud800", 400, "registration_id: expected valid Unicode text"),
     ],
 )
 def test_get_device_errors(
@@ -245,10 +246,13 @@ def test_retire_without_hub_credentials(store: MemoryStore) -> None:
 @pytest.mark.parametrize(
     ("body", "field"),
     [(b"{not json", "body: expected a JSON object"), (b"[1]", "body: expected a JSON object"),
-     (b'{"reason": 5}', "reason: expected a string"), (json.dumps({"reason": "x" * 300}).encode(), "reason")],
+     (b'{"reason": 5}', "reason: expected a string"), (json.dumps({"reason": "x" * 300}).encode(), "reason"),
+     (b"[" * 100_000, "body: expected a JSON object"), (b'{"reason": [[[[[]]]]]}', "at most 4 levels"),
+     (b'{"reason": "\\ud800"}', "reason: expected valid Unicode text"), (b'{"reason": NaN}', "reason: expected a finite")],
 )  # fmt: skip
 def test_retire_bad_body(store: MemoryStore, body: bytes, field: str) -> None:
-    """A malformed retire body is a 400 naming the field, and nothing is retired."""
+    """A malformed retire body (deeply nested, NaN, a lone surrogate: issue #14.10) is a 400 naming
+    the field, never a 500, and nothing is retired."""
     resp = lf.admin_retire_device(
         http("POST", "devices/x/retire", body=body, registrationId="LogicAppTestDevice")
     )

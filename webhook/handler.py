@@ -29,6 +29,8 @@ from typing import Any
 from allocation import Assignment, Policy, decide, response_body
 from allocation.errors import PolicyError, RequestError
 from allocation.request import AllocationRequest, EnrollmentKind, parse_request_body
+from allocation.strict_json import MAX_BODY_BYTES
+from sas.registration_id import registration_id_problem
 from store.base import InvalidKey, StoreError
 from store.deadline import call_with_deadline
 from store.records import (
@@ -196,7 +198,9 @@ class AllocateHandler:
             runtime = self._runtime()
         except StoreError as error:
             failure = error
-        size, keys = summarize_payload(request.payload) if request else (0, ())
+        size, keys = (
+            summarize_payload(request.payload, size=request.payload_size) if request else (0, ())
+        )
         record = RegistrationRecord(
             time=runtime.clock() if runtime else datetime.now(UTC),
             registration_id=registration_id,
@@ -238,9 +242,14 @@ def _enrollment_id(request: AllocationRequest | None) -> str | None:
 
 
 def _unparsed_id(body: bytes) -> str:
-    """The registration id of a request that failed to parse, when one can be read at all."""
+    """The registration id of a request that failed to parse, when one can be read at all: the
+    same rules as a parsed one, so it always fits a key and a replay line."""
+    if len(body) > MAX_BODY_BYTES:
+        return UNPARSED_ID  # refused before any work; not parsed here either
     try:
         value = json.loads(body)["deviceRuntimeContext"]["registrationId"]
     except (ValueError, TypeError, KeyError, IndexError, RecursionError):
         return UNPARSED_ID
-    return value if isinstance(value, str) and value.strip() and len(value) <= 256 else UNPARSED_ID
+    if not isinstance(value, str) or registration_id_problem(value) is not None:
+        return UNPARSED_ID
+    return value

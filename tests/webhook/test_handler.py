@@ -24,7 +24,7 @@ from store.tables import TableStore
 from tests.fixtures import FIXTURES as ALL_FIXTURES
 from tests.store.azurite import ACCOUNT_KEY, Azurite
 from tests.store.conftest import fresh_prefix
-from webhook.handler import AllocateHandler
+from webhook.handler import UNPARSED_ID, AllocateHandler
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ALL_FIXTURES / "webhook"
@@ -288,3 +288,62 @@ def test_azurite_stopped_mid_run(own_azurite: Azurite, caplog: pytest.LogCapture
         assert [r.outcome for r in revived.registration_history(TOASTER)] == [Outcome.RETRY_LATER]
     finally:
         fresh.stop()
+
+
+ECHO_POLICY = load_policy(
+    '[[rules]]\nname = "echo"\n[rules.payload]\nfirmware = "{payload.fw}"\n', source="echo.toml"
+)
+
+
+def raw_body(registration_id: str, payload: str = "null", hubs: int = 1) -> bytes:
+    """A group request written by hand, so that it can carry what json.dumps never writes."""
+    linked = ",".join(f'"hub-{n}.azure-devices.net"' for n in range(hubs))
+    return (
+        '{"enrollmentGroup": {"enrollmentGroupId": "g"}, "deviceRuntimeContext": '
+        f'{{"registrationId": "{registration_id}", "payload": {payload}}}, "linkedHubs": [{linked}]}}'
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    ("request_body", "field", "logged_as"),
+    [
+        (raw_body("dev-1", '{"fw": "\\ud800"}'), "deviceRuntimeContext.payload.fw", "dev-1"),
+        (raw_body("dev-\\udc00"), "deviceRuntimeContext.registrationId", UNPARSED_ID),
+        (raw_body("dev-1").replace(b"dev-1", b"dev-\xed\xa0\x80"), "body", UNPARSED_ID),
+        (raw_body("dev-1", '{"fw": NaN}'), "deviceRuntimeContext.payload.fw", "dev-1"),
+        (raw_body("dev-1", '{"fw": Infinity}'), "deviceRuntimeContext.payload.fw", "dev-1"),
+        (raw_body("dev-1", '{"fw": 1e400}'), "deviceRuntimeContext.payload.fw", "dev-1"),
+        (
+            raw_body("dev-1", "[" * 40 + "]" * 40),
+            "deviceRuntimeContext.payload" + "[0]" * 30,
+            "dev-1",
+        ),
+        (raw_body("d" * 129), "deviceRuntimeContext.registrationId", UNPARSED_ID),
+        (raw_body("dev-1", hubs=51), "linkedHubs", "dev-1"),
+    ],
+)
+def test_invalid_text_and_numbers_are_a_400_naming_the_field(
+    request_body: bytes, field: str, logged_as: str
+) -> None:
+    """Issue #14.4 and #14.10: lone surrogates (escaped or raw bytes), NaN, Infinity, 1e400, deep
+    nesting, over-long ids and too many hubs are 400s naming the field, and the attempt is logged
+    in the store (not left for replay)."""
+    store = MemoryStore()
+    runtime = Runtime(store=store, hubs=lambda hub: None, clock=lambda: NOW)
+    webhook = AllocateHandler(policy=lambda: ECHO_POLICY, runtime=lambda: runtime)
+    answer = webhook.handle(request_body)
+    assert (answer.status, answer.body["field"]) == (400, field)
+    json.dumps(answer.body, allow_nan=False).encode("utf-8")  # standard JSON, encodable
+    (record,) = store.registration_history(logged_as)
+    assert record.outcome is Outcome.INVALID_REQUEST
+
+
+def test_an_oversized_body_is_refused_before_any_parsing() -> None:
+    """A 12 MB body with 400,000 hubs (issue #14.2) is a 400 in milliseconds, logged as unparsed."""
+    store = MemoryStore()
+    huge = raw_body("dev-1", hubs=400_000)
+    started = time.perf_counter()
+    answer = handler(store).handle(huge)
+    assert time.perf_counter() - started < 0.1
+    assert (answer.status, answer.body["field"]) == (400, "body")
+    assert len(store.registration_history(UNPARSED_ID)) == 1
