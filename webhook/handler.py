@@ -6,7 +6,9 @@ Status codes, chosen for what DPS does with them (``docs/protocol/webhook.md`` Â
     400  a deliberate deny (a rule, or a retired device), or a malformed request: DPS fails the
          registration (400207)
     429  the retired-device check could not be made and RETIRED_CHECK is fail-closed (the
-         default): DPS retries later; a possibly retired device is never admitted
+         default): DPS retries later; a possibly retired device is never admitted. Also when a
+         decision runs past its time budget (DECISION_BUDGET_SECONDS, ``allocation.budget``):
+         work done so far stays cached, so DPS's retry continues from there
     503  the policy cannot be loaded: DPS retries; no device is refused for the operator's mistake
 
 No input produces a 5xx or a traceback: ``handle`` turns what the core and the store raise into
@@ -27,7 +29,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from allocation import Assignment, Policy, decide, response_body
-from allocation.errors import PolicyError, RequestError
+from allocation.budget import DecisionBudget
+from allocation.errors import DecisionBudgetExceeded, PolicyError, RequestError
 from allocation.request import AllocationRequest, EnrollmentKind, parse_request_body
 from allocation.strict_json import MAX_BODY_BYTES
 from sas.registration_id import registration_id_problem
@@ -46,6 +49,7 @@ from store.settings import RetiredCheck
 log = logging.getLogger("webhook.allocate")
 
 RETIRED_RULE = "(retired)"
+DECISION_BUDGET_SECONDS = 0.25
 UNPARSED_ID = "(unparsed)"
 
 
@@ -62,10 +66,12 @@ class AllocateHandler:
         policy: Callable[[], Policy],
         runtime: Callable[[], Runtime],
         clock: Callable[[], float] = time.perf_counter,
+        decision_budget_seconds: float = DECISION_BUDGET_SECONDS,
     ) -> None:
         self._policy = policy
         self._runtime = runtime
         self._clock = clock
+        self._decision_budget_seconds = decision_budget_seconds
 
     def handle(self, body: bytes) -> Answer:
         started = self._clock()
@@ -95,7 +101,19 @@ class AllocateHandler:
         if refusal is not None:
             return refusal
 
-        decision = decide(policy, request)
+        try:
+            decision = decide(
+                policy,
+                request,
+                budget=DecisionBudget(self._decision_budget_seconds, clock=self._clock),
+            )
+        except DecisionBudgetExceeded as error:
+            log.error("allocation stopped: %s", error)
+            message = "the decision ran out of time; DPS will retry"
+            self._record(
+                request.registration_id, request, Outcome.RETRY_LATER, started, reason=str(error)
+            )
+            return Answer(429, {"error": "retry later", "message": message})
         if isinstance(decision, Assignment):
             ms = self._record(
                 request.registration_id,

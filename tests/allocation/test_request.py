@@ -155,6 +155,18 @@ def test_unknown_fields_are_ignored() -> None:
             "linkedHubs[1]",
         ),
         (
+            {"deviceRuntimeContext": {"registrationId": "d"}, "linkedHubs": ["h", "a\nb"]},
+            "linkedHubs[1]",
+        ),
+        (
+            {"deviceRuntimeContext": {"registrationId": "d"}, "linkedHubs": ["h" * 254]},
+            "linkedHubs[0]",
+        ),
+        (
+            {"deviceRuntimeContext": {"registrationId": "d"}, "linkedHubs": ["h"] * 51},
+            "linkedHubs",
+        ),
+        (
             {
                 "deviceRuntimeContext": {"registrationId": "d", "currentIotHubHostName": 1},
                 "linkedHubs": ["h"],

@@ -347,3 +347,21 @@ def test_an_oversized_body_is_refused_before_any_parsing() -> None:
     assert time.perf_counter() - started < 0.1
     assert (answer.status, answer.body["field"]) == (400, "body")
     assert len(store.registration_history(UNPARSED_ID)) == 1
+
+
+def test_a_decision_past_its_budget_is_a_429_and_logged() -> None:
+    """A decision that runs out of its time budget makes DPS retry; the attempt is recorded."""
+    store = MemoryStore()
+    runtime = Runtime(store=store, hubs=lambda hub: None, clock=lambda: NOW)
+    ticks = iter(range(100))
+    webhook = AllocateHandler(
+        policy=lambda: POLICY,
+        runtime=lambda: runtime,
+        clock=lambda: float(next(ticks)),
+        decision_budget_seconds=0.5,
+    )
+    answer = webhook.handle(body())
+    assert (answer.status, answer.body["error"]) == (429, "retry later")
+    (record,) = store.registration_history(TOASTER)
+    assert record.outcome is Outcome.RETRY_LATER
+    assert "budget" in (record.reason or "")
