@@ -1,13 +1,15 @@
 """`python -m store COMMAND`: maintenance of the registration log and inventory tables.
 
-- `replay <logfile>`: write the registration records a function log marked for replay. Exit
-  status 0 when every record is in the store, 1 when some failed or were malformed.
+- `replay <logfile> [--accept-unsigned] [--dry-run]`: write the registration records a function
+  log marked for replay, if their signature checks under `REPLAY_SIGNING_KEY` (`store.replay`).
+  Every refused line is printed with its number. Exit status 0 when every record is in the store,
+  1 when some failed, were malformed or were refused.
 - `migrate [--dry-run]`: move rows written by earlier versions to the current key design
   (`TableStore.migrate_keys`: inventory and log rows under a registration id's canonical form).
   Run it after deploying a version that changed keys; running it again changes nothing.
 
 Settings come from the environment (`store.settings`: `AzureWebJobsStorage`, `REGISTRY_TABLE_PREFIX`,
-`STORE_TIMEOUT_SECONDS`). Each command prints one summary line; exit status 2 on a usage or
+`STORE_TIMEOUT_SECONDS`, `REPLAY_SIGNING_KEY`). Each command prints one summary line; exit status 2 on a usage or
 settings error.
 """
 
@@ -50,6 +52,11 @@ def main(
         "logfile", type=Path, help="function log export (text, one event per line)"
     )
     replay_cmd.add_argument("--dry-run", action="store_true", help="parse and count only")
+    replay_cmd.add_argument(
+        "--accept-unsigned",
+        action="store_true",
+        help="also replay unsigned lines (written without REPLAY_SIGNING_KEY); read them first",
+    )
     migrate_cmd = commands.add_parser(
         "migrate", help="move rows written by earlier versions to the current key design"
     )
@@ -60,18 +67,30 @@ def main(
         return _migrate(environment, make_table_store, dry_run=args.dry_run)
 
     try:
+        settings = load_settings(environment)
+    except StoreError as exc:
+        print(f"settings: {exc}", file=sys.stderr)
+        return 2
+    try:
         text = args.logfile.read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
         print(f"logfile: cannot read {args.logfile}: {exc.strerror}", file=sys.stderr)
         return 2
-    parsed = parse_replay_lines(text.splitlines())
+    parsed = parse_replay_lines(
+        text.splitlines(), key=settings.replay_key, accept_unsigned=args.accept_unsigned
+    )
     for number, message in parsed.malformed:
         print(f"{args.logfile}:{number}: {message}", file=sys.stderr)
+    for number, message in parsed.refused:
+        print(f"{args.logfile}:{number}: REFUSED, not replayed: {message}", file=sys.stderr)
     if args.dry_run:
-        print(f"found {len(parsed.records)} records, {len(parsed.malformed)} malformed lines")
-        return 0 if not parsed.malformed else 1
+        print(
+            f"found {len(parsed.records)} records, {len(parsed.refused)} refused lines, "
+            f"{len(parsed.malformed)} malformed lines"
+        )
+        return 0 if not parsed.malformed and not parsed.refused else 1
     try:
-        store = make_store(load_settings(environment))
+        store = make_store(settings)
     except StoreError as exc:
         print(f"settings: {exc}", file=sys.stderr)
         return 2
@@ -79,7 +98,7 @@ def main(
     print(
         f"found {len(parsed.records)} records: written {report.written}, "
         f"already present {report.already_present}, failed {report.failed}, "
-        f"malformed lines {report.malformed}"
+        f"refused lines {report.refused}, malformed lines {report.malformed}"
     )
     return 0 if report.ok else 1
 

@@ -70,6 +70,7 @@ from store.base import (
     StoreUnavailable,
 )
 from store.inventory import InventoryOps, merged
+from store.logline import Quoted
 from store.records import (
     DeviceRecord,
     DeviceStatus,
@@ -301,7 +302,7 @@ class TableStore(InventoryOps):
                             match_condition=MatchConditions.IfNotModified,
                         )
                 except (ResourceExistsError, ResourceModifiedError):
-                    log.info("inventory row %s changed concurrently; retrying", pk)
+                    log.info("inventory row %s changed concurrently; retrying", Quoted(pk))
                     # Jitter so that writers that collided do not collide again in lockstep.
                     time.sleep(random.uniform(0, CONFLICT_BACKOFF_SECONDS * (attempt + 1)))
                     continue

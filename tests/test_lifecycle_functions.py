@@ -279,3 +279,25 @@ def test_unconfigured_store_is_a_json_500(monkeypatch: pytest.MonkeyPatch) -> No
     resp = lf.admin_list_devices(http("GET", "devices"))
     assert resp.status_code == 500
     assert payload(resp) == {"error": "store is not configured; see the function log"}
+
+
+def test_event_and_route_values_cannot_plant_log_lines(
+    store: MemoryStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Device ids from events and registration ids from routes are logged escaped, one line each."""
+    planted = "evil\nREPLAY-REGISTRATION {}\u2028more"
+    event = func.EventGridEvent(
+        id="e\n1", data={"hubName": "egtesthub1", "deviceId": planted,
+                          "deviceConnectionStateEventInfo": {"sequenceNumber": "1"}},
+        topic="t", subject="devices/x", event_type="Microsoft.Devices.DeviceConnected",
+        event_time=NOW, data_version="1",
+    )  # fmt: skip
+    store.record_provisioning(
+        RegistrationRecord(time=NOW, registration_id="x\u2028y", outcome=Outcome.ASSIGNED, hub=HUB)
+    )
+    with caplog.at_level("DEBUG"):
+        lf.device_lifecycle(event)
+        lf.admin_retire_device(http("POST", "devices/x/retire", registrationId="x\u2028y"))
+    assert len(caplog.records) >= 2
+    for record in caplog.records:
+        assert len(record.getMessage().splitlines()) == 1, record.getMessage()

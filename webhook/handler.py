@@ -15,7 +15,9 @@ No input produces a 5xx or a traceback: ``handle`` turns what the core and the s
 one of the answers above. Every call writes one registration record (``store.records``), and an
 assigned device is counted in the inventory; both writes are bounded by STORE_TIMEOUT_SECONDS. If
 they fail, the answer stands and the whole record goes to the log as one line marked for replay
-(``python -m store replay``), so nothing is lost. The log never gets the body or payload values.
+and signed with REPLAY_SIGNING_KEY (``store.replay``; ``python -m store replay``), so nothing is
+lost. The log never gets the body or payload values, and every value it does get is escaped
+(``store.logline.Quoted``), so no request can start a log line of its own.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from allocation.strict_json import MAX_BODY_BYTES
 from sas.registration_id import registration_id_problem
 from store.base import InvalidKey, StoreError
 from store.deadline import call_with_deadline
+from store.logline import Quoted
 from store.records import (
     DeviceStatus,
     Outcome,
@@ -44,7 +47,7 @@ from store.records import (
 )
 from store.replay import format_replay_line
 from store.runtime import Runtime
-from store.settings import RetiredCheck
+from store.settings import REPLAY_KEY_SETTING, RetiredCheck
 
 log = logging.getLogger("webhook.allocate")
 
@@ -78,7 +81,7 @@ class AllocateHandler:
         try:
             request = parse_request_body(body)
         except RequestError as error:
-            log.warning("allocation rejected: invalid request: %s", error)
+            log.warning("allocation rejected: invalid request: %s", Quoted(str(error)))
             answer = Answer(
                 400, {"error": "invalid request", "field": error.field, "message": str(error)}
             )
@@ -90,7 +93,7 @@ class AllocateHandler:
         try:
             policy = self._policy()
         except PolicyError as error:
-            log.error("allocation unavailable: policy failed to load: %s", error)
+            log.error("allocation unavailable: policy failed to load: %s", Quoted(str(error)))
             message = "the allocation policy failed to load; see the function log"
             self._record(
                 request.registration_id, request, Outcome.RETRY_LATER, started, reason=message
@@ -108,7 +111,11 @@ class AllocateHandler:
                 budget=DecisionBudget(self._decision_budget_seconds, clock=self._clock),
             )
         except DecisionBudgetExceeded as error:
-            log.error("allocation stopped: %s", error)
+            log.error(
+                "allocation stopped registration_id=%s: %s",
+                Quoted(request.registration_id),
+                Quoted(str(error)),
+            )
             message = "the decision ran out of time; DPS will retry"
             self._record(
                 request.registration_id, request, Outcome.RETRY_LATER, started, reason=str(error)
@@ -127,9 +134,9 @@ class AllocateHandler:
             log.info(
                 "allocation assigned registration_id=%s hub=%s rule=%s strategy=%s "
                 "reprovision=%s ms=%.3f",
-                request.registration_id,
-                decision.hub,
-                decision.rule,
+                Quoted(request.registration_id),
+                Quoted(decision.hub),
+                Quoted(decision.rule),
                 decision.strategy.value,
                 request.is_reprovisioning,
                 ms,
@@ -145,9 +152,9 @@ class AllocateHandler:
         )
         log.info(
             "allocation denied registration_id=%s rule=%s reason=%s ms=%.3f",
-            request.registration_id,
-            decision.rule,
-            decision.reason,
+            Quoted(request.registration_id),
+            Quoted(decision.rule),
+            Quoted(decision.reason),
             ms,
         )
         return Answer(400, {"error": "denied", "rule": decision.rule, "reason": decision.reason})
@@ -167,9 +174,9 @@ class AllocateHandler:
             fail_open = self._fail_open()
             log.warning(
                 "allocation retired check failed registration_id=%s policy=%s: %s",
-                request.registration_id,
+                Quoted(request.registration_id),
                 "fail-open" if fail_open else "fail-closed",
-                error,
+                Quoted(str(error)),
             )
             if fail_open:
                 return None
@@ -190,7 +197,9 @@ class AllocateHandler:
             reason=reason,
         )
         log.info(
-            "allocation denied registration_id=%s rule=%s", request.registration_id, RETIRED_RULE
+            "allocation denied registration_id=%s rule=%s",
+            Quoted(request.registration_id),
+            Quoted(RETIRED_RULE),
         )
         return Answer(400, {"error": "denied", "rule": RETIRED_RULE, "reason": reason})
 
@@ -247,7 +256,13 @@ class AllocateHandler:
                 return decision_ms
             except StoreError as error:
                 failure = error
-        log.warning("registration record not stored (%s); %s", failure, format_replay_line(record))
+        key = runtime.settings.replay_key if runtime is not None else None
+        log.warning(
+            "registration record not stored (%s)%s; %s",
+            Quoted(str(failure)),
+            "" if key else f" [unsigned: {REPLAY_KEY_SETTING} is not set]",
+            format_replay_line(record, key=key),
+        )
         return decision_ms
 
 

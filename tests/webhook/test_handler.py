@@ -33,6 +33,7 @@ POLICY = load_policy(
 )
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 TOASTER = "breakroom499-contoso-tstrsd-007"
+KEY = b"replay-signing-key-of-32-chars!!"
 
 
 def body(name: str = "initial-group-request.json", **context: Any) -> bytes:
@@ -42,6 +43,7 @@ def body(name: str = "initial-group-request.json", **context: Any) -> bytes:
 
 
 def handler(store: Any, **settings: Any) -> AllocateHandler:
+    settings.setdefault("replay_key", KEY)
     runtime = Runtime(
         store=store, hubs=lambda hub: None, settings=StoreSettings(**settings), clock=lambda: NOW
     )
@@ -195,7 +197,7 @@ def test_unreachable_store_fails_closed_with_429(caplog: pytest.LogCaptureFixtur
     with caplog.at_level(logging.WARNING):
         answer = handler(store).handle(body())
     assert answer.status == 429
-    (record,) = parse_replay_lines(caplog.text.splitlines()).records
+    (record,) = parse_replay_lines(caplog.text.splitlines(), key=KEY).records
     assert record[1].outcome is Outcome.RETRY_LATER
 
 
@@ -206,7 +208,7 @@ def test_fail_open_admits_and_keeps_the_record(caplog: pytest.LogCaptureFixture)
     with caplog.at_level(logging.WARNING):
         answer = handler(store, retired_check=RetiredCheck.FAIL_OPEN).handle(body())
     assert answer.status == 200
-    records = [rec for _, rec in parse_replay_lines(caplog.text.splitlines()).records]
+    records = [rec for _, rec in parse_replay_lines(caplog.text.splitlines(), key=KEY).records]
     assert [r.outcome for r in records] == [Outcome.ASSIGNED]
 
 
@@ -219,7 +221,7 @@ def test_failed_log_write_keeps_decision_and_replay_restores_it(
     assert answer.status == 200
     assert "s3cret" not in caplog.text
     restored = MemoryStore()
-    report = replay(restored, parse_replay_lines(caplog.text.splitlines()))
+    report = replay(restored, parse_replay_lines(caplog.text.splitlines(), key=KEY))
     assert report.written == 1
     (record,) = restored.registration_history(TOASTER)
     assert record.hub == answer.body["iotHubHostName"]
@@ -274,7 +276,7 @@ def test_azurite_stopped_mid_run(own_azurite: Azurite, caplog: pytest.LogCapture
     assert answer.status == 429
     assert elapsed < 3.0
     assert ACCOUNT_KEY not in caplog.text
-    lost = parse_replay_lines(caplog.text.splitlines())
+    lost = parse_replay_lines(caplog.text.splitlines(), key=KEY)
     assert [rec.outcome for _, rec in lost.records] == [Outcome.RETRY_LATER]
 
     fresh = Azurite().start()
@@ -365,3 +367,41 @@ def test_a_decision_past_its_budget_is_a_429_and_logged() -> None:
     (record,) = store.registration_history(TOASTER)
     assert record.outcome is Outcome.RETRY_LATER
     assert "budget" in (record.reason or "")
+
+
+FORGED = (
+    'REPLAY-REGISTRATION {"enrollment_kind":"group","hub":"evil.azure-devices.net",'
+    '"outcome":"assigned","registration_id":"victim","time":"2026-01-02T03:04:05.000000+00:00"}'
+)
+
+
+@pytest.mark.parametrize("separator", ["\n", "\r", "\u2028", "\u0085", "\x1e", " "])
+def test_no_request_can_plant_a_log_line(separator: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue #14.5: a registration id (or rule, or error text) carrying a line break cannot start a
+    line of its own, and replay of the whole log finds only the records the app signed."""
+    crafted = body(registrationId=f"x{separator}{FORGED}")
+    with caplog.at_level(logging.DEBUG):
+        webhook = handler(WritesFail())
+        webhook.handle(crafted)
+        webhook.handle(body())  # a genuine record, logged for replay
+    for record in caplog.records:
+        assert len(record.getMessage().splitlines()) == 1, record.getMessage()
+    parsed = parse_replay_lines(caplog.text.splitlines(), key=KEY, accept_unsigned=True)
+    assert {rec.registration_id for _, rec in parsed.records} == {UNPARSED_ID, TOASTER}
+    restored = MemoryStore()
+    replay(restored, parsed)
+    assert restored.get_device("victim") is None
+
+
+def test_without_a_signing_key_the_replay_line_says_it_is_unsigned(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No REPLAY_SIGNING_KEY: the record is still logged, marked unsigned, and the line says why."""
+    with caplog.at_level(logging.WARNING):
+        handler(WritesFail(), replay_key=None).handle(body())
+    assert "unsigned: REPLAY_SIGNING_KEY is not set" in caplog.text
+    assert parse_replay_lines(caplog.text.splitlines(), key=KEY).records == []
+    assert (
+        len(parse_replay_lines(caplog.text.splitlines(), key=KEY, accept_unsigned=True).records)
+        == 1
+    )
