@@ -13,7 +13,9 @@ Status codes, chosen for what DPS does with them (``docs/protocol/webhook.md`` Â
 
 No input produces a 5xx or a traceback: ``handle`` turns what the core and the store raise into
 one of the answers above. Every call writes one registration record (``store.records``), and an
-assigned device is counted in the inventory; both writes are bounded by STORE_TIMEOUT_SECONDS. If
+assigned device is counted in the inventory. Every store call of one invocation (the retired
+check, then the writes) shares one deadline, STORE_TIMEOUT_SECONDS from the start
+(``store.deadline``), so storage never costs an invocation more than that in all. If
 they fail, the answer stands and the whole record goes to the log as one line marked for replay
 and signed with REPLAY_SIGNING_KEY (``store.replay``; ``python -m store replay``), so nothing is
 lost. The log never gets the body or payload values, and every value it does get is escaped
@@ -37,7 +39,7 @@ from allocation.request import AllocationRequest, EnrollmentKind, parse_request_
 from allocation.strict_json import MAX_BODY_BYTES
 from sas.registration_id import registration_id_problem
 from store.base import InvalidKey, StoreError
-from store.deadline import call_with_deadline
+from store.deadline import Deadline, call_with_deadline
 from store.logline import Quoted
 from store.records import (
     DeviceStatus,
@@ -47,13 +49,21 @@ from store.records import (
 )
 from store.replay import format_replay_line
 from store.runtime import Runtime
-from store.settings import REPLAY_KEY_SETTING, RetiredCheck
+from store.settings import DEFAULT_TIMEOUT_SECONDS, REPLAY_KEY_SETTING, RetiredCheck
 
 log = logging.getLogger("webhook.allocate")
 
 RETIRED_RULE = "(retired)"
 DECISION_BUDGET_SECONDS = 0.25
 UNPARSED_ID = "(unparsed)"
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One invocation: when it started (the handler's clock) and its store deadline."""
+
+    started: float
+    deadline: Deadline
 
 
 @dataclass(frozen=True)
@@ -77,7 +87,7 @@ class AllocateHandler:
         self._decision_budget_seconds = decision_budget_seconds
 
     def handle(self, body: bytes) -> Answer:
-        started = self._clock()
+        call = _Call(started=self._clock(), deadline=self._store_deadline())
         try:
             request = parse_request_body(body)
         except RequestError as error:
@@ -85,9 +95,7 @@ class AllocateHandler:
             answer = Answer(
                 400, {"error": "invalid request", "field": error.field, "message": str(error)}
             )
-            self._record(
-                _unparsed_id(body), None, Outcome.INVALID_REQUEST, started, reason=str(error)
-            )
+            self._record(_unparsed_id(body), None, Outcome.INVALID_REQUEST, call, reason=str(error))
             return answer
 
         try:
@@ -96,11 +104,11 @@ class AllocateHandler:
             log.error("allocation unavailable: policy failed to load: %s", Quoted(str(error)))
             message = "the allocation policy failed to load; see the function log"
             self._record(
-                request.registration_id, request, Outcome.RETRY_LATER, started, reason=message
+                request.registration_id, request, Outcome.RETRY_LATER, call, reason=message
             )
             return Answer(503, {"error": "policy unavailable", "message": message})
 
-        refusal = self._retired_check(request, started)
+        refusal = self._retired_check(request, call)
         if refusal is not None:
             return refusal
 
@@ -118,7 +126,7 @@ class AllocateHandler:
             )
             message = "the decision ran out of time; DPS will retry"
             self._record(
-                request.registration_id, request, Outcome.RETRY_LATER, started, reason=str(error)
+                request.registration_id, request, Outcome.RETRY_LATER, call, reason=str(error)
             )
             return Answer(429, {"error": "retry later", "message": message})
         if isinstance(decision, Assignment):
@@ -126,7 +134,7 @@ class AllocateHandler:
                 request.registration_id,
                 request,
                 Outcome.ASSIGNED,
-                started,
+                call,
                 hub=decision.hub,
                 rule=decision.rule,
                 strategy=decision.strategy.value,
@@ -146,7 +154,7 @@ class AllocateHandler:
             request.registration_id,
             request,
             Outcome.DENIED,
-            started,
+            call,
             rule=decision.rule,
             reason=decision.reason,
         )
@@ -159,13 +167,13 @@ class AllocateHandler:
         )
         return Answer(400, {"error": "denied", "rule": decision.rule, "reason": decision.reason})
 
-    def _retired_check(self, request: AllocationRequest, started: float) -> Answer | None:
+    def _retired_check(self, request: AllocationRequest, call: _Call) -> Answer | None:
         """A refusal when the device is retired, or when that cannot be known and we fail closed."""
         try:
             runtime = self._runtime()
             device = call_with_deadline(
                 lambda: runtime.store.get_device(request.registration_id),
-                runtime.settings.timeout_seconds,
+                call.deadline,
                 what="retired check",
             )
         except InvalidKey:
@@ -182,7 +190,7 @@ class AllocateHandler:
                 return None
             message = "the device's status could not be checked; DPS will retry"
             self._record(
-                request.registration_id, request, Outcome.RETRY_LATER, started, reason=message
+                request.registration_id, request, Outcome.RETRY_LATER, call, reason=message
             )
             return Answer(429, {"error": "retry later", "message": message})
         if device is None or device.status is not DeviceStatus.RETIRED:
@@ -192,7 +200,7 @@ class AllocateHandler:
             request.registration_id,
             request,
             Outcome.DENIED,
-            started,
+            call,
             rule=RETIRED_RULE,
             reason=reason,
         )
@@ -202,6 +210,14 @@ class AllocateHandler:
             Quoted(RETIRED_RULE),
         )
         return Answer(400, {"error": "denied", "rule": RETIRED_RULE, "reason": reason})
+
+    def _store_deadline(self) -> Deadline:
+        """One bound for every store call of this invocation (STORE_TIMEOUT_SECONDS from now)."""
+        try:
+            seconds = self._runtime().settings.timeout_seconds
+        except StoreError:
+            seconds = DEFAULT_TIMEOUT_SECONDS  # the calls will fail anyway; bound them the same
+        return Deadline.after(seconds)
 
     def _fail_open(self) -> bool:
         try:
@@ -214,11 +230,11 @@ class AllocateHandler:
         registration_id: str,
         request: AllocationRequest | None,
         outcome: Outcome,
-        started: float,
+        call: _Call,
         **decided: Any,
     ) -> float:
         """Write the registration record (and count an assignment); on failure log it for replay."""
-        decision_ms = (self._clock() - started) * 1000
+        decision_ms = (self._clock() - call.started) * 1000
         failure: StoreError | None = None
         runtime: Runtime | None = None
         try:
@@ -244,7 +260,7 @@ class AllocateHandler:
             **decided,
         )
         if runtime is not None:
-            store, seconds = runtime.store, runtime.settings.timeout_seconds
+            store = runtime.store
 
             def write() -> None:
                 if outcome is Outcome.ASSIGNED:
@@ -252,7 +268,7 @@ class AllocateHandler:
                 store.append_registration(record)
 
             try:
-                call_with_deadline(write, seconds, what="registration log")
+                call_with_deadline(write, call.deadline, what="registration log")
                 return decision_ms
             except StoreError as error:
                 failure = error
