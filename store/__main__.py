@@ -4,9 +4,10 @@
   log marked for replay, if their signature checks under `REPLAY_SIGNING_KEY` (`store.replay`).
   Every refused line is printed with its number. Exit status 0 when every record is in the store,
   1 when some failed, were malformed or were refused.
-- `migrate [--dry-run]`: move rows written by earlier versions to the current key design
-  (`TableStore.migrate_keys`: inventory and log rows under a registration id's canonical form).
-  Run it after deploying a version that changed keys; running it again changes nothing.
+- `migrate [--dry-run]`: move rows written by earlier versions to the current design
+  (`TableStore.migrate`: the inventory into the registry table, every row under its registration
+  id's canonical form, the legacy tables deleted). Run it right after deploying a version that
+  changed the design; running it again changes nothing.
 
 Settings come from the environment (`store.settings`: `AzureWebJobsStorage`, `REGISTRY_TABLE_PREFIX`,
 `STORE_TIMEOUT_SECONDS`, `REPLAY_SIGNING_KEY`). Each command prints one summary line; exit status 2 on a usage or
@@ -108,15 +109,20 @@ def _migrate(
 ) -> int:
     try:
         store = make_store(load_settings(env))
-        report = store.migrate_keys(dry_run=dry_run)
+        report = store.migrate(dry_run=dry_run)
     except StoreError as exc:
         print(f"migrate: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, SettingsError) else 1
-    verb = "would move" if dry_run else "moved"
-    print(
-        f"{verb} {report.devices} inventory rows and {report.registrations} registration rows "
-        "to canonical keys"
-    )
+    if dry_run:
+        print(
+            f"would move {report.devices} legacy inventory rows and {report.registrations} "
+            "registration rows, and delete the legacy tables"
+        )
+    else:
+        print(
+            f"moved {report.devices} legacy inventory rows and {report.registrations} registration "
+            f"rows, deleted {report.tables} legacy tables"
+        )
     return 0
 
 

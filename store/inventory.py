@@ -128,6 +128,15 @@ class InventoryOps:
     def get_device(self, registration_id: str) -> DeviceRecord | None:
         raise NotImplementedError
 
+    def append_registration(self, rec: RegistrationRecord) -> None:
+        raise NotImplementedError
+
+    def record_registration(self, rec: RegistrationRecord) -> None:
+        """Count an assignment, then log the record (a backend with transactions does both at once)."""
+        if rec.outcome is Outcome.ASSIGNED:
+            self.record_provisioning(rec)
+        self.append_registration(rec)
+
     def record_provisioning(self, rec: RegistrationRecord) -> DeviceRecord:
         """Count an assigned registration in the inventory (see `provisioned`)."""
         row = self.update_device(rec.registration_id, partial(provisioned, rec=rec))

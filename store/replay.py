@@ -25,9 +25,9 @@ each refused or malformed line with its number and why. `python -m store replay 
 record:
 
 - a record already in the log (`Store.has_registration`) is skipped: replaying twice is harmless;
-- otherwise an *assigned* record is first counted in the inventory (idempotent, see
-  `store.inventory.provisioned`), then appended to the log, so a failure between the two leaves the
-  record replayable again.
+- otherwise it is written as the webhook writes it (`Store.record_registration`: the log record and,
+  for an assigned one, its count in the inventory, atomically on Table storage; counting is
+  idempotent, see `store.inventory.provisioned`).
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ from dataclasses import dataclass, field
 from store.base import Store, StoreError
 from store.logline import Quoted
 from store.records import (
-    Outcome,
     RecordError,
     RegistrationRecord,
     registration_from_dict,
@@ -154,9 +153,7 @@ def replay(store: Store, parsed: ParsedLog) -> ReplayReport:
             if store.has_registration(rec):
                 present += 1
                 continue
-            if rec.outcome is Outcome.ASSIGNED:
-                store.record_provisioning(rec)
-            store.append_registration(rec)
+            store.record_registration(rec)
             written += 1
         except StoreError as exc:
             failed += 1

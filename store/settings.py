@@ -3,7 +3,7 @@
 | setting | default | meaning |
 |---|---|---|
 | `AzureWebJobsStorage` | required for the Table store | storage connection string; `UseDevelopmentStorage=true` targets Azurite on 127.0.0.1:10002 |
-| `REGISTRY_TABLE_PREFIX` | `dps` | table-name prefix: `<prefix>Registrations`, `<prefix>RegistrationsByHour`, `<prefix>Devices` |
+| `REGISTRY_TABLE_PREFIX` | `dps` | table-name prefix: `<prefix>Registrations` (log and inventory; `<prefix>Devices` and `<prefix>RegistrationsByHour` of earlier versions until `python -m store migrate`) |
 | `STORE_TIMEOUT_SECONDS` | `2` | bound on all store calls of one webhook invocation together (`store.deadline`), and on each request (connect + read, one attempt, no retries) |
 | `RETIRED_CHECK` | `fail-closed` | what the webhook does when the retired check cannot be made: `fail-closed` answers 429 (DPS retries; a possibly retired device is never admitted), `fail-open` admits and logs a warning |
 | `IOTHUB_CONNECTION_STRING__<HUB>` | — | service connection string for one hub; `<HUB>` is the hub host name upper-cased with every non-alphanumeric character replaced by `_` (`hub-1.azure-devices.net` → `HUB_1_AZURE_DEVICES_NET`) |

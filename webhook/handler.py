@@ -262,13 +262,12 @@ class AllocateHandler:
         if runtime is not None:
             store = runtime.store
 
-            def write() -> None:
-                if outcome is Outcome.ASSIGNED:
-                    store.record_provisioning(record)  # first: a logged record is always counted
-                store.append_registration(record)
-
             try:
-                call_with_deadline(write, call.deadline, what="registration log")
+                call_with_deadline(
+                    lambda: store.record_registration(record),
+                    call.deadline,
+                    what="registration log",
+                )
                 return decision_ms
             except StoreError as error:
                 failure = error

@@ -1,5 +1,6 @@
-"""`python -m store migrate`: rows written under an id as sent move to its canonical key, and two
-rows of one device merge with the retirement winning (issue #14.1's migration note)."""
+"""`python -m store migrate` and the upgrade window: legacy inventory rows stay visible until moved
+into the registry under canonical keys, two rows of one device merge with the retirement winning,
+and the legacy tables are deleted (issues #14.1 and #15.4)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient
 
 from store.__main__ import main
@@ -78,11 +80,58 @@ def test_merge_keeps_a_retirement_and_adds_counts() -> None:
     )
 
 
-def test_migrate_moves_legacy_rows_to_canonical_keys(azurite: Azurite) -> None:
-    """Legacy mixed-case rows move under the canonical key and merge; a second run moves nothing."""
+def legacy_layout(azurite: Azurite, prefix: str) -> tuple[TableClient, TableClient]:
+    """The tables an earlier version wrote: inventory rows in `<prefix>Devices` (one under a
+    mixed-case id, as sent), log rows in `<prefix>Registrations`, a by-hour index."""
+    connection = azurite.connection_string
+    devices = TableClient.from_connection_string(connection, f"{prefix}Devices")
+    log = TableClient.from_connection_string(connection, f"{prefix}Registrations")
+    hours = TableClient.from_connection_string(connection, f"{prefix}RegistrationsByHour")
+    for table in (devices, log, hours):
+        table.create_table()
+    retired = {"status": DeviceStatus.RETIRED, "retired_reason": "stolen", "retired_at": T0}
+    for pk, row in (
+        ("Indiv-Dev", device("Indiv-Dev", **retired)),  # type: ignore[arg-type]
+        ("plain-dev", device("plain-dev", **retired)),  # type: ignore[arg-type]
+    ):
+        devices.upsert_entity({"PartitionKey": pk, "RowKey": "device", **device_to_dict(row)})
+    record = RegistrationRecord(
+        time=T0,
+        registration_id="Indiv-Dev",
+        outcome=Outcome.ASSIGNED,
+        hub="hub-a.azure-devices.net",
+    )
+    props = registration_to_dict(record)
+    props["payload_keys"] = json.dumps(props["payload_keys"])
+    log.upsert_entity({"PartitionKey": "Indiv-Dev", "RowKey": "0001-legacy", **props})
+    return devices, log
+
+
+def test_before_migrating_a_retired_device_stays_retired(azurite: Azurite) -> None:
+    """Deployed over the old tables, the store still finds an inventory row only the legacy table
+    has, and its next write carries it into the registry (the count goes on)."""
     prefix = fresh_prefix()
+    legacy_layout(azurite, prefix)
     store = TableStore(azurite.connection_string, table_prefix=prefix, timeout_seconds=5)
-    store.record_provisioning(
+    row = store.get_device("plain-dev")
+    assert row is not None
+    assert row.status is DeviceStatus.RETIRED
+    counted = store.record_provisioning(
+        RegistrationRecord(time=T0 + timedelta(days=1), registration_id="plain-dev",
+                           outcome=Outcome.ASSIGNED, hub="hub-a.azure-devices.net")
+    )  # fmt: skip
+    assert (counted.status, counted.provisioning_count) == (DeviceStatus.RETIRED, 2)
+    store.close()
+
+
+def test_migrate_moves_legacy_rows_and_deletes_the_old_tables(azurite: Azurite) -> None:
+    """Legacy inventory rows move into the registry under canonical keys, merging with rows there
+    (the retirement wins); legacy log partitions move; the old tables go; a second run does
+    nothing."""
+    prefix = fresh_prefix()
+    devices, log = legacy_layout(azurite, prefix)
+    store = TableStore(azurite.connection_string, table_prefix=prefix, timeout_seconds=5)
+    store.record_registration(
         RegistrationRecord(
             time=T0 + timedelta(days=2),
             registration_id="indiv-dev",
@@ -90,38 +139,30 @@ def test_migrate_moves_legacy_rows_to_canonical_keys(azurite: Azurite) -> None:
             hub="hub-b.azure-devices.net",
         )
     )
-    legacy_device = device(
-        "Indiv-Dev", status=DeviceStatus.RETIRED, retired_reason="stolen", retired_at=T0
-    )
-    legacy_record = RegistrationRecord(
-        time=T0,
-        registration_id="Indiv-Dev",
-        outcome=Outcome.ASSIGNED,
-        hub="hub-a.azure-devices.net",
-    )
-    devices = TableClient.from_connection_string(azurite.connection_string, f"{prefix}Devices")
-    log = TableClient.from_connection_string(azurite.connection_string, f"{prefix}Registrations")
-    log.create_table()
-    devices.upsert_entity(
-        {"PartitionKey": "Indiv-Dev", "RowKey": "device", **device_to_dict(legacy_device)}
-    )
-    record_props = registration_to_dict(legacy_record)
-    record_props["payload_keys"] = json.dumps(record_props["payload_keys"])
-    log.upsert_entity({"PartitionKey": "Indiv-Dev", "RowKey": "0001-legacy", **record_props})
+    assert store.get_device("INDIV-DEV").status is DeviceStatus.ACTIVE  # type: ignore[union-attr]
     env = {"AzureWebJobsStorage": azurite.connection_string, "REGISTRY_TABLE_PREFIX": prefix}
 
     assert main(["migrate", "--dry-run"], env=env) == 0
-    assert store.get_device("INDIV-DEV") is not None
-    assert store.get_device("INDIV-DEV").status is DeviceStatus.ACTIVE  # type: ignore[union-attr]
     assert main(["migrate"], env=env) == 0
 
-    row = TableStore(azurite.connection_string, table_prefix=prefix).get_device("INDIV-DEV")
+    fresh = TableStore(azurite.connection_string, table_prefix=prefix, timeout_seconds=5)
+    row = fresh.get_device("INDIV-DEV")
     assert row is not None
     assert (row.status, row.provisioning_count) == (DeviceStatus.RETIRED, 2)
-    assert [r.registration_id for r in store.registration_history("INDIV-DEV")] == ["Indiv-Dev"]
-    assert {e["PartitionKey"] for e in devices.list_entities()} == {"indiv-dev"}
-    assert {e["PartitionKey"] for e in log.list_entities()} == {"indiv-dev"}
+    assert row.hub == "hub-b.azure-devices.net"
+    plain = fresh.get_device("plain-dev")
+    assert plain is not None
+    assert plain.status is DeviceStatus.RETIRED
+    assert sorted(r.registration_id for r in fresh.registration_history("INDIV-DEV")) == [
+        "Indiv-Dev",
+        "indiv-dev",
+    ]
+    assert {e["PartitionKey"] for e in log.list_entities()} == {"indiv-dev", "plain-dev"}
+    with pytest.raises(ResourceNotFoundError):
+        list(devices.list_entities())
+    assert fresh.migrate().devices == 0
     store.close()
+    fresh.close()
 
 
 def test_migrate_reports_what_it_moved(
@@ -133,5 +174,5 @@ def test_migrate_reports_what_it_moved(
         "REGISTRY_TABLE_PREFIX": fresh_prefix(),
     }
     assert main(["migrate"], env=env) == 0
-    assert "moved 0 inventory rows and 0 registration rows" in capsys.readouterr().out
+    assert "moved 0 legacy inventory rows and 0 registration rows" in capsys.readouterr().out
     assert main(["migrate"], env={}) == 2  # no AzureWebJobsStorage

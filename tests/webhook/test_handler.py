@@ -59,6 +59,9 @@ class WritesFail(MemoryStore):
     def record_provisioning(self, rec: RegistrationRecord) -> Any:
         raise StoreUnavailable("inventory: table service unreachable")
 
+    def record_registration(self, rec: RegistrationRecord) -> None:
+        raise StoreUnavailable("registration log: table service unreachable")
+
 
 class Hangs(MemoryStore):
     """Every call blocks until released: a backend that accepts and never answers."""
@@ -419,7 +422,7 @@ class SlowThenHangs(MemoryStore):
         time.sleep(self.read_seconds)
         return None
 
-    def record_provisioning(self, rec: RegistrationRecord) -> Any:
+    def record_registration(self, rec: RegistrationRecord) -> None:
         self.release.wait(10)
 
 
