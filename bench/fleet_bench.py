@@ -3,9 +3,9 @@
 The emulator runs as a child process (`python -m emulator`, its own core and GIL) on 127.45.250.1;
 the fleet runs here with the real azure-iot-device SDK: register with DPS, connect to the hub,
 send one message, disconnect. The baseline, measured in the same run, is one device at a time:
-the SDK's fixed 2 s wait before its first DPS poll (../shared/spec/dps-mqtt.md §4) caps it near
+the SDK's fixed 2 s wait before its first DPS poll (docs/protocol/dps-mqtt.md §4) caps it near
 0.5 devices/s. The reference line is DPS's documented ceiling of 1,000 registrations per minute
-per service (../shared/spec/limits.md §1), 16.7 per second.
+per service (docs/protocol/limits.md §1), 16.7 per second.
 """
 
 from __future__ import annotations
