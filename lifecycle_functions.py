@@ -28,8 +28,11 @@ from typing import Any
 
 import azure.functions as func
 
+from allocation import strict_json
+from allocation.errors import RequestError
 from store.base import DeviceNotFound, InvalidKey, StoreError, StoreUnavailable
 from store.lifecycle import InvalidEvent, UnknownEventType, parse_event
+from store.logline import Quoted
 from store.records import DeviceRecord, DeviceStatus, device_to_dict, registration_to_dict
 from store.retire import RetireResult, reinstate, retire
 from store.runtime import get_runtime
@@ -40,6 +43,8 @@ log = logging.getLogger(__name__)
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # azure-functions is partly untyped
 
 MAX_REASON_CHARS = 256
+MAX_BODY_BYTES = 4096  # {"reason": ...} with 256 characters, escaped, fits with room to spare
+MAX_BODY_DEPTH = 4
 MAX_HISTORY = 100
 DEFAULT_HISTORY = 20
 
@@ -59,18 +64,22 @@ def device_lifecycle(event: func.EventGridEvent) -> None:
             data=event.get_json(),
         )
     except UnknownEventType:
-        log.info("lifecycle event %s ignored: type %s is not handled", event.id, event.event_type)
+        log.info(
+            "lifecycle event %s ignored: type %s is not handled",
+            Quoted(event.id),
+            Quoted(event.event_type),
+        )
         return
     except InvalidEvent as exc:
-        log.error("lifecycle event %s dropped: %s", event.id, exc)
+        log.error("lifecycle event %s dropped: %s", Quoted(event.id), Quoted(str(exc)))
         return
     changed = get_runtime().store.apply_lifecycle(parsed)
     log.info(
         "lifecycle event %s %s for device %s on %s: %s",
-        parsed.event_id,
+        Quoted(parsed.event_id),
         parsed.kind.name,
-        parsed.device_id,
-        parsed.hub_name,
+        Quoted(parsed.device_id),
+        Quoted(parsed.hub_name),
         "applied" if changed is not None else "no change (stale or redelivered)",
     )
 
@@ -138,7 +147,7 @@ def _retire(req: func.HttpRequest) -> tuple[int, dict[str, Any]]:
     reason = _reason(req)
     rt = get_runtime()
     result = retire(rt.store, registration_id, reason=reason, now=rt.clock(), hubs=rt.hubs)
-    log.warning("device %s retired: %s", registration_id, result.message)
+    log.warning("device %s retired: %s", Quoted(registration_id), Quoted(result.message))
     return 200, _result_json(result)
 
 
@@ -146,7 +155,7 @@ def _reinstate(req: func.HttpRequest) -> tuple[int, dict[str, Any]]:
     registration_id = _registration_id(req)
     rt = get_runtime()
     result = reinstate(rt.store, registration_id, now=rt.clock(), hubs=rt.hubs)
-    log.warning("device %s reinstated: %s", registration_id, result.message)
+    log.warning("device %s reinstated: %s", Quoted(registration_id), Quoted(result.message))
     return 200, _result_json(result)
 
 
@@ -177,9 +186,13 @@ def _reason(req: func.HttpRequest) -> str | None:
     if not body or not body.strip():
         return None
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest('body: expected a JSON object like {"reason": "..."}') from None
+        data = strict_json.decode(body, max_bytes=MAX_BODY_BYTES, max_depth=MAX_BODY_DEPTH)
+    except RequestError as error:
+        if error.field != "body":
+            raise BadRequest(str(error)) from None
+        raise BadRequest(
+            f'body: expected a JSON object like {{"reason": "..."}} ({error.expected})'
+        ) from None
     if not isinstance(data, dict):
         raise BadRequest('body: expected a JSON object like {"reason": "..."}')
     reason = data.get("reason")
@@ -225,13 +238,13 @@ def _respond(handler: Callable[[], tuple[int, dict[str, Any]]]) -> func.HttpResp
     except DeviceNotFound as exc:
         return _json(404, {"error": str(exc)})
     except SettingsError as exc:
-        log.error("admin API misconfigured: %s", exc)
+        log.error("admin API misconfigured: %s", Quoted(str(exc)))
         return _json(500, {"error": "store is not configured; see the function log"})
     except StoreUnavailable as exc:
-        log.warning("admin API: store unavailable: %s", exc)
+        log.warning("admin API: store unavailable: %s", Quoted(str(exc)))
         return _json(503, {"error": "store unavailable, retry later"}, {"Retry-After": "5"})
     except StoreError as exc:
-        log.error("admin API: store error: %s", exc)
+        log.error("admin API: store error: %s", Quoted(str(exc)))
         return _json(503, {"error": "store error, retry later"}, {"Retry-After": "5"})
     except Exception:
         log.exception("admin API: unexpected error")

@@ -7,7 +7,8 @@ Nothing in this package does I/O, reads the environment or the clock, or imports
 the Functions app (``function_app.py``) and the tests feed it values and read values back.
 
 Modules:
-    request   the AllocationRequest, parsed once at the edge into frozen values
+    request   the AllocationRequest, parsed once at the edge into frozen values, within limits
+    strict_json  request bodies decoded strictly: standard JSON, valid text, bounded size and depth
     policy    the policy file (TOML) parsed and validated into rules
     matching  the rule index: which rules can apply to a registration id, fast
     hashing   weighted consistent hashing over hubs

@@ -6,7 +6,8 @@ Allocation, for the matching rule:
    of the rule's globs (then of ``linkedHubs``). Each keeps the exact string DPS sent: the device
    later uses it verbatim as host name, MQTT username prefix and SAS resource.
 2. The strategy picks one:
-   ``hash``    weighted consistent hash of the case-folded registration id (``allocation.hashing``)
+   ``hash``    weighted consistent hash of the canonical registration id (``allocation.hashing``;
+               ``sas.registration_id.canonical_registration_id``: lower case for DPS's ids)
    ``sticky``  the device's current hub when it is still a candidate, else ``hash``
    ``static``  the first candidate
 3. The initial twin and payload templates are rendered for that hub.
@@ -18,14 +19,17 @@ registration (400207) rather than retry it.
 
 from __future__ import annotations
 
-import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from allocation import hashing
+from allocation.budget import DecisionBudget
+from allocation.cache import ByteBoundedCache
 from allocation.policy import Policy, Rule, Strategy, host_glob
 from allocation.request import AllocationRequest
 from allocation.template import MissingValue
+from sas.registration_id import canonical_registration_id
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,19 +50,27 @@ class Denial:
 Decision = Assignment | Denial
 
 
-def decide(policy: Policy, request: AllocationRequest) -> Decision:
-    """The decision for one request. Deterministic: the same inputs always give the same answer."""
+def decide(
+    policy: Policy, request: AllocationRequest, *, budget: DecisionBudget | None = None
+) -> Decision:
+    """The decision for one request. Deterministic: the same inputs always give the same answer,
+    unless ``budget`` runs out first (``DecisionBudgetExceeded``)."""
+    check = budget.check if budget is not None else _no_budget
     folded_group = request.enrollment_group_id.casefold() if request.enrollment_group_id else None
-    registration_id = request.registration_id
-    folded_id = registration_id.casefold()
+    folded_id = canonical_registration_id(request.registration_id)
     for rule in policy.index.candidates(folded_id, folded_group):
+        check()
         captures = _match(rule, request, folded_id, folded_group)
         if captures is None:
             continue
         if rule.deny is not None:
             return Denial(rule=rule.name, reason=rule.deny)
-        return _allocate(policy, rule, request, captures)
+        return _allocate(policy, rule, request, folded_id=folded_id, captures=captures, check=check)
     raise AssertionError("the policy's default rule matches every request")
+
+
+def _no_budget() -> None:
+    return None
 
 
 def _match(
@@ -84,9 +96,15 @@ def _match(
 
 
 def _allocate(
-    policy: Policy, rule: Rule, request: AllocationRequest, captures: dict[str, str]
+    policy: Policy,
+    rule: Rule,
+    request: AllocationRequest,
+    *,
+    folded_id: str,
+    captures: dict[str, str],
+    check: Callable[[], None],
 ) -> Decision:
-    candidates, ring = _candidates(policy, rule, request.linked_hubs)
+    candidates = _candidates(policy, rule, request.linked_hubs)
     if not candidates:
         patterns = ", ".join(rule.hub_patterns)
         return Denial(rule=rule.name, reason=f"no linked hub matches the rule's hubs ({patterns})")
@@ -97,7 +115,7 @@ def _allocate(
         current = request.current_hub.casefold()
         hub = next((name for name, _ in candidates if name.casefold() == current), None)
     if hub is None:
-        owner = ring.owner(request.registration_id.casefold())
+        owner = hashing.build_ring(candidates, check=check).owner(folded_id)
         hub = None if owner is None else candidates[owner][0]
     if hub is None:
         return Denial(rule=rule.name, reason="every hub this rule may use has weight 0 (draining)")
@@ -124,19 +142,32 @@ def _allocate(
     )
 
 
-@functools.lru_cache(maxsize=1024)
-def _candidates(
-    policy: Policy, rule: Rule, linked_hubs: tuple[str, ...]
-) -> tuple[tuple[tuple[str, float], ...], hashing.Ring]:
-    """Linked hubs the rule may use, with weights, in the rule's glob order; and their ring."""
+Weighted = tuple[tuple[str, float], ...]
+CANDIDATES_CACHE_BYTES = 8 * 2**20
+
+
+def _candidates_size(key: tuple[Policy, Rule, tuple[str, ...]], value: Weighted) -> int:
+    return 256 + 120 * (len(key[2]) + len(value)) + 2 * sum(len(hub) for hub in key[2])
+
+
+_candidate_cache: ByteBoundedCache[tuple[Policy, Rule, tuple[str, ...]], Weighted] = (
+    ByteBoundedCache(max_bytes=CANDIDATES_CACHE_BYTES, size=_candidates_size)
+)
+
+
+def _candidates(policy: Policy, rule: Rule, linked_hubs: tuple[str, ...]) -> Weighted:
+    """Linked hubs the rule may use, with weights, in the rule's glob order (cached)."""
+    key = (policy, rule, linked_hubs)
+    cached = _candidate_cache.get(key)
+    if cached is not None:
+        return cached
     chosen: dict[str, None] = {}
     for pattern in rule.hub_patterns:
         glob = host_glob(pattern)
         for hub in linked_hubs:
             if glob.fullmatch(hub):
                 chosen.setdefault(hub)
-    weighted = tuple((hub, policy.weight(hub)) for hub in chosen)
-    return weighted, hashing.build_ring(weighted)
+    return _candidate_cache.put(key, tuple((hub, policy.weight(hub)) for hub in chosen))
 
 
 def _has_path(payload: Any, path: tuple[str, ...]) -> bool:

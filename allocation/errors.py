@@ -1,8 +1,10 @@
 """Errors of the allocation core.
 
     AllocationError
-    ├── RequestError   the AllocationRequest is malformed -> HTTP 400, names the field
-    └── PolicyError    the policy file is invalid -> reported at load time with file, rule and field
+    ├── RequestError            the AllocationRequest is malformed -> HTTP 400, names the field
+    ├── PolicyError             the policy file is invalid -> reported at load time with file,
+    │                           rule and field
+    └── DecisionBudgetExceeded  a decision ran out of its time budget -> HTTP 429, DPS retries
 
 Messages never quote request values that could be secret; they name fields and expectations.
 """
@@ -33,3 +35,13 @@ class PolicyError(AllocationError):
         self.source = source
         self.location = location
         self.message = message
+
+
+class DecisionBudgetExceeded(AllocationError):
+    """A decision ran past its time budget (``allocation.budget``); the webhook answers 429."""
+
+    http_status = 429
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the decision took longer than its budget of {seconds:g} s")
+        self.seconds = seconds

@@ -29,8 +29,15 @@
     name = "everyone else"
     deny = "Unrecognized device registration"
 
-Registration ids are matched case-insensitively (DPS treats them so); regexes must match the whole
-id. A payload condition is ``equals`` for a plain value, or a table with one of ``equals``,
+Registration ids are matched case-insensitively, in their canonical form (DPS treats them so;
+``sas.registration_id``); regexes must match the whole id.
+
+Regexes (``regex`` and ``matches``) run on RE2 (``google-re2``), whose matching time is linear in
+the text: a ``matches`` condition runs on the device's own payload, so a pattern that backtracks
+(``(a+)+$``) would let any device burn seconds of CPU per registration under Python's ``re``. RE2
+has no backreferences and no lookarounds; a pattern that uses them is refused at load, naming the
+rule and field. Globs stay on Python's ``re``: ``fnmatch.translate`` makes them atomic, and they run
+on ids and host names of bounded length. A payload condition is ``equals`` for a plain value, or a table with one of ``equals``,
 ``matches`` (a regex searched in the value's text) or ``exists``. A rule whose templates use
 ``{payload.x}`` also requires the device to have sent ``x``: without it the rule does not match.
 
@@ -44,13 +51,13 @@ import fnmatch
 import functools
 import re
 import tomllib
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from allocation.errors import PolicyError
 from allocation.template import Placeholder, Template, compile_template
+from sas.registration_id import canonical_registration_id
 
 DEFAULT_RULE_NAME = "(default)"
 
@@ -73,13 +80,36 @@ class IdMatchKind(enum.Enum):
     REGEX = "regex"
 
 
+class Match(Protocol):
+    """What a match of ``re`` or RE2 offers the engine."""
+
+    def groups(self) -> tuple[str | None, ...]: ...
+
+    def groupdict(self) -> dict[str, str | None]: ...
+
+
+class Pattern(Protocol):
+    """A compiled regex: Python's ``re`` for globs, RE2 for the policy's regexes."""
+
+    @property
+    def groups(self) -> int: ...
+
+    @property
+    def groupindex(self) -> Mapping[str, int]: ...
+
+    def fullmatch(self, text: str) -> Match | None: ...
+
+    def search(self, text: str) -> Match | None: ...
+
+
 @dataclass(frozen=True, kw_only=True)
 class IdMatcher:
-    """A condition on the registration id. ``text`` is case-folded for prefix, suffix and exact."""
+    """A condition on the registration id. ``text`` is canonical (``canonical_registration_id``)
+    for prefix, suffix and exact, and ``match`` gets the canonical id beside the one sent."""
 
     kind: IdMatchKind
     text: str
-    regex: re.Pattern[str] | None = None
+    regex: Pattern | None = None
 
     def match(self, folded_id: str, registration_id: str) -> dict[str, str] | None:
         """Captures (empty without a regex) when the id matches, else None."""
@@ -106,7 +136,7 @@ _UNSET: Any = object()
 class PayloadCondition:
     path: tuple[str, ...]
     equals: Any = _UNSET
-    pattern: re.Pattern[str] | None = None
+    pattern: Pattern | None = None
     exists: bool | None = None
 
     def holds(self, payload: Any) -> bool:
@@ -364,13 +394,12 @@ def _id_matcher(spec: object, source: str, where: str) -> IdMatcher:
             kind=kind, text=text, regex=re.compile(fnmatch.translate(text), re.IGNORECASE)
         )
     if kind is IdMatchKind.REGEX:
-        try:
-            return IdMatcher(kind=kind, text=text, regex=_compile_regex(text))
-        except re.error as error:
-            raise PolicyError(
-                source, f"{where}.regex", f"not a valid regular expression: {error}"
-            ) from None
-    return IdMatcher(kind=kind, text=text.casefold())
+        return IdMatcher(
+            kind=kind,
+            text=text,
+            regex=_compile_regex(text, source, f"{where}.regex", case_sensitive=False),
+        )
+    return IdMatcher(kind=kind, text=canonical_registration_id(text))
 
 
 def _payload_condition(path: str, spec: object, source: str, where: str) -> PayloadCondition:
@@ -390,15 +419,11 @@ def _payload_condition(path: str, spec: object, source: str, where: str) -> Payl
         if not isinstance(operand, bool):
             raise PolicyError(source, f"{where}.exists", "expected true or false")
         return PayloadCondition(path=steps, exists=operand)
-    try:
-        return PayloadCondition(
-            path=steps,
-            pattern=_compile_regex(_string(operand, source, f"{where}.matches"), flags=0),
-        )
-    except re.error as error:
-        raise PolicyError(
-            source, f"{where}.matches", f"not a valid regular expression: {error}"
-        ) from None
+    pattern = _string(operand, source, f"{where}.matches")
+    return PayloadCondition(
+        path=steps,
+        pattern=_compile_regex(pattern, source, f"{where}.matches", case_sensitive=True),
+    )
 
 
 def _check_capture(
@@ -446,12 +471,26 @@ def _only(table: Mapping[str, Any], allowed: set[str], source: str, where: str) 
         )
 
 
-def _compile_regex(pattern: str, flags: int = re.IGNORECASE) -> re.Pattern[str]:
-    """Compile a user's regex. Python's warnings about syntax it may reinterpret one day (nested
-    sets) are not errors in a policy: the pattern means today what it says."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        return re.compile(pattern, flags)
+def _compile_regex(pattern: str, source: str, where: str, *, case_sensitive: bool) -> Pattern:
+    """Compile a policy regex with RE2 (linear-time matching; see the module docstring)."""
+    import re2  # noqa: PLC0415 -- loaded with the policy on the first request, not at import
+
+    options = re2.Options()
+    options.case_sensitive = case_sensitive
+    options.log_errors = False  # RE2 would print to stderr; the error is ours to report
+    try:
+        compiled: Pattern = re2.compile(pattern, options)
+    except re2.error as error:
+        detail = error.args[0] if error.args else ""
+        if isinstance(detail, bytes):
+            detail = detail.decode("utf-8", "replace")
+        raise PolicyError(
+            source,
+            where,
+            f"not a regular expression RE2 accepts ({detail}); RE2 has no backreferences "
+            "or lookarounds",
+        ) from None
+    return compiled
 
 
 @functools.lru_cache(maxsize=1024)

@@ -1,4 +1,4 @@
-"""The AllocationResponse DPS reads (docs/protocol/webhook.md §3): exact key casing, nothing extra."""
+"""The AllocationResponse DPS reads (``docs/protocol/webhook.md`` §3): exact key casing, nothing extra."""
 
 from __future__ import annotations
 

@@ -12,13 +12,15 @@ A template is any JSON-like value from the policy file. Strings in it may hold p
 ``{{`` and ``}}`` stand for literal braces. A string that is exactly one placeholder takes the
 value's own JSON type (a payload number stays a number); inside longer text a value is rendered as
 text (strings as they are, anything else as JSON). Templates are compiled once, when the policy is
-loaded: unknown placeholders are reported then, and rendering a template with no placeholder
-returns the very same (read-only) value.
+loaded: unknown placeholders, and numbers JSON cannot carry (TOML's ``inf`` and ``nan``), are
+reported then, and rendering a template with no placeholder returns the very same (read-only)
+value.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -80,6 +82,8 @@ def _compile(value: Any, found: list[Placeholder], *, source: str, location: str
             _compile(item, found, source=source, location=f"{location}[{index}]")
             for index, item in enumerate(value)
         ]
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PolicyError(source, location, "expected a finite number: JSON has no inf or nan")
     if not isinstance(value, str) or ("{" not in value and "}" not in value):
         return value
     parts: list[str | Placeholder] = []

@@ -1,10 +1,11 @@
 """The allocate handler with its store: latency and CPU per invocation, Azurite beside memory.
 
-Each invocation is what the Functions host runs per DPS call: parse, retired check (one read),
-decide, then the inventory update (read + etag write) and the registration-log writes. The same
+Each invocation is what the Functions host runs per DPS call: parse, retired check (one point
+read), decide, then the log row and the inventory update as one entity-group transaction. The same
 handler runs over the in-memory store (the baseline: the cost of everything but storage) and over
 Azure Table storage in Azurite on loopback. CPU is this process's (``time.process_time``), so
-Azurite's own work is not counted: the figure is what the store costs the function app.
+Azurite's own work is not counted: the figure is what the store costs the function app. Table
+requests are counted on the HTTP session (a requests response hook), per timed call.
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ def bodies(count: int) -> list[bytes]:
     ]
 
 
-def measure(store: Any, settings: StoreSettings, requests: list[bytes]) -> dict[str, float]:
+def measure(
+    store: Any, settings: StoreSettings, requests: list[bytes], sent: list[int] | None = None
+) -> dict[str, float]:
     policy = load_policy(
         (ROOT / "examples" / "tutorial-policy.toml").read_text(), source="tutorial-policy.toml"
     )
@@ -53,6 +56,8 @@ def measure(store: Any, settings: StoreSettings, requests: list[bytes]) -> dict[
     for request in requests[:20]:  # warm up: tables created, connections open
         handler.handle(request)
     latencies = []
+    if sent is not None:
+        sent.clear()
     cpu_started = time.process_time()
     for request in requests:
         started = time.perf_counter()
@@ -66,22 +71,36 @@ def measure(store: Any, settings: StoreSettings, requests: list[bytes]) -> dict[
         "p50": statistics.median(latencies),
         "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
         "cpu": cpu_ms,
+        "round_trips": len(sent) / len(requests) if sent is not None else 0.0,
     }
 
 
 def run(*, quick: bool = False) -> str:
+    import requests as http  # noqa: PLC0415 -- the Tables SDK's transport, here only to count
+
     requests = bodies(100 if quick else 1000)
     memory = measure(MemoryStore(), StoreSettings(), requests)
+    sent: list[int] = []
+    session = http.Session()
+    session.hooks["response"].append(lambda response, *args, **kwargs: sent.append(1))
     with Azurite() as azurite:
         settings = StoreSettings(connection_string=azurite.connection_string, table_prefix="bench")
-        tables = measure(TableStore.from_settings(settings), settings, requests)
+        store = TableStore(
+            azurite.connection_string,
+            table_prefix=settings.table_prefix,
+            timeout_seconds=settings.timeout_seconds,
+            session=session,
+        )
+        tables = measure(store, settings, requests, sent)
     lines = [
-        f"### Webhook invocation with its store ({len(requests)} calls, 100 devices)",
+        f"### Webhook invocation with its store ({len(requests)} calls, 50 devices)",
         "",
-        "| store | p50 ms | p99 ms | CPU ms per call |",
-        "|---|---:|---:|---:|",
-        f"| in memory (baseline) | {memory['p50']:.2f} | {memory['p99']:.2f} | {memory['cpu']:.2f} |",
-        f"| Azure Table storage (Azurite) | {tables['p50']:.2f} | {tables['p99']:.2f} | {tables['cpu']:.2f} |",
+        "| store | Table requests per call | p50 ms | p99 ms | CPU ms per call | CPU vs baseline |",
+        "|---|---:|---:|---:|---:|---:|",
+        f"| in memory (baseline) | 0 | {memory['p50']:.2f} | {memory['p99']:.2f} "
+        f"| {memory['cpu']:.2f} | 1.0x |",
+        f"| Azure Table storage (Azurite) | {tables['round_trips']:.1f} | {tables['p50']:.2f} "
+        f"| {tables['p99']:.2f} | {tables['cpu']:.2f} | {tables['cpu'] / memory['cpu']:.1f}x |",
         "",
         f"The store adds {tables['cpu'] - memory['cpu']:.2f} ms of CPU per call.",
     ]

@@ -82,6 +82,11 @@ class Store(Protocol):
     def append_registration(self, rec: RegistrationRecord) -> None:
         """Write one registration-log record; writing the same record again changes nothing."""
 
+    def record_registration(self, rec: RegistrationRecord) -> None:
+        """What the webhook writes per call: the log record and, for an assigned one, its count in
+        the inventory (`record_provisioning`), atomically where the backend can, so that a logged
+        record is always counted. Idempotent, like both halves."""
+
     def registration_history(
         self, registration_id: str, *, limit: int = 20
     ) -> list[RegistrationRecord]:

@@ -10,6 +10,9 @@ Rules (pure functions of the current row):
   idempotence wins over an exact count). A retired device keeps its status.
 - `with_status(current, status, reason, now)`: retire records reason and time; reinstate clears
   both. No row → `DeviceNotFound`.
+- `merged(current, other)`: two rows of one device (written under different spellings of its id
+  before keys were canonical) become one: a retirement on either wins, counts add up, the newest
+  provisioning, connection and identity facts win. Used by `python -m store migrate`.
 
 No I/O, no clock.
 """
@@ -17,15 +20,17 @@ No I/O, no clock.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 
+from sas.registration_id import canonical_registration_id
 from store.base import DeviceChange, DeviceNotFound
 from store.keys import record_digest
 from store.lifecycle import LifecycleEvent, transition
 from store.records import DeviceRecord, DeviceStatus, Outcome, RegistrationRecord
 
 COUNTED_MEMORY = 16
+_NEVER = datetime.min.replace(tzinfo=UTC)
 
 
 def provisioned(current: DeviceRecord | None, rec: RegistrationRecord) -> DeviceRecord:
@@ -37,7 +42,7 @@ def provisioned(current: DeviceRecord | None, rec: RegistrationRecord) -> Device
     digest = record_digest(rec)
     if current is None:
         return DeviceRecord(
-            registration_id=rec.registration_id,
+            registration_id=canonical_registration_id(rec.registration_id),
             device_id=rec.device_id,
             hub=rec.hub,
             first_provisioned=rec.time,
@@ -78,6 +83,42 @@ def with_status(
     return replace(current, status=status, retired_reason=None, retired_at=None)
 
 
+def merged(current: DeviceRecord | None, other: DeviceRecord) -> DeviceRecord:
+    """One row for a device that has two (see the module docstring); keyed by the canonical id."""
+    canonical = replace(other, registration_id=canonical_registration_id(other.registration_id))
+    if current is None:
+        return canonical
+    rows = (current, canonical)
+    provisioned_last = max(rows, key=lambda row: _instant(row.last_provisioned))
+    seen_last = max(rows, key=lambda row: _instant(row.last_seen))
+    identity_last = max(rows, key=lambda row: _instant(row.last_identity_event))
+    retired = [row for row in rows if row.status is DeviceStatus.RETIRED]
+    retirement = min(retired, key=lambda row: _instant(row.retired_at)) if retired else None
+    firsts = [row.first_provisioned for row in rows if row.first_provisioned is not None]
+    return replace(
+        current,
+        registration_id=canonical.registration_id,
+        device_id=provisioned_last.device_id or current.device_id or other.device_id,
+        hub=provisioned_last.hub or current.hub or other.hub,
+        status=DeviceStatus.RETIRED if retirement else DeviceStatus.ACTIVE,
+        retired_reason=retirement.retired_reason if retirement else None,
+        retired_at=retirement.retired_at if retirement else None,
+        first_provisioned=min(firsts) if firsts else None,
+        last_provisioned=provisioned_last.last_provisioned,
+        provisioning_count=current.provisioning_count + other.provisioning_count,
+        connection_state=seen_last.connection_state,
+        last_seen=seen_last.last_seen,
+        last_sequence_number=seen_last.last_sequence_number,
+        hub_identity=identity_last.hub_identity,
+        last_identity_event=identity_last.last_identity_event,
+        counted=tuple(dict.fromkeys((*current.counted, *other.counted)))[-COUNTED_MEMORY:],
+    )
+
+
+def _instant(value: datetime | None) -> datetime:
+    return value if value is not None else _NEVER
+
+
 class InventoryOps:
     """Mixin: the inventory operations of `store.base.Store`, built on the backend's `update_device`."""
 
@@ -86,6 +127,15 @@ class InventoryOps:
 
     def get_device(self, registration_id: str) -> DeviceRecord | None:
         raise NotImplementedError
+
+    def append_registration(self, rec: RegistrationRecord) -> None:
+        raise NotImplementedError
+
+    def record_registration(self, rec: RegistrationRecord) -> None:
+        """Count an assignment, then log the record (a backend with transactions does both at once)."""
+        if rec.outcome is Outcome.ASSIGNED:
+            self.record_provisioning(rec)
+        self.append_registration(rec)
 
     def record_provisioning(self, rec: RegistrationRecord) -> DeviceRecord:
         """Count an assigned registration in the inventory (see `provisioned`)."""

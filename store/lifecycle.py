@@ -19,8 +19,10 @@ writes nothing.
 
 Lifecycle events carry the hub's *device id*; the inventory is keyed by *registration id*. DPS
 creates the hub identity with device id = registration id unless an individual enrollment sets
-another `deviceId`, so events are applied to the row whose registration id equals the event's device
-id. Devices whose ids differ are not tracked by lifecycle events (documented limitation).
+another `deviceId`, so events are applied to the row whose canonical registration id equals the
+event's device id, canonicalised the same way (`sas.registration_id.canonical_registration_id`:
+DPS matches ids case-insensitively). Devices whose ids differ are not tracked by lifecycle events
+(documented limitation).
 
 Errors:
 
@@ -36,6 +38,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 
+from sas.registration_id import canonical_registration_id
 from store.records import ConnectionState, DeviceRecord, HubIdentity
 
 EVENT_PREFIX = "Microsoft.Devices."
@@ -148,7 +151,7 @@ def transition(current: DeviceRecord | None, event: LifecycleEvent) -> DeviceRec
 def _created(current: DeviceRecord | None, event: LifecycleEvent) -> DeviceRecord | None:
     if current is None:
         return DeviceRecord(
-            registration_id=event.device_id,
+            registration_id=canonical_registration_id(event.device_id),
             device_id=event.device_id,
             hub=event.hub_name,
             hub_identity=HubIdentity.PRESENT,
@@ -184,7 +187,7 @@ def _connection(current: DeviceRecord | None, event: LifecycleEvent) -> DeviceRe
     )
     if current is None:
         return DeviceRecord(
-            registration_id=event.device_id,
+            registration_id=canonical_registration_id(event.device_id),
             device_id=event.device_id,
             hub=event.hub_name,
             connection_state=state,

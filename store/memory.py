@@ -13,8 +13,8 @@ from datetime import datetime
 
 from store import keys
 from store.base import DeviceChange, StoreError
-from store.inventory import InventoryOps
-from store.records import DeviceRecord, DeviceStatus, RegistrationRecord
+from store.inventory import InventoryOps, provisioned
+from store.records import DeviceRecord, DeviceStatus, Outcome, RegistrationRecord
 
 
 class MemoryStore(InventoryOps):
@@ -23,7 +23,6 @@ class MemoryStore(InventoryOps):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._log: dict[tuple[str, str], RegistrationRecord] = {}
-        self._by_hour: dict[tuple[str, str], RegistrationRecord] = {}
         self._devices: dict[str, DeviceRecord] = {}
         self.fail_with: StoreError | None = None
 
@@ -38,7 +37,16 @@ class MemoryStore(InventoryOps):
         rk = keys.registration_row_key(rec)
         with self._lock:
             self._log[(pk, rk)] = rec
-            self._by_hour[(keys.inverted_hour(rec.time), rk)] = rec
+
+    def record_registration(self, rec: RegistrationRecord) -> None:
+        """The log record and, for an assignment, its count in the inventory, atomically."""
+        self._check()
+        pk = keys.registration_partition_key(rec.registration_id)
+        rk = keys.registration_row_key(rec)
+        with self._lock:
+            if rec.outcome is Outcome.ASSIGNED:
+                self._devices[pk] = provisioned(self._devices.get(pk), rec)
+            self._log[(pk, rk)] = rec
 
     def has_registration(self, rec: RegistrationRecord) -> bool:
         """True if exactly this record is already in the log."""
@@ -59,11 +67,9 @@ class MemoryStore(InventoryOps):
     def registrations_since(self, since: datetime, *, limit: int = 100) -> list[RegistrationRecord]:
         """Records at or after `since`, newest first."""
         self._check()
-        pk_max, rk_max = keys.since_bounds(since)
+        bound = keys.since_row_key(since)
         with self._lock:
-            rows = sorted(
-                (k, v) for k, v in self._by_hour.items() if k[0] <= pk_max and k[1] <= rk_max
-            )
+            rows = sorted((rk, rec) for (_, rk), rec in self._log.items() if rk <= bound)
         return [rec for _, rec in rows[:limit]]
 
     def get_device(self, registration_id: str) -> DeviceRecord | None:

@@ -70,7 +70,7 @@ class RegistrationRecord:
     """One webhook call: who asked, what was decided, and how long the decision took."""
 
     time: datetime
-    registration_id: str
+    registration_id: str  # as the enrollment or the device spelt it; keys use its canonical form
     device_id: str | None = None
     enrollment_kind: EnrollmentKind = EnrollmentKind.UNKNOWN
     enrollment_id: str | None = None  # group id, or the individual enrollment's registration id
@@ -84,6 +84,7 @@ class RegistrationRecord:
     payload_keys: tuple[str, ...] = ()
     decision_ms: float = 0.0
     reason: str | None = None  # denial or invalid-request message, never a secret
+    sent_registration_id: str | None = None  # what the device sent, when not registration_id
 
     def __post_init__(self) -> None:
         _require_utc("time", self.time)
@@ -136,11 +137,13 @@ class DeviceRecord:
             raise RecordError(f"provisioning_count: expected >= 0, got {self.provisioning_count}")
 
 
-def summarize_payload(payload: object) -> tuple[int, tuple[str, ...]]:
-    """Size in bytes of the payload's compact JSON and its top-level key names (capped), never its values."""
+def summarize_payload(payload: object, *, size: int | None = None) -> tuple[int, tuple[str, ...]]:
+    """Size in bytes of the payload's compact JSON (``size`` when the caller measured it already)
+    and its top-level key names (capped), never its values."""
     if payload is None:
         return 0, ()
-    size = len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+    if size is None:
+        size = len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
     if not isinstance(payload, Mapping):
         return size, ()
     names = sorted(str(k)[:MAX_PAYLOAD_KEY_CHARS] for k in payload)
@@ -168,6 +171,8 @@ def registration_to_dict(rec: RegistrationRecord) -> dict[str, Any]:
         "payload_keys": list(rec.payload_keys),
         "decision_ms": rec.decision_ms,
         "reason": rec.reason,
+        # Only when set: the dict of a record without it, and so its digest, stays as it was.
+        **({"sent_registration_id": rec.sent_registration_id} if rec.sent_registration_id else {}),
     }
 
 
@@ -196,6 +201,7 @@ def registration_from_dict(data: Mapping[str, Any]) -> RegistrationRecord:
         payload_keys=tuple(keys),
         decision_ms=_float("decision_ms", data.get("decision_ms", 0.0)),
         reason=_str("reason", data.get("reason")),
+        sent_registration_id=_str("sent_registration_id", data.get("sent_registration_id")) or None,
     )
 
 

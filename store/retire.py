@@ -28,6 +28,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from store.base import Store
+from store.logline import Quoted
 from store.records import DeviceRecord, DeviceStatus
 from store.settings import StoreSettings
 
@@ -168,7 +169,7 @@ def _apply_to_hub(
     try:
         registry = hubs(hub)
     except Exception as exc:  # a client that cannot even be built must not undo the store change
-        log.warning("hub client for %s could not be built: %s", hub, type(exc).__name__)
+        log.warning("hub client for %s could not be built: %s", Quoted(hub), type(exc).__name__)
         return RetireResult(
             device=device,
             hub=hub,
@@ -185,7 +186,13 @@ def _apply_to_hub(
     try:
         registry.set_device_status(device_id, enabled=enabled)
     except HubRegistryError as exc:
-        log.warning("hub %s: setting %s %s failed: %s", hub, device_id, verb, exc)
+        log.warning(
+            "hub %s: setting %s %s failed: %s",
+            Quoted(hub),
+            Quoted(device_id),
+            verb,
+            Quoted(str(exc)),
+        )
         return RetireResult(
             device=device,
             hub=hub,

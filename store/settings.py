@@ -3,18 +3,19 @@
 | setting | default | meaning |
 |---|---|---|
 | `AzureWebJobsStorage` | required for the Table store | storage connection string; `UseDevelopmentStorage=true` targets Azurite on 127.0.0.1:10002 |
-| `REGISTRY_TABLE_PREFIX` | `dps` | table-name prefix: `<prefix>Registrations`, `<prefix>RegistrationsByHour`, `<prefix>Devices` |
-| `STORE_TIMEOUT_SECONDS` | `2` | bound on one store call (connect + read, one attempt, no retries) |
+| `REGISTRY_TABLE_PREFIX` | `dps` | table-name prefix: `<prefix>Registrations` (log and inventory; `<prefix>Devices` and `<prefix>RegistrationsByHour` of earlier versions until `python -m store migrate`) |
+| `STORE_TIMEOUT_SECONDS` | `2` | bound on all store calls of one webhook invocation together (`store.deadline`), and on each request (connect + read, one attempt, no retries) |
 | `RETIRED_CHECK` | `fail-closed` | what the webhook does when the retired check cannot be made: `fail-closed` answers 429 (DPS retries; a possibly retired device is never admitted), `fail-open` admits and logs a warning |
 | `IOTHUB_CONNECTION_STRING__<HUB>` | — | service connection string for one hub; `<HUB>` is the hub host name upper-cased with every non-alphanumeric character replaced by `_` (`hub-1.azure-devices.net` → `HUB_1_AZURE_DEVICES_NET`) |
 | `IOTHUB_USE_MANAGED_IDENTITY` | `false` | `true`: hubs without a connection string are reached with the app's managed identity (needs `azure-identity`) |
+| `REPLAY_SIGNING_KEY` | unset | key (at least 32 characters) the webhook signs its replay lines with (HMAC-SHA256) and `python -m store replay` checks them with; without it replay lines are unsigned and replay refuses them unless told to accept unsigned lines |
 
 The app-setting style `NAME__SUFFIX` is what Functions already uses for nested settings and survives
 every hosting plan's environment-variable rules (a JSON map in one setting would not be editable per
 hub in the portal).
 
-Secrets (connection strings) are held in fields excluded from `repr`, so a logged settings object
-never shows them. Errors: `SettingsError` (ValueError) naming the setting and what was expected.
+Secrets (connection strings, the replay signing key) are held in fields excluded from `repr`, so
+a logged settings object never shows them. Errors: `SettingsError` (ValueError) naming the setting and what was expected.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ TIMEOUT_SETTING = "STORE_TIMEOUT_SECONDS"
 RETIRED_CHECK_SETTING = "RETIRED_CHECK"
 HUB_SETTING_PREFIX = "IOTHUB_CONNECTION_STRING__"
 MANAGED_IDENTITY_SETTING = "IOTHUB_USE_MANAGED_IDENTITY"
+REPLAY_KEY_SETTING = "REPLAY_SIGNING_KEY"
+MIN_REPLAY_KEY_CHARS = 32
 DEV_STORAGE = "UseDevelopmentStorage=true"
 DEFAULT_PREFIX = "dps"
 DEFAULT_TIMEOUT_SECONDS = 2.0
@@ -61,6 +64,7 @@ class StoreSettings:
     retired_check: RetiredCheck = RetiredCheck.FAIL_CLOSED
     hub_connection_strings: Mapping[str, str] = field(default_factory=dict, repr=False)
     use_managed_identity: bool = False
+    replay_key: bytes | None = field(default=None, repr=False)
 
     def require_connection_string(self) -> str:
         """The storage connection string, or `SettingsError` naming the setting."""
@@ -93,6 +97,7 @@ def load_settings(env: Mapping[str, str]) -> StoreSettings:
             if name.upper().startswith(HUB_SETTING_PREFIX) and value.strip()
         },
         use_managed_identity=_flag(MANAGED_IDENTITY_SETTING, env.get(MANAGED_IDENTITY_SETTING)),
+        replay_key=_replay_key(env.get(REPLAY_KEY_SETTING)),
     )
 
 
@@ -148,3 +153,15 @@ def _flag(name: str, value: str | None) -> bool:
     if lowered in ("false", "0", "no"):
         return False
     raise SettingsError(f"{name}: expected true or false, got {value!r}")
+
+
+def _replay_key(value: str | None) -> bytes | None:
+    if value is None or not value.strip():
+        return None
+    if len(value.strip()) < MIN_REPLAY_KEY_CHARS:
+        # Never the value: it is a secret, even a short one.
+        raise SettingsError(
+            f"{REPLAY_KEY_SETTING}: expected at least {MIN_REPLAY_KEY_CHARS} characters "
+            "(for example 32 random bytes in base64)"
+        )
+    return value.strip().encode("utf-8")

@@ -29,6 +29,7 @@ A shell: records become entities (`store.records` dict form plus `PartitionKey`/
 
 from __future__ import annotations
 
+import heapq
 import json
 import logging
 import os
@@ -38,9 +39,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from itertools import islice
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -56,20 +59,25 @@ from azure.core.exceptions import (
     ServiceResponseTimeoutError,
 )
 from azure.core.pipeline.transport import RequestsTransport
+from azure.core.rest import HttpRequest
 from azure.data.tables import TableClient, TableEntity, UpdateMode
 
 from store import keys
 from store.base import (
     ConcurrencyConflict,
     DeviceChange,
+    InvalidKey,
     StoreError,
     StoreTimeout,
     StoreUnavailable,
 )
-from store.inventory import InventoryOps
+from store.changeset import Change, changeset_body, part_statuses
+from store.inventory import InventoryOps, merged, provisioned
+from store.logline import Quoted
 from store.records import (
     DeviceRecord,
     DeviceStatus,
+    Outcome,
     RecordError,
     RegistrationRecord,
     device_from_dict,
@@ -79,6 +87,9 @@ from store.records import (
 )
 from store.settings import StoreSettings
 
+if TYPE_CHECKING:
+    import requests
+
 log = logging.getLogger(__name__)
 
 MAX_UPDATE_ATTEMPTS = 12
@@ -86,19 +97,25 @@ CONFLICT_BACKOFF_SECONDS = 0.01
 _RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
 _PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 _REMEMBERED_ROWS = 1024
-_ABSENT = object()  # remembered: the row did not exist when last read
+_CONFLICT_STATUS = {409, 412}  # created meanwhile / etag no longer matches
+_TABLE_NOT_FOUND = "TableNotFound"
 
 
 class TableStore(InventoryOps):
-    """Registration log, by-hour index and device inventory in three tables."""
+    """Registration log and device inventory in one table (see `store.keys` for the design)."""
 
     def __init__(
-        self, connection_string: str, *, table_prefix: str = "dps", timeout_seconds: float = 2.0
+        self,
+        connection_string: str,
+        *,
+        table_prefix: str = "dps",
+        timeout_seconds: float = 2.0,
+        session: requests.Session | None = None,
     ):
         self._timeout = timeout_seconds
         import requests  # noqa: PLC0415 -- azure-core's transport already depends on it
 
-        self._session = requests.Session()
+        self._session = session if session is not None else requests.Session()
         # Without a proxy in the environment, skip requests' per-request environment scan.
         self._session.trust_env = any(name.lower() in _PROXY_VARIABLES for name in os.environ)
         self._transport = RequestsTransport(
@@ -107,7 +124,7 @@ class TableStore(InventoryOps):
             connection_timeout=timeout_seconds,
             read_timeout=timeout_seconds,
         )
-        self._rows: OrderedDict[str, object] = OrderedDict()
+        self._rows: OrderedDict[str, _Row] = OrderedDict()
         self._rows_lock = threading.Lock()
         options: dict[str, Any] = {
             "transport": self._transport,
@@ -119,9 +136,9 @@ class TableStore(InventoryOps):
             "retry_status": 0,
         }
         names = {
-            "log": f"{table_prefix}Registrations",
-            "hour": f"{table_prefix}RegistrationsByHour",
-            "devices": f"{table_prefix}Devices",
+            "registry": f"{table_prefix}{keys.REGISTRY_TABLE}",
+            "legacy devices": f"{table_prefix}{keys.LEGACY_DEVICES_TABLE}",
+            "legacy hours": f"{table_prefix}{keys.LEGACY_HOURS_TABLE}",
         }
         try:
             self._clients = {
@@ -132,7 +149,11 @@ class TableStore(InventoryOps):
             raise StoreError(
                 "AzureWebJobsStorage: not a usable storage connection string"
             ) from None
-        self._ready: set[str] = set()
+        self._ready = False
+        # Until a read finds no legacy inventory table, a device missing from the registry is
+        # looked up there too (see `store.keys`, "Upgrading"). One extra read per process after
+        # `python -m store migrate` has removed that table.
+        self._legacy_inventory = True
 
     @classmethod
     def from_settings(cls, settings: StoreSettings) -> TableStore:
@@ -149,53 +170,102 @@ class TableStore(InventoryOps):
             client.close()
         self._session.close()
 
-    def _remember(self, pk: str, entity: TableEntity | None) -> None:
+    def _remember(self, pk: str, row: _Row) -> None:
         with self._rows_lock:
-            self._rows[pk] = _ABSENT if entity is None else entity
+            self._rows[pk] = row
             self._rows.move_to_end(pk)
             while len(self._rows) > _REMEMBERED_ROWS:
                 self._rows.popitem(last=False)
 
-    def _recall(self, pk: str) -> object:
-        """The row last read for this key (``_ABSENT`` if it did not exist), or None if unknown."""
+    def _recall(self, pk: str) -> _Row | None:
+        """The device row last read for this key, or None if unknown (forgotten once recalled)."""
         with self._rows_lock:
             return self._rows.pop(pk, None)
 
-    def _table(self, role: str) -> TableClient:
-        client = self._clients[role]
-        if role not in self._ready:
+    def _registry(self) -> TableClient:
+        client = self._clients["registry"]
+        if not self._ready:
             with (
                 _mapped(f"create table {client.table_name}", self._timeout),
                 suppress(ResourceExistsError),
             ):
                 client.create_table()
-            self._ready.add(role)
+            self._ready = True
         return client
 
     # -- registration log ----------------------------------------------------------------------------------------
 
     def append_registration(self, rec: RegistrationRecord) -> None:
-        """Upsert the log row, then the by-hour index row (same RowKey): idempotent."""
-        props = _registration_entity(rec)
-        rk = keys.registration_row_key(rec)
-        log_row = {
-            "PartitionKey": keys.registration_partition_key(rec.registration_id),
-            "RowKey": rk,
-        }
-        hour_row = {
-            "PartitionKey": keys.inverted_hour(rec.time),
-            "RowKey": rk,
-            "hour": keys.hour_bucket(rec.time),
-        }
-        log_table = self._table("log")
-        hour_table = self._table("hour")
+        """Upsert the log row: idempotent (same record, same RowKey)."""
+        table = self._registry()
         with _mapped("append registration", self._timeout):
-            log_table.upsert_entity({**log_row, **props}, mode=UpdateMode.REPLACE)
-            hour_table.upsert_entity({**hour_row, **props}, mode=UpdateMode.REPLACE)
+            table.upsert_entity(_log_row(rec), mode=UpdateMode.REPLACE)
+
+    def record_registration(self, rec: RegistrationRecord) -> None:
+        """The log row and, for an assignment, the inventory update: one entity-group transaction
+        in the device's partition, so a logged record is always counted. The inventory row comes
+        from the retired check's read when it is remembered (its etag guards the write); a
+        conflict re-reads and retries."""
+        log_row = _log_row(rec)
+        if rec.outcome is not Outcome.ASSIGNED:
+            self.append_registration(rec)
+            return
+        table = self._registry()
+        pk = log_row["PartitionKey"]
+        remembered = self._recall(pk)
+        for attempt in range(MAX_UPDATE_ATTEMPTS):
+            with _mapped("record registration", self._timeout):
+                row = remembered if remembered is not None else self._read_row(pk)
+                remembered = None
+                new = provisioned(row.record, rec)
+                if new == row.record and row.entity is not None:
+                    # Counted before (a replay or a retry): the log row alone.
+                    table.upsert_entity(log_row, mode=UpdateMode.REPLACE)
+                    return
+                try:
+                    self._transact(table, [Change("upsert", log_row), _device_change(pk, new, row)])
+                except _Conflict:
+                    self._conflict(pk, attempt)
+                    continue
+                return
+        raise ConcurrencyConflict(
+            f"registrationId: inventory row kept changing, gave up after {MAX_UPDATE_ATTEMPTS} attempts"
+        )
+
+    def _transact(self, table: TableClient, changes: list[Change]) -> None:
+        """One entity-group transaction, its body built by `store.changeset` and sent through the
+        client's own pipeline (see there for why not `submit_transaction`); `_Conflict` when the
+        service refused it for a concurrent change (409, 412)."""
+        content_type, body = changeset_body(table.url, table.table_name, changes)
+        request = HttpRequest(
+            "POST",
+            f"{table.url}/$batch",
+            headers={
+                "Content-Type": content_type,
+                "Accept": "application/json",
+                "DataServiceVersion": "3.0",
+                "MaxDataServiceVersion": "3.0;NetFx",
+                "x-ms-version": table.api_version,
+            },
+            content=body,
+        )
+        # The generated client's send_request: the same policies every TableClient call runs.
+        response = table._client.send_request(request, stream=True)
+        answer = response.read().decode("utf-8", "replace")
+        if response.status_code != 202:
+            raise HttpResponseError(response=response)
+        statuses = part_statuses(answer)
+        if not statuses:
+            raise StoreError("record registration: storage answered a transaction with no parts")
+        refused = next((status for status in statuses if not 200 <= status < 300), None)
+        if refused in _CONFLICT_STATUS:
+            raise _Conflict
+        if refused is not None:
+            raise StoreError(f"record registration: storage refused the transaction ({refused})")
 
     def has_registration(self, rec: RegistrationRecord) -> bool:
         """True if exactly this record is in the log."""
-        table = self._table("log")
+        table = self._registry()
         pk = keys.registration_partition_key(rec.registration_id)
         with _mapped("read registration", self._timeout):
             try:
@@ -207,53 +277,61 @@ class TableStore(InventoryOps):
     def registration_history(
         self, registration_id: str, *, limit: int = 20
     ) -> list[RegistrationRecord]:
-        """One partition, already newest first."""
+        """One partition, already newest first (the device row sorts after every log row)."""
+        table = self._registry()
         pk = keys.registration_partition_key(registration_id)
-        return self._query_registrations(
-            "log", "PartitionKey eq @pk", {"pk": pk}, limit, "registration history"
-        )
-
-    def registrations_since(self, since: datetime, *, limit: int = 100) -> list[RegistrationRecord]:
-        """One range query over the inverted by-hour index."""
-        pk_max, rk_max = keys.since_bounds(since)
-        return self._query_registrations(
-            "hour",
-            "PartitionKey le @pk and RowKey le @rk",
-            {"pk": pk_max, "rk": rk_max},
-            limit,
-            "registrations since",
-        )
-
-    def _query_registrations(
-        self, role: str, query: str, params: dict[str, Any], limit: int, op: str
-    ) -> list[RegistrationRecord]:
-        table = self._table(role)
-        with _mapped(op, self._timeout):
+        with _mapped("registration history", self._timeout):
             pages = table.query_entities(
-                query, parameters=params, results_per_page=min(limit, 1000)
+                "PartitionKey eq @pk and RowKey lt @device",
+                parameters={"pk": pk, "device": keys.DEVICE_ROW_KEY},
+                results_per_page=min(limit, 1000),
             )
             return [_registration_from_entity(e) for e in islice(pages, limit)]
+
+    def registrations_since(self, since: datetime, *, limit: int = 100) -> list[RegistrationRecord]:
+        """Every device's log rows at or after `since`: a RowKey range over the whole table, which
+        the service answers by scanning it (no index on the hot path; see `store.keys`), merged
+        newest first here."""
+        table = self._registry()
+        with _mapped("registrations since", self._timeout):
+            rows = table.query_entities(
+                "RowKey le @rk", parameters={"rk": keys.since_row_key(since)}
+            )
+            newest = heapq.nsmallest(limit, rows, key=lambda entity: str(entity["RowKey"]))
+        return [_registration_from_entity(e) for e in newest]
 
     # -- inventory -----------------------------------------------------------------------------------------------
 
     def get_device(self, registration_id: str) -> DeviceRecord | None:
-        """Point read of the inventory row."""
-        table = self._table("devices")
+        """Point read of the inventory row (remembered, with its etag, for the write that follows)."""
+        self._registry()
         pk = keys.registration_partition_key(registration_id)
         with _mapped("read device", self._timeout):
-            try:
-                entity = table.get_entity(pk, keys.DEVICE_ROW_KEY)
-            except ResourceNotFoundError:
-                self._remember(pk, None)
-                return None
-        self._remember(pk, entity)
-        return _device_from_entity(entity)
+            row = self._read_row(pk)
+        self._remember(pk, row)
+        return row.record
+
+    def _read_row(self, pk: str, *, legacy: bool = True) -> _Row:
+        """The device row of a partition; from the legacy inventory table when only it has one."""
+        try:
+            return _Row.of(self._clients["registry"].get_entity(pk, keys.DEVICE_ROW_KEY))
+        except ResourceNotFoundError:
+            pass
+        if not (legacy and self._legacy_inventory):
+            return _Row(entity=None, record=None)
+        try:
+            entity = self._clients["legacy devices"].get_entity(pk, keys.DEVICE_ROW_KEY)
+        except ResourceNotFoundError as exc:
+            if getattr(exc, "error_code", None) == _TABLE_NOT_FOUND:
+                self._legacy_inventory = False
+            return _Row(entity=None, record=None)
+        return _Row(entity=None, record=_device_from_entity(entity))
 
     def list_devices(
         self, *, hub: str | None = None, status: DeviceStatus | None = None, limit: int = 1000
     ) -> list[DeviceRecord]:
-        """Filtered scan of the inventory table (inventories are small; no secondary index)."""
-        table = self._table("devices")
+        """The device rows of the table, filtered by the service (a scan: no secondary index)."""
+        table = self._registry()
         clauses = ["RowKey eq @rk"]
         params: dict[str, Any] = {"rk": keys.DEVICE_ROW_KEY}
         if hub is not None:
@@ -268,44 +346,155 @@ class TableStore(InventoryOps):
 
     def update_device(self, registration_id: str, change: DeviceChange) -> DeviceRecord | None:
         """Read-change-write with etags, retried on conflicts."""
-        table = self._table("devices")
-        pk = keys.registration_partition_key(registration_id)
-        remembered = self._recall(pk)
+        return self._update(keys.registration_partition_key(registration_id), change, legacy=True)
+
+    def _update(self, pk: str, change: DeviceChange, *, legacy: bool) -> DeviceRecord | None:
+        table = self._registry()
+        remembered = self._recall(pk) if legacy else None
         for attempt in range(MAX_UPDATE_ATTEMPTS):
             with _mapped("update device", self._timeout):
-                entity: TableEntity | None
-                if remembered is not None:  # first attempt only: the etag decides if it is stale
-                    entity = None if remembered is _ABSENT else remembered  # type: ignore[assignment]
-                    remembered = None
-                else:
-                    try:
-                        entity = table.get_entity(pk, keys.DEVICE_ROW_KEY)
-                    except ResourceNotFoundError:
-                        entity = None
-                current = None if entity is None else _device_from_entity(entity)
-                new = change(current)
+                row = remembered if remembered is not None else self._read_row(pk, legacy=legacy)
+                remembered = None  # first attempt only: the etag decides if it is stale
+                new = change(row.record)
                 if new is None:
-                    return current
-                row = {"PartitionKey": pk, "RowKey": keys.DEVICE_ROW_KEY, **_device_entity(new)}
+                    return row.record
+                entity = _device_entity_row(pk, new)
                 try:
-                    if entity is None:
-                        table.create_entity(row)
+                    if row.entity is None:
+                        table.create_entity(entity)
                     else:
                         table.update_entity(
-                            row,
+                            entity,
                             mode=UpdateMode.REPLACE,
-                            etag=entity.metadata["etag"],
+                            etag=row.entity.metadata["etag"],
                             match_condition=MatchConditions.IfNotModified,
                         )
                 except (ResourceExistsError, ResourceModifiedError):
-                    log.info("inventory row %s changed concurrently; retrying", pk)
-                    # Jitter so that writers that collided do not collide again in lockstep.
-                    time.sleep(random.uniform(0, CONFLICT_BACKOFF_SECONDS * (attempt + 1)))
+                    self._conflict(pk, attempt)
                     continue
                 return new
         raise ConcurrencyConflict(
             f"registrationId: inventory row kept changing, gave up after {MAX_UPDATE_ATTEMPTS} attempts"
         )
+
+    def _conflict(self, pk: str, attempt: int) -> None:
+        log.info("inventory row %s changed concurrently; retrying", Quoted(pk))
+        # Jitter so that writers that collided do not collide again in lockstep.
+        time.sleep(random.uniform(0, CONFLICT_BACKOFF_SECONDS * (attempt + 1)))
+
+    # -- migration -----------------------------------------------------------------------------------------------
+
+    def migrate(self, *, dry_run: bool = False) -> MigrationReport:
+        """Bring rows written by earlier versions to the current design (`store.keys`, "Upgrading").
+
+        1. Each inventory row of the legacy `<prefix>Devices` table is merged into its device's
+           row in the registry (`store.inventory.merged`: a retirement on either wins), then
+           deleted; the emptied table is deleted, which also ends the legacy lookups.
+        2. Log rows stored under a registration id as sent (before keys were canonical) are copied
+           to the canonical partition with the same RowKey, then deleted.
+        3. The `<prefix>RegistrationsByHour` index is deleted: nothing reads it any more.
+
+        Idempotent: a second run finds nothing to do. A dry run only counts.
+        """
+        registry = self._registry()
+        devices = moved = tables = 0
+        legacy_devices = self._clients["legacy devices"]
+        with _mapped("migrate devices", self._timeout):
+            try:
+                legacy_rows = list(legacy_devices.list_entities())
+            except ResourceNotFoundError:
+                legacy_rows = []
+        for entity in legacy_rows:
+            devices += 1
+            if dry_run:
+                continue
+            record = _device_from_entity(entity)
+            pk = keys.registration_partition_key(record.registration_id)
+            self._update(pk, partial(merged, other=record), legacy=False)
+            with _mapped("migrate devices", self._timeout):
+                legacy_devices.delete_entity(entity["PartitionKey"], entity["RowKey"])
+        with _mapped("migrate registrations", self._timeout):
+            legacy_logs = [
+                e
+                for e in registry.list_entities()
+                if e["RowKey"] != keys.DEVICE_ROW_KEY and _legacy_partition(e) is not None
+            ]
+            for entity in legacy_logs:
+                moved += 1
+                if dry_run:
+                    continue
+                canonical = _legacy_partition(entity)
+                registry.upsert_entity(
+                    {**entity, "PartitionKey": canonical}, mode=UpdateMode.REPLACE
+                )
+                registry.delete_entity(entity["PartitionKey"], entity["RowKey"])
+            for role in ("legacy devices", "legacy hours"):
+                if dry_run:
+                    continue
+                try:
+                    self._clients[role].delete_table()
+                    tables += 1
+                except ResourceNotFoundError:
+                    pass
+        if not dry_run:
+            self._legacy_inventory = False
+        return MigrationReport(devices=devices, registrations=moved, tables=tables)
+
+
+@dataclass(frozen=True)
+class _Row:
+    """A device row as read: its registry entity (None when absent there; its etag guards the
+    next write) and the record it holds (from the legacy table when only that has one)."""
+
+    entity: TableEntity | None
+    record: DeviceRecord | None
+
+    @classmethod
+    def of(cls, entity: TableEntity) -> _Row:
+        return cls(entity=entity, record=_device_from_entity(entity))
+
+
+class _Conflict(Exception):
+    """A transaction was refused because the device row changed meanwhile (409 or 412)."""
+
+
+def _device_entity_row(pk: str, new: DeviceRecord) -> dict[str, Any]:
+    return {"PartitionKey": pk, "RowKey": keys.DEVICE_ROW_KEY, **_device_entity(new)}
+
+
+def _device_change(pk: str, new: DeviceRecord, row: _Row) -> Change:
+    """Write `new` over `row`: create it, or replace it while the etag still matches."""
+    entity = _device_entity_row(pk, new)
+    if row.entity is None:
+        return Change("create", entity)
+    return Change("update", entity, etag=row.entity.metadata["etag"])
+
+
+def _log_row(rec: RegistrationRecord) -> dict[str, Any]:
+    return {
+        "PartitionKey": keys.registration_partition_key(rec.registration_id),
+        "RowKey": keys.registration_row_key(rec),
+        **_registration_entity(rec),
+    }
+
+
+@dataclass(frozen=True, kw_only=True)
+class MigrationReport:
+    """What `migrate` moved and deleted (or, in a dry run, would move)."""
+
+    devices: int = 0
+    registrations: int = 0
+    tables: int = 0
+
+
+def _legacy_partition(entity: TableEntity) -> str | None:
+    """The canonical PartitionKey of a row stored under another one, else None."""
+    pk = entity["PartitionKey"]
+    try:
+        canonical = keys.registration_partition_key(keys.unescape_key(pk))
+    except InvalidKey:  # its canonical form no longer fits a key: left where it is
+        return None
+    return canonical if canonical != pk else None
 
 
 # -- entities ----------------------------------------------------------------------------------------------------

@@ -143,13 +143,14 @@ def test_lifecycle_store_failure_raises_for_redelivery(store: MemoryStore) -> No
 
 
 def test_get_device_with_history(store: MemoryStore) -> None:
-    """GET devices/{id} returns the row and the latest registrations."""
+    """GET devices/{id} returns the row (under the canonical id) and the latest registrations."""
     resp = lf.admin_get_device(
         http("GET", "devices/LogicAppTestDevice", registrationId="LogicAppTestDevice")
     )
     assert resp.status_code == 200
     body = payload(resp)
-    assert body["device"]["registration_id"] == "LogicAppTestDevice"
+    assert body["device"]["registration_id"] == "logicapptestdevice"
+    assert body["device"]["device_id"] == "LogicAppTestDevice"
     assert body["device"]["provisioning_count"] == 1
     assert "counted" not in body["device"]
     assert [r["outcome"] for r in body["registrations"]] == ["assigned"]
@@ -163,6 +164,7 @@ def test_get_device_with_history(store: MemoryStore) -> None:
         ({"limit": "101"}, "LogicAppTestDevice", 400, "limit: expected an integer 1..100"),
         ({}, " ", 400, "registrationId: expected a non-empty"),
         ({}, "x" * 600, 400, "registration_id: too long"),
+        ({}, "dev-\ud800", 400, "registration_id: expected valid Unicode text"),
     ],
 )
 def test_get_device_errors(
@@ -177,7 +179,7 @@ def test_get_device_errors(
 def test_list_devices_filters(store: MemoryStore) -> None:
     """GET devices filters by hub and status; a bad status is a 400 naming it."""
     resp = lf.admin_list_devices(http("GET", "devices", params={"hub": HUB, "status": "active"}))
-    assert [d["registration_id"] for d in payload(resp)["devices"]] == ["LogicAppTestDevice"]
+    assert [d["registration_id"] for d in payload(resp)["devices"]] == ["logicapptestdevice"]
     resp = lf.admin_list_devices(http("GET", "devices", params={"status": "retired"}))
     assert payload(resp)["devices"] == []
     resp = lf.admin_list_devices(http("GET", "devices", params={"status": "gone"}))
@@ -210,6 +212,22 @@ def test_retire_and_reinstate(store: MemoryStore) -> None:
     assert payload(resp)["device"]["status"] == "active"
 
 
+def test_admin_routes_find_the_device_in_any_letter_case(store: MemoryStore) -> None:
+    """Retiring LOGICAPPTESTDEVICE retires the row of LogicAppTestDevice and disables its identity;
+    lifecycle events for the hub's device id keep landing on that row."""
+    resp = lf.admin_retire_device(
+        http("POST", "devices/x/retire", registrationId="LOGICAPPTESTDEVICE")
+    )
+    assert resp.status_code == 200
+    assert payload(resp)["hub_touched"] is True
+    device = store.get_device("LogicAppTestDevice")
+    assert device is not None
+    assert device.status is DeviceStatus.RETIRED
+    lf.device_lifecycle(grid_event("device-disconnected.json"))
+    (row,) = store.list_devices()
+    assert row.connection_state is ConnectionState.DISCONNECTED
+
+
 def test_retire_without_hub_credentials(store: MemoryStore) -> None:
     """A device on a hub with no credentials is retired and the answer says the hub was not touched."""
     store.record_provisioning(
@@ -228,10 +246,13 @@ def test_retire_without_hub_credentials(store: MemoryStore) -> None:
 @pytest.mark.parametrize(
     ("body", "field"),
     [(b"{not json", "body: expected a JSON object"), (b"[1]", "body: expected a JSON object"),
-     (b'{"reason": 5}', "reason: expected a string"), (json.dumps({"reason": "x" * 300}).encode(), "reason")],
+     (b'{"reason": 5}', "reason: expected a string"), (json.dumps({"reason": "x" * 300}).encode(), "reason"),
+     (b"[" * 100_000, "body: expected a JSON object"), (b'{"reason": [[[[[]]]]]}', "at most 4 levels"),
+     (b'{"reason": "\\ud800"}', "reason: expected valid Unicode text"), (b'{"reason": NaN}', "reason: expected a finite")],
 )  # fmt: skip
 def test_retire_bad_body(store: MemoryStore, body: bytes, field: str) -> None:
-    """A malformed retire body is a 400 naming the field, and nothing is retired."""
+    """A malformed retire body (deeply nested, NaN, a lone surrogate: issue #14.10) is a 400 naming
+    the field, never a 500, and nothing is retired."""
     resp = lf.admin_retire_device(
         http("POST", "devices/x/retire", body=body, registrationId="LogicAppTestDevice")
     )
@@ -258,3 +279,25 @@ def test_unconfigured_store_is_a_json_500(monkeypatch: pytest.MonkeyPatch) -> No
     resp = lf.admin_list_devices(http("GET", "devices"))
     assert resp.status_code == 500
     assert payload(resp) == {"error": "store is not configured; see the function log"}
+
+
+def test_event_and_route_values_cannot_plant_log_lines(
+    store: MemoryStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Device ids from events and registration ids from routes are logged escaped, one line each."""
+    planted = "evil\nREPLAY-REGISTRATION {}\u2028more"
+    event = func.EventGridEvent(
+        id="e\n1", data={"hubName": "egtesthub1", "deviceId": planted,
+                          "deviceConnectionStateEventInfo": {"sequenceNumber": "1"}},
+        topic="t", subject="devices/x", event_type="Microsoft.Devices.DeviceConnected",
+        event_time=NOW, data_version="1",
+    )  # fmt: skip
+    store.record_provisioning(
+        RegistrationRecord(time=NOW, registration_id="x\u2028y", outcome=Outcome.ASSIGNED, hub=HUB)
+    )
+    with caplog.at_level("DEBUG"):
+        lf.device_lifecycle(event)
+        lf.admin_retire_device(http("POST", "devices/x/retire", registrationId="x\u2028y"))
+    assert len(caplog.records) >= 2
+    for record in caplog.records:
+        assert len(record.getMessage().splitlines()) == 1, record.getMessage()

@@ -152,6 +152,12 @@ def test_weights_are_read() -> None:
             "names no group",
         ),
         ('[[rules]]\nname = "r"\n[[rules]]\nname = "r"', "rules[1].name", "earlier rule"),
+        ('[[rules]]\nname = "r"\npayload = { a = inf }', "rules[0] (r).payload.a", "finite"),
+        (
+            '[[rules]]\nname = "r"\n[rules.initial_twin]\ndesired = { t = [1.5, nan] }',
+            "rules[0] (r).initial_twin.properties.desired.t[1]",
+            "JSON has no inf or nan",
+        ),
     ],
 )
 def test_invalid_policy_names_location(text: str, location: str, fragment: str) -> None:

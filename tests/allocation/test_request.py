@@ -69,6 +69,47 @@ def test_individual_enrollment_is_recognised() -> None:
     assert request.enrollment_group_id is None
 
 
+def test_individual_enrollment_id_and_device_id_win() -> None:
+    """The enrollment's registrationId is the device's identity and its deviceId the hub device id;
+    what the device sent is kept when it differs."""
+    request = parse_request(
+        {
+            "individualEnrollment": {"registrationId": "Dev-42", "deviceId": "hub-dev-42"},
+            "deviceRuntimeContext": {"registrationId": "DEV-42"},
+            "linkedHubs": ["a.azure-devices.net"],
+        }
+    )
+    assert (request.registration_id, request.sent_registration_id) == ("Dev-42", "DEV-42")
+    assert request.device_id == "hub-dev-42"
+
+
+@pytest.mark.parametrize(
+    ("context", "enrollment", "field"),
+    [
+        ({"registrationId": "a\u200bb"}, None, "deviceRuntimeContext.registrationId"),
+        ({"registrationId": "a" * 129}, None, "deviceRuntimeContext.registrationId"),
+        ({"registrationId": "a\nREPLAY"}, None, "deviceRuntimeContext.registrationId"),
+        (
+            {"registrationId": "ok"},
+            {"registrationId": "b\u2028"},
+            "individualEnrollment.registrationId",
+        ),
+        ({"registrationId": "ok"}, {"registrationId": 5}, "individualEnrollment.registrationId"),
+        ({"registrationId": "ok"}, {"deviceId": 5}, "individualEnrollment.deviceId"),
+    ],
+)
+def test_ids_that_cannot_identify_a_device_are_refused(
+    context: dict[str, object], enrollment: dict[str, object] | None, field: str
+) -> None:
+    """Invisible, control or over-long ids are a 400 naming the field, never a key."""
+    document: dict[str, object] = {"deviceRuntimeContext": context, "linkedHubs": ["h"]}
+    if enrollment is not None:
+        document["individualEnrollment"] = enrollment
+    with pytest.raises(RequestError) as raised:
+        parse_request(document)
+    assert raised.value.field == field
+
+
 @pytest.mark.parametrize("spelling", ["currentIoTHubHostName", "currentIoTHubHostname"])
 def test_documented_spelling_variants_of_current_hub(spelling: str) -> None:
     """The spellings from the docs' tables and prose are accepted as the current hub."""
@@ -112,6 +153,18 @@ def test_unknown_fields_are_ignored() -> None:
         (
             {"deviceRuntimeContext": {"registrationId": "d"}, "linkedHubs": ["h", ""]},
             "linkedHubs[1]",
+        ),
+        (
+            {"deviceRuntimeContext": {"registrationId": "d"}, "linkedHubs": ["h", "a\nb"]},
+            "linkedHubs[1]",
+        ),
+        (
+            {"deviceRuntimeContext": {"registrationId": "d"}, "linkedHubs": ["h" * 254]},
+            "linkedHubs[0]",
+        ),
+        (
+            {"deviceRuntimeContext": {"registrationId": "d"}, "linkedHubs": ["h"] * 51},
+            "linkedHubs",
         ),
         (
             {

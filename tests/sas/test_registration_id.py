@@ -7,7 +7,13 @@ import json
 import pytest
 from hypothesis import given
 
-from sas import RegistrationIdError, SasError, validate_registration_id
+from sas import (
+    RegistrationIdError,
+    SasError,
+    canonical_registration_id,
+    registration_id_problem,
+    validate_registration_id,
+)
 from tests.fixtures import FIXTURES as ALL_FIXTURES
 from tests.strategies import recommended_registration_ids, registration_ids
 
@@ -95,3 +101,54 @@ def test_every_documented_id_is_accepted(value: str) -> None:
 def test_recommended_ids_pass_strict_mode(value: str) -> None:
     """Lower-case a-z, 0-9 and '-' ids pass strict validation with no warning."""
     assert validate_registration_id(value, strict=True) == []
+
+
+@pytest.mark.parametrize(
+    ("variants", "canonical"),
+    [
+        (["Indiv-Dev", "INDIV-DEV", "indiv-dev"], "indiv-dev"),
+        (["caf\u00e9", "cafe\u0301", "CAF\u00c9", "CAFE\u0301"], "caf\u00e9"),
+        (["\uff21\uff22\uff23", "abc", "ABC"], "abc"),
+        (["\ufb01x", "FIX"], "fix"),
+        (["stra\u00dfe", "STRASSE"], "strasse"),
+        (["\u212a1", "k1"], "k1"),
+    ],
+)
+def test_case_and_unicode_variants_share_one_canonical_id(
+    variants: list[str], canonical: str
+) -> None:
+    """Case, composed/decomposed and compatibility forms of one id have one canonical form."""
+    assert {canonical_registration_id(v) for v in variants} == {canonical}
+
+
+def test_cross_script_look_alikes_stay_apart() -> None:
+    """Latin 'a' and Cyrillic 'a' are different characters, so different devices."""
+    assert canonical_registration_id("abc") != canonical_registration_id("\u0430bc")
+
+
+@given(registration_ids())
+def test_canonical_form_of_a_dps_id_is_its_lower_case(value: str) -> None:
+    """For DPS's own characters the canonical form is what DPS shows: lower case, and it is stable."""
+    assert canonical_registration_id(value) == value.lower()
+    assert canonical_registration_id(canonical_registration_id(value)) == value.lower()
+    assert registration_id_problem(value) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "detail"),
+    [
+        ("", "got 0 characters"),
+        ("a" * 129, "got 129 characters"),
+        ("dev\u200b001", "U+200B at position 4"),
+        ("dev\n001", "U+000A at position 4"),
+        ("dev 001", "U+0020 at position 4"),
+        ("dev\u2028", "U+2028 at position 4"),
+        ("dev\ud800", "U+D800 at position 4"),
+        ("\ufdfa" * 8, "longer once normalised"),
+    ],
+)
+def test_ids_that_cannot_identify_a_device(value: str, detail: str) -> None:
+    """Empty, too long, invisible, whitespace, surrogate or over-long once normalised: refused."""
+    problem = registration_id_problem(value)
+    assert problem is not None
+    assert detail in problem

@@ -47,6 +47,7 @@ def registration_records() -> st.SearchStrategy[RegistrationRecord]:
         payload_keys=st.lists(st.text(max_size=10), max_size=5).map(tuple),
         decision_ms=st.floats(min_value=0, max_value=1e6, allow_nan=False),
         reason=optional_text(),
+        sent_registration_id=st.none() | st.text(min_size=1, max_size=20),
     )
 
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from sas.registration_id import canonical_registration_id
 from store.base import DeviceNotFound, InvalidKey, Store
 from store.lifecycle import LifecycleEvent, LifecycleKind
 from store.records import (
@@ -115,14 +116,15 @@ def test_has_registration(store: Store) -> None:
     ["a/b", "a\\b", "a#b", "a?b", "tab\there", "nul\x00", "del\x7f", "c1\x9f", "pct%2F", "ünï€😀"],
 )
 def test_ids_with_forbidden_characters_are_stored(store: Store, registration_id: str) -> None:
-    """Ids containing characters Table keys forbid are escaped, stored and read back verbatim."""
+    """Ids containing characters Table keys forbid are escaped, stored and read back (the log
+    verbatim, the inventory row in the canonical form)."""
     rec = record(registration_id)
     store.append_registration(rec)
     store.record_provisioning(rec)
     assert store.registration_history(registration_id) == [rec]
     device = store.get_device(registration_id)
     assert device is not None
-    assert device.registration_id == registration_id
+    assert device.registration_id == canonical_registration_id(registration_id)
 
 
 def test_escaping_does_not_merge_ids(store: Store) -> None:
@@ -131,6 +133,23 @@ def test_escaping_does_not_merge_ids(store: Store) -> None:
     store.append_registration(record("a%2Fb", at=timedelta(seconds=1)))
     assert len(store.registration_history("a/b")) == 1
     assert len(store.registration_history("a%2Fb")) == 1
+
+
+def test_case_and_unicode_variants_are_one_device(store: Store) -> None:
+    """`abc`/`ABC` and composed/decomposed `é` are one inventory row and one history (issue #14.1)."""
+    for n, variant in enumerate(["caf\u00e9-1", "CAFE\u0301-1", "Caf\u00c9-1"]):
+        rec = record(variant, at=timedelta(minutes=n))
+        store.append_registration(rec)
+        store.record_provisioning(rec)
+    (device,) = store.list_devices()
+    assert device.registration_id == "caf\u00e9-1"
+    assert device.provisioning_count == 3
+    assert store.get_device("CAF\u00c9-1") == device
+    assert len(store.registration_history("cafe\u0301-1")) == 3
+    store.set_status("CAFE\u0301-1", DeviceStatus.RETIRED, reason="stolen", now=T0)
+    retired = store.get_device("caf\u00e9-1")
+    assert retired is not None
+    assert retired.status is DeviceStatus.RETIRED
 
 
 def test_history_of_one_device_excludes_others(store: Store) -> None:
@@ -303,3 +322,70 @@ def test_concurrent_provisionings_lose_no_count(store: Store) -> None:
     assert device.provisioning_count == threads * per_thread
     assert device.first_provisioned == T0
     assert device.last_provisioned == T0 + timedelta(seconds=threads * per_thread - 1)
+
+
+def test_record_registration_logs_and_counts_once(store: Store) -> None:
+    """The webhook's write: an assigned record is logged and counted; again, nothing changes; a
+    denied one is only logged. History, the since-query and the device list each see only their
+    own rows."""
+    assigned = record("dev-001")
+    denied = record("dev-002", at=timedelta(seconds=1), outcome=Outcome.DENIED)
+    for rec in (assigned, assigned, denied):
+        store.record_registration(rec)
+    assert store.registration_history("DEV-001") == [assigned]
+    assert store.registration_history("dev-002") == [denied]
+    assert store.registrations_since(T0) == [denied, assigned]
+    (device,) = store.list_devices()
+    assert (device.registration_id, device.provisioning_count) == ("dev-001", 1)
+    assert store.get_device("dev-002") is None
+    assert store.has_registration(assigned)
+
+
+def test_registrations_since_spans_devices_and_skips_device_rows(store: Store) -> None:
+    """Records of many devices, with inventory rows beside them, come back newest first."""
+    recs = [record(f"dev-{n % 3}", at=timedelta(minutes=n)) for n in range(9)]
+    for rec in recs:
+        store.record_registration(rec)
+    got = store.registrations_since(T0 + timedelta(minutes=2), limit=5)
+    assert got == sorted(recs[2:], key=lambda r: r.time, reverse=True)[:5]
+    assert {d.registration_id for d in store.list_devices()} == {"dev-0", "dev-1", "dev-2"}
+
+
+def test_concurrent_registrations_are_all_logged_and_counted(store: Store) -> None:
+    """Threads recording registrations of one device at once: every record logged and counted."""
+    threads, per_thread = 4, 3
+    errors: list[BaseException] = []
+
+    def work(t: int) -> None:
+        try:
+            for i in range(per_thread):
+                store.record_registration(record(at=timedelta(seconds=t * per_thread + i)))
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    pool = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    assert errors == []
+    device = store.get_device("dev-001")
+    assert device is not None
+    assert device.provisioning_count == threads * per_thread
+    assert len(store.registration_history("dev-001", limit=100)) == threads * per_thread
+
+
+@pytest.mark.parametrize(
+    "registration_id",
+    ["a/b", "a\\b", "a#b", "a?b", "tab\there", "nul\x00", "c1\x9f", "pct%2F", "q'uote", "ünï€😀"],
+)
+def test_transactions_take_any_id(store: Store, registration_id: str) -> None:
+    """The webhook's transaction writes rows for ids that need escaping, quoting and URL-encoding,
+    and they read back like any other."""
+    first, second = record(registration_id), record(registration_id, at=timedelta(seconds=1))
+    store.record_registration(first)
+    store.record_registration(second)
+    assert store.registration_history(registration_id) == [second, first]
+    device = store.get_device(registration_id)
+    assert device is not None
+    assert device.provisioning_count == 2

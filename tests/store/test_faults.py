@@ -23,6 +23,7 @@ from tests.store.conftest import fresh_prefix
 pytestmark = pytest.mark.e2e
 
 TIMEOUT = 0.5
+KEY = "replay-signing-key-of-32-chars!!"
 BOUND = 3.0  # seconds a failing call may take, all in: well under DPS's patience
 T0 = datetime(2025, 5, 6, 7, 8, 9, tzinfo=UTC)
 log = logging.getLogger("webhook-under-test")
@@ -83,7 +84,7 @@ def test_stopped_azurite_fails_fast_and_replay_restores(
         assert took < BOUND
     # What the webhook does after a failed log write: the decision stands, the record goes to the log.
     with caplog.at_level(logging.WARNING, logger="webhook-under-test"):
-        log.warning("%s", format_replay_line(lost))
+        log.warning("%s", format_replay_line(lost, key=KEY.encode()))
     logfile = tmp_path / "function.log"
     logfile.write_text("\n".join(f"[Warning] {r.getMessage()}" for r in caplog.records) + "\n")
 
@@ -93,6 +94,7 @@ def test_stopped_azurite_fails_fast_and_replay_restores(
             "AzureWebJobsStorage": restarted.connection_string,
             "REGISTRY_TABLE_PREFIX": prefix,
             "STORE_TIMEOUT_SECONDS": "5",
+            "REPLAY_SIGNING_KEY": KEY,
         }
         assert main(["replay", str(logfile)], env=env) == 0
         fresh = TableStore(restarted.connection_string, table_prefix=prefix)

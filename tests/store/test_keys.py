@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from hypothesis import given
@@ -70,27 +70,21 @@ def test_escape_limits() -> None:
 
 @given(utc_times(), utc_times())
 def test_inverted_time_sorts_newest_first(a: datetime, b: datetime) -> None:
-    """Lexical key order is reverse time order, for keys and hour partitions alike."""
+    """Lexical key order is reverse time order."""
     if a < b:
         assert keys.inverted_time(a) > keys.inverted_time(b)
-        assert keys.inverted_hour(a) >= keys.inverted_hour(b)
     assert len(keys.inverted_time(a)) == 18
-    assert len(keys.inverted_hour(a)) == 10
-
-
-def test_hour_bucket_is_readable() -> None:
-    """The readable bucket is YYYYMMDDHH in UTC."""
-    assert keys.hour_bucket(datetime(2025, 3, 4, 10, 59, tzinfo=UTC)) == "2025030410"
 
 
 @given(registration_records(), utc_times())
-def test_since_bounds_select_exactly_later_records(
+def test_since_row_key_selects_exactly_later_records(
     rec: RegistrationRecord, since: datetime
 ) -> None:
-    """A record's index keys fall within the bounds iff its time is at or after `since`."""
-    pk_max, rk_max = keys.since_bounds(since)
-    pk, rk = keys.inverted_hour(rec.time), keys.registration_row_key(rec)
-    assert (pk <= pk_max and rk <= rk_max) == (rec.time >= since)
+    """A record's RowKey is within the bound iff its time is at or after `since`; the device row
+    never is."""
+    bound = keys.since_row_key(since)
+    assert (keys.registration_row_key(rec) <= bound) == (rec.time >= since)
+    assert bound < keys.DEVICE_ROW_KEY
 
 
 @given(registration_records(), st.integers(min_value=1, max_value=10**6))

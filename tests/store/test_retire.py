@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 
 from store.base import DeviceNotFound, StoreTimeout
-from store.deadline import call_with_deadline
+from store.deadline import Deadline, call_with_deadline
 from store.memory import MemoryStore
 from store.records import DeviceStatus, Outcome, RegistrationRecord
 from store.retire import (
@@ -117,7 +117,19 @@ def test_deadline_returns_raises_or_times_out() -> None:
         call_with_deadline(lambda: {}["x"], 1.0)
     release = threading.Event()
     started = time.monotonic()
-    with pytest.raises(StoreTimeout, match=r"no answer within 0\.2 s"):
+    with pytest.raises(StoreTimeout, match=r"no answer within the 0\.2 s"):
         call_with_deadline(lambda: release.wait(5), 0.2)
     assert time.monotonic() - started < 1.0
     release.set()
+
+
+def test_calls_share_what_is_left_of_one_deadline() -> None:
+    """A second call gets only what the first left; with nothing left it fails at once."""
+    deadline = Deadline.after(0.3)
+    call_with_deadline(lambda: time.sleep(0.2), deadline)
+    started = time.monotonic()
+    with pytest.raises(StoreTimeout):
+        call_with_deadline(lambda: time.sleep(1), deadline)
+    assert time.monotonic() - started < 0.2
+    with pytest.raises(StoreTimeout, match="no time left"):
+        call_with_deadline(lambda: 1, deadline)

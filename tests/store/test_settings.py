@@ -89,3 +89,17 @@ def test_hub_setting_suffix() -> None:
         hub_setting_suffix("contoso-toasters-hub-1098.azure-devices.net")
         == "CONTOSO_TOASTERS_HUB_1098_AZURE_DEVICES_NET"
     )
+
+
+def test_replay_signing_key() -> None:
+    """REPLAY_SIGNING_KEY: unset is None, 32+ characters are the key (never in repr), shorter is
+    an error that names the setting and not the value."""
+    assert load_settings({}).replay_key is None
+    key = "k" * 31 + "!"
+    settings = load_settings({"REPLAY_SIGNING_KEY": key})
+    assert settings.replay_key == key.encode()
+    assert key not in repr(settings)
+    with pytest.raises(SettingsError) as raised:
+        load_settings({"REPLAY_SIGNING_KEY": "short-secret"})
+    assert "REPLAY_SIGNING_KEY: expected at least 32 characters" in str(raised.value)
+    assert "short-secret" not in str(raised.value)

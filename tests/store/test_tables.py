@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import requests
+
 from store.records import Outcome, RegistrationRecord
 from store.tables import TableStore
 from tests.store.azurite import Azurite
@@ -50,3 +52,32 @@ def test_remembered_absence_does_not_overwrite_a_new_row(azurite: Azurite) -> No
     finally:
         ours.close()
         theirs.close()
+
+
+def test_a_webhook_call_makes_at_most_two_round_trips(azurite: Azurite) -> None:
+    """Retired check, then the log row and the inventory update in one transaction: two requests
+    per call, for a new device, a known one and a denied one (issue #15.4)."""
+    sent: list[str] = []
+    session = requests.Session()
+    session.hooks["response"].append(
+        lambda response, *args, **kwargs: sent.append(response.request.method)
+    )
+    store = TableStore(
+        azurite.connection_string, table_prefix=fresh_prefix(), timeout_seconds=5, session=session
+    )
+    store.get_device("warm-up")  # creates the table, learns there is no legacy inventory
+    for n, outcome in enumerate([Outcome.ASSIGNED, Outcome.ASSIGNED, Outcome.DENIED]):
+        sent.clear()
+        rec = RegistrationRecord(
+            time=T0 + timedelta(seconds=n),
+            registration_id="dev-1",
+            outcome=outcome,
+            hub="h.net" if outcome is Outcome.ASSIGNED else None,
+        )
+        store.get_device(rec.registration_id)
+        store.record_registration(rec)
+        assert len(sent) == 2, sent
+    device = store.get_device("dev-1")
+    assert device is not None
+    assert device.provisioning_count == 2
+    store.close()
