@@ -144,7 +144,7 @@ def test_a_hanging_store_is_bounded_by_the_store_timeout() -> None:
     assert elapsed < 2
     (problem,) = problems
     assert problem.setting == "AzureWebJobsStorage"
-    assert "no answer within 0.1 s" in problem.message
+    assert "no answer within the 0.1 s" in problem.message
 
 
 def test_function_app_readiness_uses_the_configured_settings_and_runtime() -> None:
