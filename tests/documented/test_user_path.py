@@ -48,6 +48,7 @@ RUN_BLOCKS = (
     "up",
     "device",
     "fleet",
+    "c2d",
     "doctor",
     "policy-tools",
     "drill-primary",
@@ -275,6 +276,44 @@ def test_quick_start_make_up_a_device_and_a_fleet(
     assert [key for key in keys if key in device.out + device.err + fleet.out + fleet.err] == []
 
 
+def test_a_message_queued_while_offline_reaches_the_device(
+    clone: Clone, cloud: subprocess.Popen[str]
+) -> None:
+    """send-c2d to the offline device, then `run`: the device prints the message."""
+    result = clone.run("c2d")
+    assert "queued until the device connects" in result.out
+    assert "c2d: descale today" in result.out
+
+
+def test_the_tools_work_from_any_directory(
+    clone: Clone, cloud: subprocess.Popen[str], tmp_path: Path
+) -> None:
+    """From a folder outside the checkout, the installed tools find the running local cloud."""
+    python = str(clone.path / ".venv" / "bin" / "python")
+    status = subprocess.run(
+        [python, "-m", "emulator", "status"],
+        cwd=tmp_path,
+        env=clone.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert status.returncode == 0, status.stderr
+    assert "contoso-toasters-hub.azure-devices.net" in status.stdout
+    derived = subprocess.run(
+        [python, "-m", "simulator", "derive-key", "--local", "elsewhere-contoso-tstrsd-007"],
+        cwd=tmp_path,
+        env=clone.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert derived.returncode == 0, derived.stderr
+    assert (tmp_path / "secrets.json").exists()
+
+
 def test_policy_tools(clone: Clone) -> None:
     """`webhook check` and `webhook decide` on the tutorial policy."""
     result = clone.run("policy-tools")
@@ -348,6 +387,10 @@ def test_doctor_on_a_working_then_a_broken_setup(
     code, output = clone.stop(cloud)
     assert code in INTERRUPTED, output
     assert "local cloud up (Ctrl-C stops it)" in output
+    # The log is the emulator's, not the Azure SDKs' HTTP traffic, and prints no key.
+    assert "Request URL" not in output
+    assert "SharedAccessKey=" not in output
+    assert [key for key in secrets_of(clone) if key in output] == []
     assert not (clone.path / ".emulator" / "admin.json").exists()
     assert _azurite_pids(storage_port(clone)) == []
     assert "Traceback" not in output

@@ -119,3 +119,27 @@ def test_bad_config_exits_2(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "hubs" in result.stderr
+
+
+def test_help_lists_up_and_status_without_a_cloud_suggests_it(tmp_path: Path) -> None:
+    """`--help` names `up`; `status` with nothing running says to start it with `make up`."""
+    helped = subprocess.run(
+        [sys.executable, "-m", "emulator", "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "up" in helped.stdout.split("commands:", 1)[1]
+    status = subprocess.run(
+        [sys.executable, "-m", "emulator", "status", "--state-dir", str(tmp_path / "none")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert status.returncode == 3
+    assert "make up" in status.stderr
+    assert "Traceback" not in status.stderr
