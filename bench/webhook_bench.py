@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from allocation import load_policy
-from emulator.azurite import Azurite
+from devtools.azurite import Azurite
 from store.memory import MemoryStore
 from store.runtime import Runtime
 from store.settings import StoreSettings

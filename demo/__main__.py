@@ -27,8 +27,8 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
+from devtools.azurite import Azurite
 from emulator.app import Options
-from emulator.azurite import Azurite
 from emulator.background import BackgroundEmulator
 from emulator.twin import TwinDocument
 from simulator.device import Target, quiet_sdk_logs

@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from devtools.cli import quiet_on_closed_pipe
 from emulator import admin_cli, up
 from emulator.admin_client import DEFAULT_STATE_DIR
 from emulator.app import Emulator, Options
@@ -45,7 +46,6 @@ from emulator.foreground import (
 )
 from emulator.local_settings import SAMPLE_FILE, SETTINGS_FILE, LocalSettingsError
 from emulator.service_server import DEFAULT_SERVICE_PORT
-from localtools.cli import quiet_on_closed_pipe
 
 __all__ = ["main", "parse_args"]
 

@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from localtools.files import write_private
-from localtools.paths import CHECKOUT
+from devtools.checkout import CHECKOUT
+from devtools.files import write_private
 
 __all__ = [
     "ADMIN_FILE",

@@ -24,7 +24,6 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import logging
-import os
 import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -35,6 +34,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from devtools.files import write_private
 
 __all__ = ["CertificateError", "CertificatePaths", "ensure_certificates", "server_ssl_context"]
 
@@ -89,13 +90,13 @@ def ensure_certificates(
     else:
         ca_key = ec.generate_private_key(ec.SECP256R1())
         ca_cert = _issue_ca(ca_key, now)
-        _write_private(ca_key_path, _key_pem(ca_key))
+        write_private(ca_key_path, _key_pem(ca_key))
         paths.ca_cert.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
         log.info("created emulator CA certificate=%s", paths.ca_cert)
     if not _server_cert_current(paths, ca_cert, wanted, now):
         server_key = ec.generate_private_key(ec.SECP256R1())
         server_cert = _issue_server(server_key, ca_key, ca_cert, wanted, now)
-        _write_private(paths.server_key, _key_pem(server_key))
+        write_private(paths.server_key, _key_pem(server_key))
         paths.server_cert.write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
         log.info("issued server certificate names=%s", ",".join(wanted))
     return paths
@@ -219,13 +220,3 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Write a private key readable by the owner only, even for the moment it is being written."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, data)
-    finally:
-        os.close(fd)

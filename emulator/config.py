@@ -33,10 +33,8 @@ Errors:
 
 from __future__ import annotations
 
-import base64
 import logging
 import re
-import secrets
 import tomllib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,9 +43,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from devtools.files import write_private
+from devtools.keys import new_key
 from emulator.faults import FaultError, FaultSpec, parse_fault_table
 from emulator.twin import InitialTwin, TwinError
-from localtools.files import write_private
 from sas.errors import KeyFormatError
 from sas.keys import decode_key
 
@@ -198,7 +197,7 @@ class EmulatorConfig:
 
 def generate_key() -> str:
     """A new random enrollment key: base64 of 64 random bytes, as DPS generates them."""
-    return base64.b64encode(secrets.token_bytes(GENERATED_KEY_BYTES)).decode("ascii")
+    return new_key(GENERATED_KEY_BYTES)
 
 
 def missing_keys(data: Mapping[str, Any]) -> list[tuple[str, int, str]]:

@@ -57,6 +57,7 @@ from enum import Enum, StrEnum
 from typing import Any
 from urllib.parse import unquote
 
+from devtools.urls import mask_url
 from emulator.config import (
     Allocation,
     EmulatorConfig,
@@ -96,7 +97,6 @@ __all__ = [
     "exhausted_outcome",
     "format_dps_timestamp",
     "linked_hubs",
-    "mask_webhook_url",
     "new_operation_id",
     "operation_body",
     "parse_request",
@@ -485,13 +485,6 @@ def choose_native_hub(
     return Assigned(hub=hubs[int.from_bytes(digest[:8], "big") % len(hubs)])
 
 
-def mask_webhook_url(url: str) -> str:
-    """The webhook URL as DPS shows it in a request body: any query replaced by `?****`."""
-    base = url.split("#", 1)[0]
-    path, question, _ = base.partition("?")
-    return f"{path}?****" if question else path
-
-
 def _enrollment_etag(identity: str) -> str:
     seed = hashlib.sha256(identity.encode("utf-8")).digest()
     return f'"{uuid.UUID(bytes=seed[:16])}"'
@@ -535,7 +528,7 @@ def allocation_request(
             "allocationPolicy": enrollment.allocation.value,
             "iotHubs": list(enrollment.hubs),
             "customAllocationDefinition": {
-                "webhookUrl": mask_webhook_url(webhook_url),
+                "webhookUrl": mask_url(webhook_url),
                 "apiVersion": ALLOCATION_API_VERSION,
             },
         }

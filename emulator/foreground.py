@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from devtools.checkout import CHECKOUT
 from emulator.app import AppNotReady, Emulator, ListenError, Options
 from emulator.certs import CertificateError
 from emulator.config import ConfigError
@@ -30,7 +31,6 @@ from emulator.local_settings import (
     read_values,
 )
 from emulator.state import StateError
-from localtools.paths import CHECKOUT
 
 __all__ = [
     "EXIT_PROBLEM",

@@ -45,9 +45,7 @@ import importlib
 import inspect
 import json
 import logging
-import os
 import re
-import secrets
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +56,9 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import azure.functions as func
+
+from devtools.files import write_private
+from devtools.keys import new_token
 
 __all__ = [
     "FunctionsHost",
@@ -124,11 +125,9 @@ def state_key(state_dir: Path, name: str, given: str | None = None) -> tuple[str
         stored = path.read_text(encoding="utf-8").strip()
         if stored:
             return stored, False
-    key = secrets.token_urlsafe(32)
+    key = new_token(32)
     state_dir.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        handle.write(key + "\n")
+    write_private(path, key + "\n")
     return key, True
 
 

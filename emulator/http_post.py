@@ -14,11 +14,9 @@ import ssl
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-from emulator.dps import mask_webhook_url
+from devtools.urls import mask_url as masked
 
 __all__ = ["PostFailed", "masked", "post"]
-
-masked = mask_webhook_url
 
 
 class PostFailed(Exception):

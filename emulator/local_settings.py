@@ -23,7 +23,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-from localtools.files import write_private
+from devtools.files import write_private
 
 __all__ = ["SETTINGS_FILE", "LocalSettingsError", "ensure_settings", "merged", "read_values"]
 

@@ -22,12 +22,12 @@ import json
 import logging
 from pathlib import Path
 
+from devtools.files import write_private
 from emulator.config import EmulatorConfig
 from emulator.dps_service import DpsService
 from emulator.enrollment_edits import apply_overrides, overrides
 from emulator.hub import Hubs
 from emulator.state import DeviceState, Snapshot, StateError, parse_snapshot, snapshot_to_json
-from localtools.files import write_private
 
 __all__ = ["STATE_FILE", "StateWriter", "collect", "read_state", "restore", "write_state"]
 

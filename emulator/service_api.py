@@ -40,13 +40,13 @@ import base64
 import binascii
 import json
 import re
-import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from devtools.keys import new_key
 from emulator.http1 import Request
 from emulator.hub import (
     DeviceAlreadyExists,
@@ -84,7 +84,7 @@ _QUERY = re.compile(r"select\s+\*\s+from\s+devices", re.IGNORECASE)
 
 def generate_device_key() -> str:
     """A new device key: base64 of 32 random bytes, as the service generates them."""
-    return base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+    return new_key(32)
 
 
 class ServiceError(Exception):

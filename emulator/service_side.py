@@ -15,20 +15,19 @@ and lifecycle event delivery.
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
-import secrets
 import ssl
 from pathlib import Path
 
+from devtools.files import write_private
+from devtools.keys import new_key
 from emulator.config import EmulatorConfig
 from emulator.events import EventDelivery, HttpEventPoster
 from emulator.hub import Hubs
 from emulator.lifecycle import LifecycleEvent
 from emulator.service_api import ServiceApi, ServicePolicyKey
 from emulator.service_server import ServiceEndpoint, ServiceServer
-from localtools.files import write_private
 
 __all__ = ["HUBS_FILE", "ServiceSide", "connection_string"]
 
@@ -119,7 +118,7 @@ class ServiceSide:
             key_name = policy.key_name if policy is not None else "iothubowner"
             key = (policy.key if policy is not None else None) or kept.get((hub, key_name))
             if key is None:
-                key = base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+                key = new_key(32)
             policies[hub] = ServicePolicyKey(key_name=key_name, key=key)
         return policies
 

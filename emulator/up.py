@@ -41,9 +41,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from devtools.azurite import ACCOUNT, DEV_STORAGE_PORT, Azurite, AzuriteError
+from devtools.checkout import CHECKOUT
+from devtools.files import write_private
 from emulator.admin_client import ADMIN_FILE
 from emulator.app import Emulator, Options
-from emulator.azurite import ACCOUNT, DEV_STORAGE_PORT, Azurite, AzuriteError
 from emulator.foreground import (
     EXIT_PROBLEM,
     add_log_level,
@@ -52,8 +54,6 @@ from emulator.foreground import (
     run_until_stopped,
 )
 from emulator.local_settings import SAMPLE_FILE, SETTINGS_FILE, LocalSettingsError
-from localtools.files import write_private
-from localtools.paths import CHECKOUT
 from store.settings import DEV_STORAGE, STORAGE_SETTING
 
 __all__ = ["main"]

@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from localtools.cli import quiet_on_closed_pipe
+from devtools.cli import quiet_on_closed_pipe
 from simulator import doctor, fleet, keys_cli, run_cli
 
 

@@ -50,10 +50,11 @@ from enum import StrEnum
 from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from allocation import Policy, PolicyError, load_policy
 from allocation.policy import host_glob
+from devtools.urls import mask_url
 from emulator.admin_client import LocalCloud, Unreachable
 
 ALLOCATE_PATH = "/api/allocate"  # function_app.py: route "allocate", default routePrefix "api"
@@ -219,22 +220,6 @@ def _optional_str(document: Mapping[str, Any], source: str, *names: str) -> str 
 
 
 # --- masking --------------------------------------------------------------------------------------
-
-
-def mask_url(url: str) -> str:
-    """The URL with every key-bearing query value replaced by ****."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    if not parts.query:
-        return url
-    pairs = [
-        (name, _MASKED if name.lower() in _SECRET_PARAMS and value else value)
-        for name, value in parse_qsl(parts.query, keep_blank_values=True)
-    ]
-    query = urlencode(pairs, safe="*") if pairs else _MASKED
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
 
 
 # --- checks ---------------------------------------------------------------------------------------

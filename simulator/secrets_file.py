@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from localtools.files import write_private
+from devtools.files import write_private
 from sas import (
     KeyFormatError,
     RegistrationIdError,
@@ -129,7 +129,7 @@ def derive_secrets(
 
 
 def write_secret_file(path: Path, data: str, *, force: bool) -> None:
-    """Write ``data`` to ``path`` atomically with mode 0600 (``localtools.files.write_private``).
+    """Write ``data`` to ``path`` atomically with mode 0600 (``devtools.files.write_private``).
 
     Without ``force`` an existing path (even a dangling symlink) raises FileExistsError. With
     ``force`` the rename replaces whatever is there, never writing through a symlink.

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from localtools.cli import quiet_on_closed_pipe
+from devtools.cli import quiet_on_closed_pipe
 from store.base import Store, StoreError
 from store.replay import parse_replay_lines, replay
 from store.settings import SettingsError, StoreSettings, load_settings

@@ -18,7 +18,7 @@ from typing import Any
 
 from allocation import Assignment, decide, load_policy, parse_request, response_body
 from allocation.errors import PolicyError, RequestError
-from localtools.cli import quiet_on_closed_pipe
+from devtools.cli import quiet_on_closed_pipe
 
 
 @quiet_on_closed_pipe

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from emulator.azurite import ACCOUNT, ACCOUNT_KEY, free_port
+from devtools.azurite import ACCOUNT, ACCOUNT_KEY, free_port
 from tests.documented.blocks import ROOT, Block, block
 
 pytestmark = pytest.mark.e2e

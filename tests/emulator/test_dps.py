@@ -370,19 +370,6 @@ def test_individual_allocation_request_names_the_enrollment() -> None:
     assert "enrollmentGroup" not in built
 
 
-@pytest.mark.parametrize(
-    ("url", "masked"),
-    [
-        ("http://127.0.0.1:7071/api/allocate?code=k", "http://127.0.0.1:7071/api/allocate?****"),
-        ("https://a.net/api/x", "https://a.net/api/x"),
-        ("https://a.net/api/x?code=k#frag", "https://a.net/api/x?****"),
-    ],
-)
-def test_webhook_url_query_is_masked(url: str, masked: str) -> None:
-    """The query string (the function key) is replaced by ?****."""
-    assert dps.mask_webhook_url(url) == masked
-
-
 def test_retry_schedule_is_dps_s() -> None:
     """Ten retries: 1 s, then 9 s more each time (415 s in all); time_scale shrinks them."""
     delays = dps.retry_delays()

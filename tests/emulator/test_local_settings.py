@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from devtools.checkout import CHECKOUT
 from emulator.local_settings import (
     SAMPLE_FILE,
     LocalSettingsError,
@@ -17,7 +18,6 @@ from emulator.local_settings import (
     merged,
     read_values,
 )
-from localtools.paths import CHECKOUT
 
 
 def settings_file(tmp_path: Path, document: object) -> Path:

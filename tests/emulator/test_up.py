@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from emulator.azurite import ACCOUNT, ACCOUNT_KEY, DEV_STORAGE_PORT, Azurite
+from devtools.azurite import ACCOUNT, ACCOUNT_KEY, DEV_STORAGE_PORT, Azurite
 from emulator.up import azurite_port
 
 

@@ -23,7 +23,6 @@ from simulator.doctor import (
     enrollment_from_emulator,
     enrollment_from_json,
     exit_code,
-    mask_url,
     probe_url,
     run_checks,
 )
@@ -252,12 +251,6 @@ def test_unusable_json_names_the_field(document: Any, names: str) -> None:
     """Input that is not an enrollment is refused with the field named."""
     with pytest.raises(DoctorInputError, match=names):
         enrollment_from_json(document, source="e.json")
-
-
-def test_mask_url_hides_the_key() -> None:
-    """mask_url replaces the code value and keeps everything else."""
-    masked = mask_url(f"https://fn.example.net/api/allocate?code={KEY}&x=1")
-    assert masked == "https://fn.example.net/api/allocate?code=****&x=1"
 
 
 # --- the emulator config --------------------------------------------------------------------------

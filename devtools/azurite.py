@@ -17,7 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from localtools.paths import CHECKOUT as REPO
+from devtools.checkout import CHECKOUT as REPO
 
 AZURITE = REPO / "node_modules" / ".bin" / "azurite-table"
 DEV_STORAGE_PORT = 10002  # UseDevelopmentStorage=true: http://127.0.0.1:10002/devstoreaccount1

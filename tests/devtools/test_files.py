@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from localtools.files import write_private
+from devtools.files import write_private
 
 
 def mode(path: Path) -> int:

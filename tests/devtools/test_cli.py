@@ -12,7 +12,7 @@ from typing import TextIO
 
 import pytest
 
-from localtools.cli import EXIT_PIPE_CLOSED, quiet_on_closed_pipe
+from devtools.cli import EXIT_PIPE_CLOSED, quiet_on_closed_pipe
 
 ROOT = Path(__file__).resolve().parents[2]
 GROUP_PRIMARY = "DZPe4q3my4xZRYespJ9DC5wu5B5SWQOjY81pkl/cYJY="

@@ -1,1 +1,0 @@
-"""Small helpers shared by the local tools (emulator, simulator, demo); never deployed."""
