@@ -2,7 +2,7 @@
 
 The emulator runs as `python -m emulator run` in a subprocess (so its RSS and CPU are its own),
 with N device identities put in its hub through `--state-dir` (a state.json written with
-`emulator.persistence`). The load generator is this process: raw MQTT 3.1.1 over TLS with the
+`emulator.persistence.writer`). The load generator is this process: raw MQTT 3.1.1 over TLS with the
 project's own codec (`emulator.mqtt`), one asyncio connection per device, each CONNECTing with a
 SAS token and then publishing QoS 1 telemetry once a second; PUBACKs are counted. Not N SDK
 clients: the SDK costs a thread pool per client and would measure itself.
@@ -26,11 +26,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from emulator.hub import DeviceIdentity
+from emulator.hub.endpoint import DeviceIdentity
+from emulator.hub.twin import TwinDocument
 from emulator.mqtt import Connack, Connect, NeedMoreData, Puback, Publish, decode, encode
-from emulator.persistence import write_state
-from emulator.state import DeviceState, Snapshot
-from emulator.twin import TwinDocument
+from emulator.persistence.document import DeviceState, Snapshot
+from emulator.persistence.writer import write_state
 from sas import generate_sas_token
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -29,8 +29,8 @@ from pathlib import Path
 
 from devtools.azurite import Azurite
 from emulator.app import Options
-from emulator.background import BackgroundEmulator
-from emulator.twin import TwinDocument
+from emulator.hub.twin import TwinDocument
+from emulator.in_process import BackgroundEmulator
 from simulator.device import Target, quiet_sdk_logs
 from simulator.fleet import DeviceOutcome, run_fleet
 from simulator.secrets_file import derive_secrets

@@ -7,7 +7,7 @@
                        [--host-functions] [--functions-port 7071] [--functions-settings FILE]
                        [--function-key KEY] [--time-scale 1.0] [--events-url URL]
                        [--log-level LEVEL]
-    python -m emulator <command> ...      operator commands (`emulator.admin_cli`)
+    python -m emulator <command> ...      operator commands (`emulator.operator.cli`)
 
 `up` is what `make up` runs: Azurite, DPS, the hubs and the Functions app with the checkout's
 files (`emulator.local.toml`, `local.settings.json`, `.emulator/`), created from the examples on
@@ -34,8 +34,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from devtools.cli import quiet_on_closed_pipe
-from emulator import admin_cli, up
-from emulator.admin_client import DEFAULT_STATE_DIR
+from emulator import up
 from emulator.app import Emulator, Options
 from emulator.foreground import (
     EXIT_PROBLEM,
@@ -44,8 +43,10 @@ from emulator.foreground import (
     configure_logging,
     run_until_stopped,
 )
-from emulator.local_settings import SAMPLE_FILE, SETTINGS_FILE, LocalSettingsError
-from emulator.service_server import DEFAULT_SERVICE_PORT
+from emulator.functions.settings import SAMPLE_FILE, SETTINGS_FILE, LocalSettingsError
+from emulator.operator import cli as admin_cli
+from emulator.operator.client import DEFAULT_STATE_DIR
+from emulator.service.server import DEFAULT_SERVICE_PORT
 
 __all__ = ["main", "parse_args"]
 

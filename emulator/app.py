@@ -54,23 +54,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
-from emulator.admin_api import AdminServer
-from emulator.admin_client import remove_admin_file, write_admin_file
 from emulator.certs import CertificatePaths, ensure_certificates, server_ssl_context
 from emulator.config import EmulatorConfig, load_config, write_enrollment_key
-from emulator.dps_service import DpsService
-from emulator.enrollment_edits import EnrollmentKind, KeySlot, with_key
-from emulator.events import functions_host_events_url
-from emulator.fault_gate import DelayedWebhook, FaultGate, drop_connections
-from emulator.faults import DPS_TARGET, Faults
-from emulator.functions_host import FunctionsHost, FunctionsHostError, state_key
-from emulator.hub import Hub, Hubs
-from emulator.persistence import STATE_FILE, StateWriter, read_state, restore
-from emulator.ports import MqttEndpoint
-from emulator.server import MQTT_TLS_PORT, MqttServer
-from emulator.service_server import DEFAULT_SERVICE_PORT
-from emulator.service_side import ServiceSide
-from emulator.webhook_client import HttpWebhook
+from emulator.dps.edits import EnrollmentKind, KeySlot, with_key
+from emulator.dps.service import DpsService
+from emulator.dps.webhook import HttpWebhook
+from emulator.endpoints import MqttEndpoint
+from emulator.events.delivery import functions_host_events_url
+from emulator.faults.gate import DelayedWebhook, FaultGate, drop_connections
+from emulator.faults.spec import DPS_TARGET, Faults
+from emulator.functions.host import FunctionsHost, FunctionsHostError, state_key
+from emulator.hub.endpoint import Hub, Hubs
+from emulator.mqtt.server import MQTT_TLS_PORT, MqttServer
+from emulator.operator.api import AdminServer
+from emulator.operator.client import remove_admin_file, write_admin_file
+from emulator.persistence.writer import STATE_FILE, StateWriter, read_state, restore
+from emulator.service.server import DEFAULT_SERVICE_PORT
+from emulator.service.side import ServiceSide
 
 __all__ = ["AppNotReady", "Emulator", "ListenError", "Options", "is_dps_username"]
 

@@ -21,8 +21,8 @@ from devtools.checkout import CHECKOUT
 from emulator.app import AppNotReady, Emulator, ListenError, Options
 from emulator.certs import CertificateError
 from emulator.config import ConfigError
-from emulator.functions_host import FunctionsHostError
-from emulator.local_settings import (
+from emulator.functions.host import FunctionsHostError
+from emulator.functions.settings import (
     SAMPLE_FILE,
     SETTINGS_FILE,
     LocalSettingsError,
@@ -30,7 +30,7 @@ from emulator.local_settings import (
     merged,
     read_values,
 )
-from emulator.state import StateError
+from emulator.persistence.document import StateError
 
 __all__ = [
     "EXIT_PROBLEM",

@@ -44,7 +44,6 @@ from urllib.parse import urlsplit
 from devtools.azurite import ACCOUNT, DEV_STORAGE_PORT, Azurite, AzuriteError
 from devtools.checkout import CHECKOUT
 from devtools.files import write_private
-from emulator.admin_client import ADMIN_FILE
 from emulator.app import Emulator, Options
 from emulator.foreground import (
     EXIT_PROBLEM,
@@ -53,7 +52,8 @@ from emulator.foreground import (
     configure_logging,
     run_until_stopped,
 )
-from emulator.local_settings import SAMPLE_FILE, SETTINGS_FILE, LocalSettingsError
+from emulator.functions.settings import SAMPLE_FILE, SETTINGS_FILE, LocalSettingsError
+from emulator.operator.client import ADMIN_FILE
 from store.settings import DEV_STORAGE, STORAGE_SETTING
 
 __all__ = ["main"]

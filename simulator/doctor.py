@@ -55,7 +55,7 @@ from urllib.parse import parse_qsl, urlsplit
 from allocation import Policy, PolicyError, load_policy
 from allocation.policy import host_glob
 from devtools.urls import mask_url
-from emulator.admin_client import LocalCloud, Unreachable
+from emulator.operator.client import LocalCloud, Unreachable
 
 ALLOCATE_PATH = "/api/allocate"  # function_app.py: route "allocate", default routePrefix "api"
 MIN_API_VERSION = "2018-09-01-preview"  # docs/protocol/webhook.md §2.2
@@ -150,7 +150,8 @@ def enrollment_from_emulator(
 ) -> Enrollment:
     """One `[[enrollment_groups]]` entry of an emulator config (as `tomllib` parsed it); without
     `group`, the first custom-allocation group (else the first group)."""
-    from emulator.config import ConfigError, generate_key, missing_keys, parse_config  # noqa: PLC0415
+    from emulator.config import ConfigError, missing_keys, parse_config  # noqa: PLC0415
+    from emulator.dps.enrollments import generate_key  # noqa: PLC0415
 
     # The emulator fills in missing keys by rewriting its file; the doctor only reads, so it
     # completes an in-memory copy instead (the keys play no part in any check).

@@ -1,7 +1,7 @@
 """What the simulator takes from a running local cloud (`--local`), so nothing has to be copied by hand.
 
 - Where to connect: the emulator's bind address (the SDK's `gateway_hostname`) and the CA it
-  trusts, from `<state-dir>/admin.json` (`emulator.admin_client`); without a running cloud, the
+  trusts, from `<state-dir>/admin.json` (`emulator.operator.client`); without a running cloud, the
   state directory's `ca.pem` and 127.0.0.1, which is enough to reconnect from `settings.json`.
 - For the factory tools (`derive-key --local`, `fleet --local`): DPS's host and ID scope and an
   enrollment group's two keys, asked of the admin API. The group is `--group`, else the first
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from emulator.admin_client import AdminClient, LocalCloud, Refused, Unreachable, find_state_dir
+from emulator.operator.client import AdminClient, LocalCloud, Refused, Unreachable, find_state_dir
 from simulator.device import SimulatorError, Target
 from simulator.device import Unreachable as DeviceUnreachable
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from emulator.admin_client import waiting_reason
+from emulator.operator.client import waiting_reason
 from simulator.device import (
     HubRefused,
     Registration,

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import function_app
-from emulator.functions_host import index_functions
+from emulator.functions.host import index_functions
 from store.memory import MemoryStore
 from store.runtime import Runtime, set_runtime
 from tests.fixtures import FIXTURES as ALL_FIXTURES

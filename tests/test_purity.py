@@ -28,8 +28,13 @@ PURE = [
     "store.records",
     "store.inventory",
     "store.lifecycle",
-    "emulator.twin",
-    "emulator.dps",
+    "emulator.hub.twin",
+    "emulator.dps.wire",
+    "emulator.dps.auth",
+    "emulator.dps.allocation",
+    "emulator.dps.reprovision",
+    "emulator.dps.enrollments",
+    "emulator.config.parse",
     "emulator.mqtt",
 ]
 

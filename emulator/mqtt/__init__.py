@@ -6,7 +6,7 @@
 - `errors`: the exception tree.
 
 Nothing here opens a socket, reads a clock or authenticates anyone; the asyncio shell in
-`emulator.server` does the I/O and the endpoints decide.
+`emulator.mqtt.server` does the I/O and the endpoints decide.
 """
 
 from emulator.mqtt.codec import DEFAULT_MAX_PACKET_SIZE, decode, encode

@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import function_app
 from emulator.foreground import app_settings
-from emulator.functions_host import FunctionsHost
+from emulator.functions.host import FunctionsHost
 
 
 def main(url: str) -> int:

@@ -17,14 +17,14 @@ from typing import Any
 import pytest
 
 from emulator.__main__ import main
-from emulator.admin_api import AdminApi
-from emulator.admin_cli import EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE
 from emulator.app import Emulator
 from emulator.config import load_config
-from emulator.dps_service import DpsService
-from emulator.faults import Faults
-from emulator.hub import Hubs
-from emulator.webhook_client import FunctionWebhook, WebhookResponse
+from emulator.dps.service import DpsService
+from emulator.dps.webhook import FunctionWebhook, WebhookResponse
+from emulator.faults.spec import Faults
+from emulator.hub.endpoint import Hubs
+from emulator.operator.api import AdminApi
+from emulator.operator.cli import EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE
 from tests.emulator.e2e.harness import RunningEmulator, options
 from tests.emulator.test_dps_service import (
     GROUP_PRIMARY,
@@ -331,7 +331,7 @@ def test_keys_route_returns_both_keys_of_an_enrollment(
             await ask(api, "GET", "/admin/enrollments/individual/dev-solo/keys"),
         ]
 
-    with caplog.at_level(logging.INFO, logger="emulator.admin_api"):
+    with caplog.at_level(logging.INFO, logger="emulator.operator.api"):
         group, individual = asyncio.run(scenario())
     assert group == (
         200,
@@ -490,7 +490,7 @@ def test_regenerate_key_with_the_config_file_gone_still_answers_and_warns(
     """The file cannot be rewritten: the key is in use anyway, with a warning naming the file."""
     emulator, dps, api = local_cloud(tmp_path)
     emulator.options.config_path.unlink()
-    with caplog.at_level(logging.WARNING, logger="emulator.admin_api"):
+    with caplog.at_level(logging.WARNING, logger="emulator.operator.api"):
         made = asyncio.run(
             ask(
                 api,

@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 
-from emulator import admin_client
-from emulator.admin_client import (
+from emulator.dps.service import Attempt
+from emulator.dps.wire import RegistrationStatus
+from emulator.operator import client as admin_client
+from emulator.operator.client import (
     ADMIN_FILE,
     DEFAULT_STATE_DIR,
     STATE_DIR_VARIABLE,
@@ -23,8 +25,6 @@ from emulator.admin_client import (
     waiting_reason,
     write_admin_file,
 )
-from emulator.dps import RegistrationStatus
-from emulator.dps_service import Attempt
 
 NOW = 1_700_000_000.0
 TOKEN = "test-admin-token"

@@ -15,16 +15,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from emulator.config import (
-    Allocation,
     ConfigError,
-    Reprovision,
-    generate_key,
     load_config,
     missing_keys,
     parse_config,
     write_enrollment_key,
 )
-from emulator.twin import InitialTwin
+from emulator.dps.enrollments import Allocation, Reprovision, generate_key
+from emulator.hub.twin import InitialTwin
 from tests.strategies import symmetric_keys
 
 KEY_A = base64.b64encode(bytes(range(32))).decode()

@@ -1,4 +1,4 @@
-"""Tests for emulator.dps: the pure DPS semantics."""
+"""Tests for emulator.dps.rules: the pure DPS semantics."""
 
 from __future__ import annotations
 
@@ -10,23 +10,36 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from emulator import dps
 from emulator.config import EmulatorConfig, parse_config
-from emulator.dps import (
+from emulator.dps.allocation import (
     Assigned,
-    AuthenticationError,
-    DpsRequestError,
     Failed,
+    Retry,
+    allocation_request,
+    choose_native_hub,
+    exhausted_outcome,
+    linked_hubs,
+    retry_delays,
+    webhook_outcome,
+)
+from emulator.dps.auth import AuthenticationError, Registrant, authenticate
+from emulator.dps.reprovision import TwinSource, plan_assignment
+from emulator.dps.wire import (
+    DpsRequestError,
     Operation,
     Register,
     RegistrationRecord,
     RegistrationStatus,
-    Retry,
     StatusQuery,
     Substatus,
-    TwinSource,
+    format_dps_timestamp,
+    new_operation_id,
+    operation_body,
+    parse_request,
+    reply_topic,
+    subscription_allowed,
 )
-from emulator.twin import InitialTwin
+from emulator.hub.twin import InitialTwin
 from sas.keys import derive_device_key
 from sas.token import generate_sas_token
 from tests.fixtures import FIXTURES as ALL_FIXTURES
@@ -77,12 +90,12 @@ def make_config(**group: Any) -> EmulatorConfig:
     )
 
 
-def registrant(config: EmulatorConfig, registration_id: str = "dev-001") -> dps.Registrant:
+def registrant(config: EmulatorConfig, registration_id: str = "dev-001") -> Registrant:
     """Authenticate a registration id with a fresh token from the group's primary key."""
     group = config.enrollment_groups[0]
     key = derive_device_key(group.primary_key, registration_id)
     token = generate_sas_token(f"0ne00000001/registrations/{registration_id}", key, int(NOW) + 60)
-    return dps.authenticate(
+    return authenticate(
         config,
         client_id=registration_id,
         username=USERNAME.replace("dev-001", registration_id),
@@ -94,7 +107,7 @@ def registrant(config: EmulatorConfig, registration_id: str = "dev-001") -> dps.
 @pytest.mark.parametrize("vector_id", ["E1", "N1"])
 def test_group_token_vectors_authenticate_with_the_secondary_key(vector_id: str) -> None:
     """Python (encoded sr) and Node (raw sr, skn=registration) tokens pass via the derived key."""
-    result = dps.authenticate(
+    result = authenticate(
         make_config(),
         client_id="dev-001",
         username=USERNAME,
@@ -110,7 +123,7 @@ def test_individual_enrollment_uses_its_own_keys() -> None:
     """An individual enrollment authenticates with its keys and names its device id."""
     config = make_config()
     token = generate_sas_token("0ne00000001/registrations/dev-42", OTHER_KEY, int(NOW) + 60)
-    result = dps.authenticate(
+    result = authenticate(
         config,
         client_id="dev-42",
         username=USERNAME.replace("dev-001", "dev-42"),
@@ -143,7 +156,7 @@ def test_bad_connects_are_refused(change: dict[str, Any], reason: str) -> None:
         **change,
     }
     with pytest.raises(AuthenticationError) as caught:
-        dps.authenticate(make_config(), **arguments)
+        authenticate(make_config(), **arguments)
     assert reason in caught.value.reason or reason in str(caught.value)
     assert caught.value.connack == 5
 
@@ -152,7 +165,7 @@ def test_wrong_key_is_refused_without_leaking_the_token() -> None:
     """A token signed with another key is refused; the error quotes no token or key."""
     token = generate_sas_token("0ne00000001/registrations/dev-001", GROUP_KEY, int(NOW) + 60)
     with pytest.raises(AuthenticationError) as caught:
-        dps.authenticate(
+        authenticate(
             make_config(), client_id="dev-001", username=USERNAME, password=token.encode(), now=NOW
         )
     assert caught.value.reason == "bad_signature"
@@ -161,14 +174,14 @@ def test_wrong_key_is_refused_without_leaking_the_token() -> None:
 
 def test_only_the_response_filter_is_granted() -> None:
     """DPS grants $dps/registrations/res/# and refuses other filters."""
-    assert dps.subscription_allowed("$dps/registrations/res/#")
-    assert not dps.subscription_allowed("#")
+    assert subscription_allowed("$dps/registrations/res/#")
+    assert not subscription_allowed("#")
 
 
 def test_register_request_is_parsed_with_its_payload() -> None:
     """A register PUBLISH yields its raw rid and the device payload."""
     body = b'{"payload": {"fw": "1.2.3"}, "registrationId": "dev-001"}'
-    request = dps.parse_request(
+    request = parse_request(
         "$dps/registrations/PUT/iotdps-register/?$rid=a%2Fb", body, registration_id="dev-001"
     )
     assert request == Register(rid="a%2Fb", payload={"fw": "1.2.3"})
@@ -177,7 +190,7 @@ def test_register_request_is_parsed_with_its_payload() -> None:
 def test_poll_request_is_parsed() -> None:
     """A status PUBLISH yields the rid and the URL-decoded operation id."""
     topic = "$dps/registrations/GET/iotdps-get-operationstatus/?$rid=r2&operationId=5.ab.c%2Fd"
-    request = dps.parse_request(topic, b" ", registration_id="dev-001")
+    request = parse_request(topic, b" ", registration_id="dev-001")
     assert request == StatusQuery(rid="r2", operation_id="5.ab.c/d")
 
 
@@ -195,23 +208,23 @@ def test_poll_request_is_parsed() -> None:
 def test_bad_requests_get_error_statuses(topic: str, payload: bytes, status: int) -> None:
     """Malformed requests raise DpsRequestError with the status for the response topic."""
     with pytest.raises(DpsRequestError) as caught:
-        dps.parse_request(topic, payload, registration_id="dev-001")
+        parse_request(topic, payload, registration_id="dev-001")
     assert caught.value.status == status
 
 
 def test_reply_topic_uses_lowercase_retry_after() -> None:
     """Replies echo the rid and carry lowercase retry-after."""
-    assert dps.reply_topic(202, "r1", retry_after=1) == (
+    assert reply_topic(202, "r1", retry_after=1) == (
         "$dps/registrations/res/202/?$rid=r1&retry-after=1"
     )
-    assert dps.reply_topic(200, "r2") == "$dps/registrations/res/200/?$rid=r2"
+    assert reply_topic(200, "r2") == "$dps/registrations/res/200/?$rid=r2"
 
 
 def test_operation_id_and_timestamps_have_dps_shapes() -> None:
     """Operation ids look like 5.ae17b01c7d4d7ebf.<guid>; timestamps have 7 fractional digits."""
-    operation_id = dps.new_operation_id(bytes(range(24)))
+    operation_id = new_operation_id(bytes(range(24)))
     assert re.fullmatch(r"\d\.[0-9a-f]{16}\.[0-9a-f-]{36}", operation_id)
-    assert dps.format_dps_timestamp(NOW + 0.5) == "2023-11-14T22:13:20.5000000Z"
+    assert format_dps_timestamp(NOW + 0.5) == "2023-11-14T22:13:20.5000000Z"
 
 
 def test_assigned_body_fills_every_field_the_sdk_reads() -> None:
@@ -234,7 +247,7 @@ def test_assigned_body_fills_every_field_the_sdk_reads() -> None:
         record=record,
         payload={"hello": "world"},
     )
-    body = json.loads(dps.operation_body(operation))
+    body = json.loads(operation_body(operation))
     state = body["registrationState"]
     assert (body["operationId"], body["status"]) == ("op", "assigned")
     assert (state["deviceId"], state["assignedHub"], state["substatus"]) == (
@@ -257,7 +270,7 @@ def test_failed_body_carries_error_code_and_message() -> None:
         error_code=400207,
         error_message="Custom allocation failed with status code: 400",
     )
-    body = json.loads(dps.operation_body(operation))
+    body = json.loads(operation_body(operation))
     assert body["status"] == "failed"
     assert body["registrationState"]["errorCode"] == 400207
     assert "assignedHub" not in body["registrationState"]
@@ -272,7 +285,7 @@ def test_assigning_body_is_minimal() -> None:
         created="c",
         last_updated="c",
     )
-    assert json.loads(dps.operation_body(operation)) == {"operationId": "op", "status": "assigning"}
+    assert json.loads(operation_body(operation)) == {"operationId": "op", "status": "assigning"}
 
 
 @pytest.mark.parametrize(
@@ -321,7 +334,7 @@ def test_allocation_request_matches_the_documented_fixtures(
             last_updated="u",
             generation=1,
         )
-    built = dps.allocation_request(
+    built = allocation_request(
         who,
         record=record,
         payload=payload,
@@ -354,14 +367,14 @@ def test_individual_allocation_request_names_the_enrollment() -> None:
         source="t.toml",
     )
     token = generate_sas_token("0ne00000001/registrations/dev-42", GROUP_KEY, int(NOW) + 60)
-    who = dps.authenticate(
+    who = authenticate(
         config,
         client_id="dev-42",
         username=USERNAME.replace("dev-001", "dev-42"),
         password=token.encode(),
         now=NOW,
     )
-    built = dps.allocation_request(
+    built = allocation_request(
         who, record=None, payload=None, linked=[HUBS[0]], enrollment_created="t"
     )
     enrollment = built["individualEnrollment"]
@@ -372,16 +385,16 @@ def test_individual_allocation_request_names_the_enrollment() -> None:
 
 def test_retry_schedule_is_dps_s() -> None:
     """Ten retries: 1 s, then 9 s more each time (415 s in all); time_scale shrinks them."""
-    delays = dps.retry_delays()
+    delays = retry_delays()
     assert delays == (1, 10, 19, 28, 37, 46, 55, 64, 73, 82)
     assert sum(delays) == 415
-    assert dps.retry_delays(0.01)[1] == pytest.approx(0.1)
+    assert retry_delays(0.01)[1] == pytest.approx(0.1)
 
 
 @given(st.integers(min_value=100, max_value=599).filter(lambda status: status != 200))
 def test_every_non_200_status_maps_as_the_table_says(status: int) -> None:
     """401 -> 400209, >= 429 -> retry, any other status -> 400207 naming the status."""
-    outcome = dps.webhook_outcome(status, b"{}", HUBS)
+    outcome = webhook_outcome(status, b"{}", HUBS)
     if status == 401:
         assert outcome == Failed(400209, "Custom allocation failed: unauthorized access.")
     elif status >= 429:
@@ -403,7 +416,7 @@ def test_every_non_200_status_maps_as_the_table_says(status: int) -> None:
 )
 def test_unusable_200_answers_fail(body: bytes, expected: int) -> None:
     """Empty, null or absent hubs fail 400208; unlinked hubs and bad JSON fail 400207."""
-    outcome = dps.webhook_outcome(200, body, HUBS)
+    outcome = webhook_outcome(200, body, HUBS)
     assert isinstance(outcome, Failed)
     assert outcome.error_code == expected
 
@@ -412,7 +425,7 @@ def test_200_answer_is_assigned_with_twin_and_payload() -> None:
     """A linked hub (any case) is assigned with the linkedHubs spelling, twin and payload."""
     body = (FIXTURES / "webhook" / "response-with-payload.json").read_bytes()
     hub = "custom-allocation-toasters-hub.azure-devices.net"
-    outcome = dps.webhook_outcome(200, body, [hub.upper()])
+    outcome = webhook_outcome(200, body, [hub.upper()])
     assert outcome == Assigned(
         hub=hub.upper(),
         initial_twin=InitialTwin(
@@ -424,8 +437,8 @@ def test_200_answer_is_assigned_with_twin_and_payload() -> None:
 
 def test_exhausted_retries_fail_with_the_last_status() -> None:
     """After the last retry the registration fails 400207 with the last status or unreachable."""
-    assert dps.exhausted_outcome(Retry(503)).message.endswith("status code: 503")
-    assert dps.exhausted_outcome(Retry(None)).error_code == 400207
+    assert exhausted_outcome(Retry(503)).message.endswith("status code: 503")
+    assert exhausted_outcome(Retry(None)).error_code == 400207
 
 
 @given(st.text(alphabet="abcdefXYZ0189-._:", min_size=1, max_size=40))
@@ -433,25 +446,23 @@ def test_hashed_allocation_is_stable_and_linked(registration_id: str) -> None:
     """Hashed allocation picks a linked hub, the same one for any case of the id."""
     config = make_config(allocation="hashed", webhook_url=None)
     enrollment = config.enrollment_groups[0]
-    first = dps.choose_native_hub(enrollment, registration_id, HUBS)
+    first = choose_native_hub(enrollment, registration_id, HUBS)
     assert isinstance(first, Assigned)
     assert first.hub in HUBS
-    assert dps.choose_native_hub(enrollment, registration_id.upper(), HUBS) == first
+    assert choose_native_hub(enrollment, registration_id.upper(), HUBS) == first
 
 
 def test_hashed_allocation_spreads_devices() -> None:
     """Over many ids both hubs get devices."""
     config = make_config(allocation="hashed", webhook_url=None)
-    chosen = {
-        dps.choose_native_hub(config.enrollment_groups[0], f"dev-{n}", HUBS) for n in range(50)
-    }
+    chosen = {choose_native_hub(config.enrollment_groups[0], f"dev-{n}", HUBS) for n in range(50)}
     assert chosen == {Assigned(hub=HUBS[0]), Assigned(hub=HUBS[1])}
 
 
 def test_static_allocation_uses_the_one_hub() -> None:
     """Static allocation assigns the enrollment's single hub."""
     individual = make_config().individual_enrollments[0]
-    assert dps.choose_native_hub(individual, "dev-42", individual.hubs) == Assigned(hub=HUBS[1])
+    assert choose_native_hub(individual, "dev-42", individual.hubs) == Assigned(hub=HUBS[1])
 
 
 def _record(hub: str, device_id: str = "dev-001") -> RegistrationRecord:
@@ -508,7 +519,7 @@ def test_reprovision_policies_plan_the_hub_changes(
     config = make_config(reprovision=policy, initial_twin={"tags": {"from": "enrollment"}})
     who = registrant(config)
     record = _record(old_hub) if old_hub else None
-    new_record, plan = dps.plan_assignment(
+    new_record, plan = plan_assignment(
         who, Assigned(hub=new_hub, initial_twin=WEBHOOK_TWIN), record=record, now=NOW
     )
     expected_hub = old_hub if policy == "never" and old_hub else new_hub
@@ -516,18 +527,18 @@ def test_reprovision_policies_plan_the_hub_changes(
     assert new_record.substatus == substatus
     assert (plan.twin_source, plan.delete_from) == (source, deleted)
     assert plan.initial_twin == WEBHOOK_TWIN
-    assert new_record.created == ("first" if record else dps.format_dps_timestamp(NOW))
+    assert new_record.created == ("first" if record else format_dps_timestamp(NOW))
 
 
 def test_enrollment_twin_applies_when_the_webhook_sends_none() -> None:
     """Without a webhook initialTwin the enrollment's initial twin is used."""
     config = make_config(initial_twin={"tags": {"from": "enrollment"}})
-    _, plan = dps.plan_assignment(registrant(config), Assigned(hub=HUBS[0]), record=None, now=NOW)
+    _, plan = plan_assignment(registrant(config), Assigned(hub=HUBS[0]), record=None, now=NOW)
     assert plan.initial_twin == ENROLLMENT_TWIN
 
 
 def test_never_policy_links_only_the_current_hub() -> None:
     """Under never-reprovision a re-registration's linkedHubs is the current hub only."""
     enrollment = make_config(reprovision="never").enrollment_groups[0]
-    assert dps.linked_hubs(enrollment, _record(HUBS[1])) == (HUBS[1],)
-    assert dps.linked_hubs(enrollment, None) == HUBS
+    assert linked_hubs(enrollment, _record(HUBS[1])) == (HUBS[1],)
+    assert linked_hubs(enrollment, None) == HUBS

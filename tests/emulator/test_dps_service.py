@@ -1,4 +1,4 @@
-"""Tests for emulator.dps_service: DPS driven through its MqttEndpoint methods, no sockets."""
+"""Tests for emulator.dps.service: DPS driven through its MqttEndpoint methods, no sockets."""
 
 from __future__ import annotations
 
@@ -11,18 +11,18 @@ from typing import Any
 
 import pytest
 
-from emulator import dps_service
 from emulator.config import EmulatorConfig, parse_config
-from emulator.dps import RegistrationStatus
-from emulator.dps_service import Attempt, DpsService
-from emulator.hub import Hubs
-from emulator.webhook_client import (
+from emulator.dps import service as dps_service
+from emulator.dps.service import Attempt, DpsService
+from emulator.dps.webhook import (
     FunctionWebhook,
     HttpWebhook,
     Webhook,
     WebhookResponse,
     WebhookUnavailable,
 )
+from emulator.dps.wire import RegistrationStatus
+from emulator.hub.endpoint import Hubs
 from sas.keys import derive_device_key
 from sas.token import generate_sas_token
 

@@ -1,4 +1,4 @@
-"""Tests for emulator.enrollment_edits: key and enabled edits, and overrides across restarts."""
+"""Tests for emulator.dps.edits: key and enabled edits, and overrides across restarts."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from emulator.config import EmulatorConfig, parse_config
-from emulator.enrollment_edits import (
+from emulator.dps.edits import (
     EnrollmentKind,
     KeySlot,
     UnknownEnrollment,

@@ -1,4 +1,4 @@
-"""Tests for emulator.faults (pure decisions) and emulator.fault_gate (gate and delayed webhook)."""
+"""Tests for emulator.faults.spec (pure decisions) and emulator.faults.gate (gate and delayed webhook)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from emulator.fault_gate import DelayedWebhook, FaultGate, drop_connections
-from emulator.faults import FaultError, Faults, FaultSpec, parse_fault_spec, parse_fault_table
-from emulator.ports import CONNACK_ACCEPTED, CONNACK_SERVER_UNAVAILABLE
-from emulator.webhook_client import FunctionWebhook, WebhookResponse
+from emulator.dps.webhook import FunctionWebhook, WebhookResponse
+from emulator.endpoints import CONNACK_ACCEPTED, CONNACK_SERVER_UNAVAILABLE
+from emulator.faults.gate import DelayedWebhook, FaultGate, drop_connections
+from emulator.faults.spec import FaultError, Faults, FaultSpec, parse_fault_spec, parse_fault_table
 
 NOW = 1_700_000_000.0
 HUB = "toasters.azure-devices.net"

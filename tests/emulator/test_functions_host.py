@@ -1,4 +1,4 @@
-"""Tests for emulator.functions_host: real HTTP requests against FunctionApps."""
+"""Tests for emulator.functions.host: real HTTP requests against FunctionApps."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import azure.functions as func
 import pytest
 
-from emulator.functions_host import FunctionsHost, FunctionsHostError, load_function_app, state_key
+from emulator.functions.host import FunctionsHost, FunctionsHostError, load_function_app, state_key
 from store.memory import MemoryStore
 from store.runtime import Runtime, set_runtime
 from tests.fixtures import FIXTURES as ALL_FIXTURES
@@ -139,7 +139,7 @@ def test_raising_function_gives_500_without_traceback(
     host: FunctionsHost, caplog: pytest.LogCaptureFixture
 ) -> None:
     """An exception is logged and answered 500 with an empty body."""
-    with caplog.at_level(logging.ERROR, logger="emulator.functions_host"):
+    with caplog.at_level(logging.ERROR, logger="emulator.functions.host"):
         status, body, _ = request(host, "GET", "/api/boom")
     assert (status, body) == (500, b"")
     assert "secret-traceback-detail" in caplog.text

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from emulator.hub import (
+from emulator.endpoints import Outbound
+from emulator.hub.endpoint import (
     C2D_QUEUE_LIMIT,
     DeviceNotFound,
     DeviceNotOnline,
@@ -15,8 +16,7 @@ from emulator.hub import (
     MethodResponse,
     UnknownHub,
 )
-from emulator.ports import Outbound
-from emulator.twin import InitialTwin, TwinDocument, TwinError
+from emulator.hub.twin import InitialTwin, TwinDocument, TwinError
 from sas import generate_sas_token
 from tests.fixtures import FIXTURES as ALL_FIXTURES
 

@@ -7,9 +7,14 @@ import asyncio
 import json
 from typing import Any
 
-from emulator.events import EventDelivery, EventPostError, FunctionEventPoster
-from emulator.hub import Hub
-from emulator.lifecycle import LifecycleEvent, LifecycleKind, event_grid_event, hub_resource_name
+from emulator.events.delivery import EventDelivery, EventPostError, FunctionEventPoster
+from emulator.events.device_events import (
+    LifecycleEvent,
+    LifecycleKind,
+    event_grid_event,
+    hub_resource_name,
+)
+from emulator.hub.endpoint import Hub
 from sas import generate_sas_token
 from store.lifecycle import parse_event
 from tests.fixtures import FIXTURES as ALL_FIXTURES

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from devtools.checkout import CHECKOUT
-from emulator.local_settings import (
+from emulator.functions.settings import (
     SAMPLE_FILE,
     LocalSettingsError,
     ensure_settings,

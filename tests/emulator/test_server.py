@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from emulator.certs import ensure_certificates, server_ssl_context
-from emulator.hub import Hub
+from emulator.endpoints import Close, MqttEndpoint, Send
+from emulator.hub.endpoint import Hub
 from emulator.mqtt import Connack, Disconnect, Puback, Publish, Suback, encode
-from emulator.ports import Close, MqttEndpoint, Send
-from emulator.server import MqttServer
+from emulator.mqtt.server import MqttServer
 from sas import generate_sas_token
 from tests.emulator.mqtt.client_engine import ClientEngine
 

@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from emulator.hub import Hub
+from emulator.hub.endpoint import Hub
 from emulator.mqtt import Connack, Pingresp, Publish, Suback
 from sas import generate_sas_token
 from tests.emulator.test_server import HUB, KEY, USERNAME, Peer, connected, run, token

@@ -9,8 +9,8 @@ from urllib.parse import quote
 import pytest
 
 from emulator.http1 import Request
-from emulator.hub import Hubs, MethodResponse
-from emulator.service_api import MethodCall, ServiceApi, ServicePolicyKey, ServiceResponse
+from emulator.hub.endpoint import Hubs, MethodResponse
+from emulator.service.api import MethodCall, ServiceApi, ServicePolicyKey, ServiceResponse
 from sas import generate_sas_token, sign
 from tests.fixtures import FIXTURES
 

@@ -1,4 +1,4 @@
-"""Tests for emulator.state (the document) and emulator.persistence (files, collect/restore)."""
+"""Tests for emulator.persistence.document (the document) and emulator.persistence.writer (files, collect/restore)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from emulator.config import parse_config
-from emulator.dps import RegistrationRecord, Substatus
-from emulator.dps_service import DpsService
-from emulator.enrollment_edits import EnrollmentKind, KeySlot, with_key
-from emulator.hub import Hubs
-from emulator.persistence import StateWriter, collect, read_state, restore, write_state
-from emulator.state import StateError, parse_snapshot, snapshot_to_json
-from emulator.webhook_client import FunctionWebhook, WebhookResponse
+from emulator.dps.edits import EnrollmentKind, KeySlot, with_key
+from emulator.dps.service import DpsService
+from emulator.dps.webhook import FunctionWebhook, WebhookResponse
+from emulator.dps.wire import RegistrationRecord, Substatus
+from emulator.hub.endpoint import Hubs
+from emulator.persistence.document import StateError, parse_snapshot, snapshot_to_json
+from emulator.persistence.writer import StateWriter, collect, read_state, restore, write_state
 
 NOW = 1_700_000_000.0
 HUB = "toasters.azure-devices.net"

@@ -1,4 +1,4 @@
-"""Tests for emulator.twin: the pure device twin document."""
+"""Tests for emulator.hub.twin: the pure device twin document."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from emulator.twin import InitialTwin, TwinDocument, TwinError, format_timestamp
+from emulator.hub.twin import InitialTwin, TwinDocument, TwinError, format_timestamp
 
 NOW = 1_700_000_000.123
 LATER = NOW + 60

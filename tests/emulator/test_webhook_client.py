@@ -1,4 +1,4 @@
-"""Tests for emulator.webhook_client: real HTTP POSTs and the function-backed fake."""
+"""Tests for emulator.dps.webhook: real HTTP POSTs and the function-backed fake."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from emulator.webhook_client import (
+from emulator.dps.webhook import (
     FunctionWebhook,
     HttpWebhook,
     WebhookResponse,

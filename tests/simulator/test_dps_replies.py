@@ -10,16 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from emulator.dps import (
-    Failed,
-    Operation,
-    RegistrationStatus,
-    Retry,
-    exhausted_outcome,
-    operation_body,
-    reply_topic,
-    webhook_outcome,
-)
+from emulator.dps.allocation import Failed, Retry, exhausted_outcome, webhook_outcome
+from emulator.dps.wire import Operation, RegistrationStatus, operation_body, reply_topic
 from simulator import dps_replies
 from simulator.dps_replies import SDK_LOGGER, DpsError, DpsReplies, likely_cause
 from tests.strategies import registration_ids

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from emulator.background import BackgroundEmulator
+from emulator.in_process import BackgroundEmulator
 from tests.emulator.e2e.harness import options
 
 Reply = tuple[int, dict[str, Any] | None]  # (HTTP status, JSON body or no body)

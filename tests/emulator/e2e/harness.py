@@ -15,7 +15,7 @@ from typing import Any
 from azure.iot.device import IoTHubDeviceClient, ProvisioningDeviceClient
 
 from emulator.app import Options
-from emulator.background import BackgroundEmulator
+from emulator.in_process import BackgroundEmulator
 
 DPS_HOST = "global.azure-devices-provisioning.net"
 ID_SCOPE = "0ne00000001"

@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from emulator.http_post import PostFailed, masked, post
+from emulator.web.client import PostFailed, masked, post
 
 __all__ = [
     "FunctionWebhook",

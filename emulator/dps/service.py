@@ -3,7 +3,7 @@
 It keeps DPS's state (connected registrants, operations, registration records) and runs each
 allocation as an asyncio task, so `publish` returns at once: a register gets `202 assigning`
 straight away and the device's polls see the result when the task has finished. Decisions are
-`emulator.dps`'s; this module only sequences them:
+the pure modules beside it (`wire`, `auth`, `allocation`, `reprovision`); this one only sequences them:
 
     register  -> operation (assigning) -> 202
               -> task: enabled? -> allocate (static | hashed | webhook with retries)
@@ -35,25 +35,41 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 
-from emulator import dps
-from emulator.config import Allocation, EmulatorConfig, IndividualEnrollment
-from emulator.dps import (
+from emulator.config import EmulatorConfig
+from emulator.dps.allocation import (
     Assigned,
-    AuthenticationError,
-    DpsRequestError,
     Failed,
+    Retry,
+    WebhookOutcome,
+    allocation_request,
+    choose_native_hub,
+    exhausted_outcome,
+    linked_hubs,
+    retry_delays,
+    webhook_outcome,
+)
+from emulator.dps.auth import AuthenticationError, Registrant, authenticate
+from emulator.dps.enrollments import Allocation, IndividualEnrollment
+from emulator.dps.reprovision import HubPlan, TwinSource, plan_assignment
+from emulator.dps.webhook import Webhook, WebhookUnavailable
+from emulator.dps.wire import (
+    ERROR_OPERATION_NOT_FOUND,
+    DpsRequestError,
     Operation,
     Register,
-    Registrant,
     RegistrationRecord,
     RegistrationStatus,
-    Retry,
     StatusQuery,
-    TwinSource,
+    error_body,
+    format_dps_timestamp,
+    new_operation_id,
+    operation_body,
+    parse_request,
+    reply_topic,
+    subscription_allowed,
 )
-from emulator.ports import CONNACK_ACCEPTED, Close, HubDirectory, Send
-from emulator.twin import TwinDocument
-from emulator.webhook_client import Webhook, WebhookUnavailable
+from emulator.endpoints import CONNACK_ACCEPTED, Close, HubDirectory, Send
+from emulator.hub.twin import TwinDocument
 
 __all__ = ["Attempt", "DpsService"]
 
@@ -127,11 +143,11 @@ class DpsService:
         self._config = config
         self._hubs = hubs
         self._webhook = webhook
-        self._delays = dps.retry_delays(time_scale)
+        self._delays = retry_delays(time_scale)
         self._clock = clock
         self._sleep = sleep
         self._entropy = entropy
-        self._started = dps.format_dps_timestamp(clock())
+        self._started = format_dps_timestamp(clock())
         self._registrants: dict[str, Registrant] = {}
         self._operations: dict[str, Operation] = {}
         self._records: dict[str, RegistrationRecord] = {}
@@ -209,7 +225,7 @@ class DpsService:
     ) -> int:
         """Authenticate a DPS CONNECT (CONNACK 0, or 5 for any credential problem)."""
         try:
-            registrant = dps.authenticate(
+            registrant = authenticate(
                 self._config, client_id=client_id, username=username, password=password, now=now
             )
         except AuthenticationError as error:
@@ -228,13 +244,13 @@ class DpsService:
             log.warning("DPS PUBLISH from %r without an accepted CONNECT; dropped", client_id)
             return
         try:
-            request = dps.parse_request(topic, payload, registration_id=registrant.registration_id)
+            request = parse_request(topic, payload, registration_id=registrant.registration_id)
         except DpsRequestError as error:
             log.info("DPS request from %r refused: %s", client_id, error.message)
             if error.rid is not None:
                 send(
-                    dps.reply_topic(error.status, error.rid),
-                    dps.error_body(error.error_code, error.message, now=now),
+                    reply_topic(error.status, error.rid),
+                    error_body(error.error_code, error.message, now=now),
                 )
             return
         if isinstance(request, Register):
@@ -244,7 +260,7 @@ class DpsService:
 
     def subscribe(self, *, client_id: str, topic_filter: str) -> bool:
         """Grant `$dps/registrations/res/#` only."""
-        return dps.subscription_allowed(topic_filter)
+        return subscription_allowed(topic_filter)
 
     def unsubscribe(self, *, client_id: str, topic_filter: str) -> None:
         """Nothing to forget: DPS replies on the response topic regardless."""
@@ -256,9 +272,9 @@ class DpsService:
     # -- requests -------------------------------------------------------------------------------
 
     def _register(self, registrant: Registrant, request: Register, send: Send, now: float) -> None:
-        stamp = dps.format_dps_timestamp(now)
+        stamp = format_dps_timestamp(now)
         operation = Operation(
-            operation_id=dps.new_operation_id(self._entropy(24)),
+            operation_id=new_operation_id(self._entropy(24)),
             registration_id=registrant.registration_id,
             status=RegistrationStatus.ASSIGNING,
             created=stamp,
@@ -284,8 +300,8 @@ class DpsService:
             operation.operation_id,
         )
         send(
-            dps.reply_topic(202, request.rid, retry_after=POLL_RETRY_AFTER),
-            dps.operation_body(operation),
+            reply_topic(202, request.rid, retry_after=POLL_RETRY_AFTER),
+            operation_body(operation),
         )
         task = asyncio.get_running_loop().create_task(
             self._allocate(operation, registrant, request.payload),
@@ -300,17 +316,17 @@ class DpsService:
             operation.registration_id.lower() != registrant.registration_id.lower()
         ):
             send(
-                dps.reply_topic(404, query.rid),
-                dps.error_body(dps.ERROR_OPERATION_NOT_FOUND, "Operation not found.", now=now),
+                reply_topic(404, query.rid),
+                error_body(ERROR_OPERATION_NOT_FOUND, "Operation not found.", now=now),
             )
             return
         if operation.status is RegistrationStatus.ASSIGNING:
             send(
-                dps.reply_topic(202, query.rid, retry_after=POLL_RETRY_AFTER),
-                dps.operation_body(operation),
+                reply_topic(202, query.rid, retry_after=POLL_RETRY_AFTER),
+                operation_body(operation),
             )
             return
-        send(dps.reply_topic(200, query.rid), dps.operation_body(operation))
+        send(reply_topic(200, query.rid), operation_body(operation))
 
     def _store(self, operation: Operation) -> None:
         self._operations[operation.operation_id] = operation
@@ -343,12 +359,12 @@ class DpsService:
             self._finish(operation, RegistrationStatus.DISABLED)
             return
         record = self.record(registrant.registration_id)
-        linked = dps.linked_hubs(enrollment, record)
+        linked = linked_hubs(enrollment, record)
         outcome: Assigned | Failed
         if enrollment.allocation is Allocation.CUSTOM:
             outcome = await self._call_webhook(registrant, record, payload, linked)
         else:
-            outcome = dps.choose_native_hub(enrollment, registrant.registration_id, linked)
+            outcome = choose_native_hub(enrollment, registrant.registration_id, linked)
         if isinstance(outcome, Failed):
             log.info(
                 "DPS registration %r failed: %d %s",
@@ -359,7 +375,7 @@ class DpsService:
             self._finish(operation, RegistrationStatus.FAILED, error=outcome)
             return
         now = self._clock()
-        new_record, plan = dps.plan_assignment(registrant, outcome, record=record, now=now)
+        new_record, plan = plan_assignment(registrant, outcome, record=record, now=now)
         self._apply(plan, registrant, now)
         self._records[registrant.registration_id.lower()] = new_record
         log.info(
@@ -380,7 +396,7 @@ class DpsService:
         linked: tuple[str, ...],
     ) -> Assigned | Failed:
         url = registrant.enrollment.webhook_url or ""
-        request = dps.allocation_request(
+        request = allocation_request(
             registrant,
             record=record,
             payload=payload,
@@ -395,7 +411,7 @@ class DpsService:
                 answer = await self._webhook.post(url, body)
             except WebhookUnavailable as error:
                 log.info("DPS webhook call %d: %s", attempt + 1, error)
-                outcome: dps.WebhookOutcome = Retry(None)
+                outcome: WebhookOutcome = Retry(None)
                 self._track(
                     who,
                     webhook_calls=attempt + 1,
@@ -404,7 +420,7 @@ class DpsService:
                     webhook_error=str(error),
                 )
             else:
-                outcome = dps.webhook_outcome(answer.status, answer.body, linked)
+                outcome = webhook_outcome(answer.status, answer.body, linked)
                 level = logging.WARNING if isinstance(outcome, Retry) else logging.INFO
                 log.log(
                     level,
@@ -430,9 +446,9 @@ class DpsService:
                 self._track(who, next_call_at=self._clock() + self._delays[attempt])
                 await self._sleep(self._delays[attempt])
         self._track(who, next_call_at=None)
-        return dps.exhausted_outcome(last)
+        return exhausted_outcome(last)
 
-    def _apply(self, plan: dps.HubPlan, registrant: Registrant, now: float) -> None:
+    def _apply(self, plan: HubPlan, registrant: Registrant, now: float) -> None:
         """Create or update the device on its hub, then remove it from the hub it left."""
         existing = self._hubs.device_twin(plan.hub, plan.device_id)
         twin: TwinDocument | None
@@ -475,7 +491,7 @@ class DpsService:
             dataclasses.replace(
                 operation,
                 status=status,
-                last_updated=dps.format_dps_timestamp(self._clock()),
+                last_updated=format_dps_timestamp(self._clock()),
                 record=record,
                 payload=payload,
                 error_code=error.error_code if error else None,

@@ -11,10 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from emulator import dps
-from emulator.faults import DPS_TARGET, Faults
-from emulator.ports import CONNACK_ACCEPTED, CONNACK_SERVER_UNAVAILABLE, Close, MqttEndpoint, Send
-from emulator.webhook_client import Webhook, WebhookResponse
+from emulator.dps.webhook import Webhook, WebhookResponse
+from emulator.dps.wire import error_body, reply_topic
+from emulator.endpoints import (
+    CONNACK_ACCEPTED,
+    CONNACK_SERVER_UNAVAILABLE,
+    Close,
+    MqttEndpoint,
+    Send,
+)
+from emulator.faults.spec import DPS_TARGET, Faults
 
 __all__ = ["DelayedWebhook", "FaultGate", "drop_connections"]
 
@@ -74,8 +80,8 @@ class FaultGate:
             rid = _rid(topic)
             if retry_after is not None and rid:
                 send(
-                    dps.reply_topic(429, rid, retry_after=retry_after),
-                    dps.error_body(THROTTLED_ERROR_CODE, THROTTLED_MESSAGE, now=now),
+                    reply_topic(429, rid, retry_after=retry_after),
+                    error_body(THROTTLED_ERROR_CODE, THROTTLED_MESSAGE, now=now),
                 )
                 return
         self.endpoint.publish(client_id=client_id, topic=topic, payload=payload, send=send, now=now)

@@ -36,8 +36,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from emulator.http_post import PostFailed, masked, post
-from emulator.lifecycle import LifecycleEvent, event_grid_event
+from emulator.events.device_events import LifecycleEvent, event_grid_event
+from emulator.web.client import PostFailed, masked, post
 
 __all__ = [
     "DEFAULT_RETRY_DELAYS",

@@ -23,11 +23,11 @@ from pathlib import Path
 from devtools.files import write_private
 from devtools.keys import new_key
 from emulator.config import EmulatorConfig
-from emulator.events import EventDelivery, HttpEventPoster
-from emulator.hub import Hubs
-from emulator.lifecycle import LifecycleEvent
-from emulator.service_api import ServiceApi, ServicePolicyKey
-from emulator.service_server import ServiceEndpoint, ServiceServer
+from emulator.events.delivery import EventDelivery, HttpEventPoster
+from emulator.events.device_events import LifecycleEvent
+from emulator.hub.endpoint import Hubs
+from emulator.service.api import ServiceApi, ServicePolicyKey
+from emulator.service.server import ServiceEndpoint, ServiceServer
 
 __all__ = ["HUBS_FILE", "ServiceSide", "connection_string"]
 

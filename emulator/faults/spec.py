@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from emulator.ports import Close, MqttEndpoint
+    from emulator.endpoints import Close, MqttEndpoint
 
 __all__ = [
     "DPS_TARGET",

@@ -24,7 +24,8 @@ import hashlib
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from emulator.config import EmulatorConfig, EnrollmentGroup, IndividualEnrollment
+from emulator.config import EmulatorConfig
+from emulator.dps.enrollments import EnrollmentGroup, IndividualEnrollment
 
 __all__ = [
     "EnrollmentEditError",

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 if TYPE_CHECKING:
-    from emulator.twin import TwinDocument
+    from emulator.hub.twin import TwinDocument
 
 __all__ = ["Close", "HubDirectory", "MqttEndpoint", "Outbound", "Send"]
 

@@ -48,7 +48,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from devtools.keys import new_key
 from emulator.http1 import Request
-from emulator.hub import (
+from emulator.hub.endpoint import (
     DeviceAlreadyExists,
     DeviceNotFound,
     DeviceNotOnline,
@@ -59,8 +59,8 @@ from emulator.hub import (
     PreconditionFailed,
     UnknownHub,
 )
-from emulator.service_views import device_json, twin_json
-from emulator.twin import TwinError
+from emulator.hub.twin import TwinError
+from emulator.service.views import device_json, twin_json
 from sas import SasError, decode_key, parse_sas_token, verify_sas_token
 from sas.errors import KeyFormatError
 

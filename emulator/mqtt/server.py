@@ -24,6 +24,7 @@ import ssl
 import time
 from collections.abc import Callable
 
+from emulator.endpoints import MqttEndpoint
 from emulator.mqtt import (
     SUBACK_FAILURE,
     Connack,
@@ -39,7 +40,6 @@ from emulator.mqtt import (
     Unsubscribe,
 )
 from emulator.mqtt.codec import DEFAULT_MAX_PACKET_SIZE
-from emulator.ports import MqttEndpoint
 
 __all__ = ["MQTT_TLS_PORT", "MqttServer", "Router"]
 

@@ -51,10 +51,15 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote
 
-from emulator.lifecycle import LifecycleEvent, LifecycleKind, format_sequence, next_sequence
-from emulator.ports import CONNACK_ACCEPTED, CONNACK_NOT_AUTHORIZED, Close, Send
-from emulator.service_views import DeviceView, device_etag, twin_json
-from emulator.twin import TwinDocument, TwinError
+from emulator.endpoints import CONNACK_ACCEPTED, CONNACK_NOT_AUTHORIZED, Close, Send
+from emulator.events.device_events import (
+    LifecycleEvent,
+    LifecycleKind,
+    format_sequence,
+    next_sequence,
+)
+from emulator.hub.twin import TwinDocument, TwinError
+from emulator.service.views import DeviceView, device_etag, twin_json
 from sas import SasError, parse_sas_token, verify_sas_token
 
 __all__ = [
@@ -248,7 +253,7 @@ class Hub:
         return identity
 
     def restore_device(self, identity: DeviceIdentity, twin: TwinDocument) -> None:
-        """Put back a device as persisted (`emulator.state`): no lifecycle event, no checks."""
+        """Put back a device as persisted (`emulator.persistence.document`): no lifecycle event, no checks."""
         self._devices[identity.device_id] = identity
         self._twins[identity.device_id] = twin
 

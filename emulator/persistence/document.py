@@ -28,10 +28,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from emulator.dps import RegistrationRecord, Substatus
-from emulator.enrollment_edits import EnrollmentKind, EnrollmentOverride
-from emulator.hub import DeviceIdentity
-from emulator.twin import TwinDocument
+from emulator.dps.edits import EnrollmentKind, EnrollmentOverride
+from emulator.dps.wire import RegistrationRecord, Substatus
+from emulator.hub.endpoint import DeviceIdentity
+from emulator.hub.twin import TwinDocument
 
 __all__ = [
     "FORMAT",

@@ -24,10 +24,16 @@ from pathlib import Path
 
 from devtools.files import write_private
 from emulator.config import EmulatorConfig
-from emulator.dps_service import DpsService
-from emulator.enrollment_edits import apply_overrides, overrides
-from emulator.hub import Hubs
-from emulator.state import DeviceState, Snapshot, StateError, parse_snapshot, snapshot_to_json
+from emulator.dps.edits import apply_overrides, overrides
+from emulator.dps.service import DpsService
+from emulator.hub.endpoint import Hubs
+from emulator.persistence.document import (
+    DeviceState,
+    Snapshot,
+    StateError,
+    parse_snapshot,
+    snapshot_to_json,
+)
 
 __all__ = ["STATE_FILE", "StateWriter", "collect", "read_state", "restore", "write_state"]
 

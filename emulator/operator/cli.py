@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from emulator.admin_client import (
+from emulator.operator.client import (
     AdminClient,
     LocalCloud,
     Refused,

@@ -54,10 +54,8 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from emulator.admin_client import TOKEN_FILE
-from emulator.config import ConfigError, generate_key
-from emulator.dps import RegistrationStatus
-from emulator.enrollment_edits import (
+from emulator.config import ConfigError
+from emulator.dps.edits import (
     EnrollmentEditError,
     EnrollmentKind,
     KeySlot,
@@ -66,10 +64,13 @@ from emulator.enrollment_edits import (
     with_enabled,
     with_key,
 )
-from emulator.fault_gate import drop_connections
-from emulator.faults import FaultError, parse_fault_spec
-from emulator.functions_host import state_key
-from emulator.hub import Hub, HubError, TelemetryMessage
+from emulator.dps.enrollments import generate_key
+from emulator.dps.wire import RegistrationStatus
+from emulator.faults.gate import drop_connections
+from emulator.faults.spec import FaultError, parse_fault_spec
+from emulator.functions.host import state_key
+from emulator.hub.endpoint import Hub, HubError, TelemetryMessage
+from emulator.operator.client import TOKEN_FILE
 
 if TYPE_CHECKING:
     from emulator.app import Emulator

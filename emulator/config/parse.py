@@ -1,22 +1,4 @@
-"""The emulator's configuration: a TOML file parsed once into frozen values.
-
-`parse_config(data, source=...)` is pure: it validates a mapping (as `tomllib` returns it) and
-names the file, section and field of the first problem. `load_config(path)` is the thin shell: it
-reads the file, generates the enrollment keys the file leaves out, writes them back atomically
-(the file then holds keys, so it is written 0600) and parses the result. `write_enrollment_key`
-puts an operator's regenerated key into the file the same way, so the file always holds the keys
-DPS uses and the factory derives device keys from.
-
-Shape (every field is documented in the README):
-
-    [dps]                     id_scope, host
-    [[hubs]]                  name (a host name, kept verbatim: devices use it as TCP host),
-                              shared_access_key_name, shared_access_key (service API policy)
-    [events]                  url (where lifecycle events are posted)
-    [faults.dps], [faults."<hub>"]  fault injection (fields in `emulator.faults`)
-    [[enrollment_groups]]     id, primary_key, secondary_key, allocation, webhook_url, hubs,
-                              reprovision, initial_twin {tags, desired}, enabled
-    [[individual_enrollments]] registration_id, device_id, and the same fields as a group
+"""`parse_config`: a TOML mapping (as `tomllib` returns it) validated into an `EmulatorConfig`. Pure.
 
 Defaults: `[dps]` id scope `0ne00000001`, host `global.azure-devices-provisioning.net`;
 `allocation = "hashed"`, `hubs` = every configured hub, `reprovision = "migrate"`,
@@ -25,10 +7,7 @@ A hub's service policy is `iothubowner` by default; without `shared_access_key` 
 generates one and keeps it in `<state-dir>/hubs.json`. Without `[events] url` lifecycle events go
 to the local Functions host when it runs, and nowhere otherwise.
 
-Errors:
-
-    ConfigError        a file that cannot be read or a value that breaks the rules above; the
-                       message names the source, the section and the field, never a key value
+`ConfigError` names the source, the section and the field of the first problem, never a key.
 """
 
 from __future__ import annotations
@@ -36,53 +15,38 @@ from __future__ import annotations
 import logging
 import re
 import tomllib
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from devtools.files import write_private
-from devtools.keys import new_key
-from emulator.faults import FaultError, FaultSpec, parse_fault_table
-from emulator.twin import InitialTwin, TwinError
+from emulator.config.model import DEFAULT_POLICY_NAME, EmulatorConfig, ServicePolicy
+from emulator.dps.enrollments import (
+    DEFAULT_DPS_HOST,
+    DEFAULT_ID_SCOPE,
+    Allocation,
+    DpsSettings,
+    EnrollmentGroup,
+    IndividualEnrollment,
+    Reprovision,
+)
+from emulator.faults.spec import FaultError, FaultSpec, parse_fault_table
+from emulator.hub.twin import InitialTwin, TwinError
 from sas.errors import KeyFormatError
 from sas.keys import decode_key
 
-__all__ = [
-    "Allocation",
-    "ConfigError",
-    "DpsSettings",
-    "EmulatorConfig",
-    "Enrollment",
-    "EnrollmentGroup",
-    "IndividualEnrollment",
-    "Reprovision",
-    "ServicePolicy",
-    "generate_key",
-    "load_config",
-    "missing_keys",
-    "parse_config",
-    "write_enrollment_key",
-]
-
 log = logging.getLogger(__name__)
 
-DEFAULT_ID_SCOPE = "0ne00000001"
-DEFAULT_DPS_HOST = "global.azure-devices-provisioning.net"
-DEFAULT_POLICY_NAME = "iothubowner"
-GENERATED_KEY_BYTES = 64  # what DPS generates (docs/protocol/sas-and-keys.md §5)
 
 _HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _ID_SCOPE = re.compile(r"[A-Za-z0-9]{1,64}")
 _ENROLLMENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 _DEVICE_ID = re.compile(r"[A-Za-z0-9\-.%_*?!(),=@$':]{1,128}")
-_KEY_FIELDS = ("primary_key", "secondary_key")
+KEY_FIELDS = ("primary_key", "secondary_key")
 _POLICY_FIELDS = ("shared_access_key_name", "shared_access_key")
 _POLICY_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
-_SECTIONS = ("enrollment_groups", "individual_enrollments")
-
+SECTIONS = ("enrollment_groups", "individual_enrollments")
 E = TypeVar("E", bound=StrEnum)
 
 
@@ -96,153 +60,10 @@ class ConfigError(ValueError):
         self.message = message
 
 
-class Allocation(StrEnum):
-    """How DPS picks a hub for an enrollment."""
-
-    CUSTOM = "custom"
-    HASHED = "hashed"
-    STATIC = "static"
-
-
-class Reprovision(StrEnum):
-    """What a re-registration does to an assigned device (docs/protocol/webhook.md §5)."""
-
-    MIGRATE = "migrate"
-    RESET = "reset"
-    NEVER = "never"
-
-    @property
-    def update_hub_assignment(self) -> bool:
-        """DPS's `reprovisionPolicy.updateHubAssignment`."""
-        return self is not Reprovision.NEVER
-
-    @property
-    def migrate_device_data(self) -> bool:
-        """DPS's `reprovisionPolicy.migrateDeviceData`."""
-        return self is Reprovision.MIGRATE
-
-
-@dataclass(frozen=True)
-class DpsSettings:
-    """The `[dps]` table."""
-
-    id_scope: str = DEFAULT_ID_SCOPE
-    host: str = DEFAULT_DPS_HOST
-
-
-@dataclass(frozen=True, kw_only=True)
-class Enrollment:
-    """What group and individual enrollments share. Keys are base64; never log them."""
-
-    primary_key: str = field(repr=False)
-    secondary_key: str = field(repr=False)
-    allocation: Allocation
-    webhook_url: str | None = field(default=None, repr=False)  # carries the function key
-    hubs: tuple[str, ...]
-    reprovision: Reprovision
-    initial_twin: InitialTwin | None
-    enabled: bool
-
-    @property
-    def keys(self) -> tuple[str, str]:
-        """Primary then secondary key."""
-        return (self.primary_key, self.secondary_key)
-
-
-@dataclass(frozen=True, kw_only=True)
-class EnrollmentGroup(Enrollment):
-    """One `[[enrollment_groups]]` entry: devices authenticate with keys derived from these."""
-
-    id: str
-
-
-@dataclass(frozen=True, kw_only=True)
-class IndividualEnrollment(Enrollment):
-    """One `[[individual_enrollments]]` entry: one registration id, its own keys."""
-
-    registration_id: str
-    device_id: str
-
-
-@dataclass(frozen=True, kw_only=True)
-class ServicePolicy:
-    """A hub's shared access policy for the service API; `key` None means "generate and keep"."""
-
-    hub: str
-    key_name: str = DEFAULT_POLICY_NAME
-    key: str | None = field(default=None, repr=False)
-
-
-@dataclass(frozen=True, kw_only=True)
-class EmulatorConfig:
-    """The whole configuration, validated."""
-
-    source: str
-    dps: DpsSettings
-    hubs: tuple[str, ...]
-    enrollment_groups: tuple[EnrollmentGroup, ...]
-    individual_enrollments: tuple[IndividualEnrollment, ...]
-    service_policies: tuple[ServicePolicy, ...] = ()  # one per hub, in `hubs` order
-    events_url: str | None = None
-    faults: Mapping[str, FaultSpec] = field(default_factory=dict)  # target -> spec at start
-
-    def individual_enrollment(self, registration_id: str) -> IndividualEnrollment | None:
-        """The individual enrollment of a registration id (ids match case-insensitively)."""
-        wanted = registration_id.lower()
-        for enrollment in self.individual_enrollments:
-            if enrollment.registration_id.lower() == wanted:
-                return enrollment
-        return None
-
-
-def generate_key() -> str:
-    """A new random enrollment key: base64 of 64 random bytes, as DPS generates them."""
-    return new_key(GENERATED_KEY_BYTES)
-
-
-def missing_keys(data: Mapping[str, Any]) -> list[tuple[str, int, str]]:
-    """Which `(section, index, field)` enrollment keys the data leaves out, in file order."""
-    missing: list[tuple[str, int, str]] = []
-    for section in _SECTIONS:
-        entries = data.get(section, [])
-        if not isinstance(entries, list):
-            continue
-        for index, entry in enumerate(entries):
-            if isinstance(entry, dict):
-                missing.extend(
-                    (section, index, name) for name in _KEY_FIELDS if entry.get(name) in (None, "")
-                )
-    return missing
-
-
-def load_config(path: Path, *, make_key: Callable[[], str] = generate_key) -> EmulatorConfig:
-    """Read, complete (generated keys written back) and parse the TOML file at `path`."""
-    source = path.name
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise ConfigError(source, "file", f"cannot be read ({error.strerror})") from None
-    data = _parse_toml(text, source)
-    missing = missing_keys(data)
-    if missing:
-        text = _insert_keys(text, missing, make_key, source)
-        data = _parse_toml(text, source)
-        if missing_keys(data):
-            raise ConfigError(source, "file", "generated keys could not be written back")
-        config = parse_config(data, source=source)
-        _write_atomically(path, text)
-        log.info("generated %d enrollment key(s) and wrote them to %s", len(missing), source)
-        return config
-    config = parse_config(data, source=source)
-    if _holds_keys(config) and path.stat().st_mode & 0o077:
-        log.warning("%s holds enrollment keys but is readable by others; chmod 600 it", source)
-    return config
-
-
 def parse_config(data: Mapping[str, Any], *, source: str) -> EmulatorConfig:
     """Validate a parsed TOML mapping into an EmulatorConfig, or raise ConfigError."""
     reader = _Reader(source)
-    reader.only_fields("top level", data, ("dps", "hubs", "events", "faults", *_SECTIONS))
+    reader.only_fields("top level", data, ("dps", "hubs", "events", "faults", *SECTIONS))
     dps = reader.dps(data.get("dps", {}))
     hubs = reader.hubs(data.get("hubs"))
     policies = reader.service_policies(data.get("hubs"), hubs)
@@ -408,7 +229,7 @@ class _Reader:
     def common(
         self, where: str, table: Mapping[str, Any], all_hubs: tuple[str, ...]
     ) -> dict[str, Any]:
-        keys = {name: self.key(where, table, name) for name in _KEY_FIELDS}
+        keys = {name: self.key(where, table, name) for name in KEY_FIELDS}
         allocation = self.choice(where, table, "allocation", Allocation, Allocation.HASHED)
         reprovision = self.choice(where, table, "reprovision", Reprovision, Reprovision.MIGRATE)
         hubs = self.enrollment_hubs(where, table.get("hubs"), all_hubs)
@@ -511,114 +332,8 @@ def _faults(value: object, hubs: tuple[str, ...], source: str) -> dict[str, Faul
         raise ConfigError(source, location, message) from None
 
 
-def _parse_toml(text: str, source: str) -> dict[str, Any]:
+def parse_toml(text: str, source: str) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(source, "file", f"expected TOML ({error})") from None
-
-
-def _holds_keys(config: EmulatorConfig) -> bool:
-    return bool(config.enrollment_groups or config.individual_enrollments)
-
-
-_TABLE_HEADER = re.compile(r"^[ \t]*\[\[[ \t]*(enrollment_groups|individual_enrollments)[ \t]*\]\]")
-
-
-def _insert_keys(
-    text: str, missing: Sequence[tuple[str, int, str]], make_key: Callable[[], str], source: str
-) -> str:
-    """Add `name = "<key>"` lines right under the `[[section]]` headers that lack them.
-
-    Text insertion keeps the file's comments and layout; only `[[section]]` headers are supported
-    (an inline array of tables gets a message asking for that form).
-    """
-    lines = text.splitlines(keepends=True)
-    headers: dict[tuple[str, int], int] = {}
-    counts = dict.fromkeys(_SECTIONS, 0)
-    for number, line in enumerate(lines):
-        match = _TABLE_HEADER.match(line)
-        if match:
-            section = match.group(1)
-            headers[(section, counts[section])] = number
-            counts[section] += 1
-    inserts: dict[int, list[str]] = {}
-    for section, index, name in missing:
-        if (section, index) not in headers:
-            raise ConfigError(
-                source,
-                f"[[{section}]] #{index + 1}: {name}",
-                f"is missing and cannot be written back; write the entry as a [[{section}]] table",
-            )
-        inserts.setdefault(headers[(section, index)], []).append(f'{name} = "{make_key()}"\n')
-    out: list[str] = []
-    for number, line in enumerate(lines):
-        out.append(line if line.endswith("\n") else line + "\n")
-        out.extend(inserts.get(number, []))
-    return "".join(out)
-
-
-_KEY_LINE = re.compile(r"^[ \t]*(primary_key|secondary_key)[ \t]*=")
-_ANY_HEADER = re.compile(r"^[ \t]*\[")
-
-
-def write_enrollment_key(path: Path, section: str, name: str, field_name: str, key: str) -> None:
-    """Set one enrollment's `primary_key` or `secondary_key` in the file at `path` (0600, atomic).
-
-    `section` is `enrollment_groups` (found by `id`) or `individual_enrollments` (found by
-    `registration_id`), case-insensitively as DPS matches them. Only that one line changes.
-    """
-    source = path.name
-    if section not in _SECTIONS or field_name not in _KEY_FIELDS:
-        raise ValueError(f"{section}.{field_name}: not an enrollment key")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise ConfigError(source, "file", f"cannot be read ({error.strerror})") from None
-    entries = _parse_toml(text, source).get(section, [])
-    id_field = "id" if section == "enrollment_groups" else "registration_id"
-    index = next(
-        (
-            number
-            for number, entry in enumerate(entries)
-            if isinstance(entry, dict) and str(entry.get(id_field, "")).lower() == name.lower()
-        ),
-        None,
-    )
-    if index is None:
-        raise ConfigError(source, f"[[{section}]]", f"no entry with {id_field} = {name!r}")
-    lines = text.splitlines(keepends=True)
-    seen, start = -1, None
-    for number, line in enumerate(lines):
-        match = _TABLE_HEADER.match(line)
-        if match and match.group(1) == section:
-            seen += 1
-            if seen == index:
-                start = number
-                break
-    if start is None:
-        raise ConfigError(
-            source,
-            f"[[{section}]] #{index + 1}",
-            f"cannot be rewritten; write the entry as a [[{section}]] table",
-        )
-    new_line = f'{field_name} = "{key}"\n'
-    end = next((n for n in range(start + 1, len(lines)) if _ANY_HEADER.match(lines[n])), len(lines))
-    for number in range(start + 1, end):
-        match = _KEY_LINE.match(lines[number])
-        if match and match.group(1) == field_name:
-            lines[number] = new_line
-            break
-    else:
-        lines.insert(start + 1, new_line)
-    updated = "".join(lines)
-    if _parse_toml(updated, source)[section][index].get(field_name) != key:
-        raise ConfigError(
-            source, f"[[{section}]] #{index + 1}: {field_name}", "cannot be rewritten"
-        )
-    _write_atomically(path, updated)
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Replace `path` with `text` in one rename; the new file is 0600 since it holds keys."""
-    write_private(path, text)

@@ -15,7 +15,7 @@ import base64
 from dataclasses import dataclass, field
 from typing import Any
 
-from emulator.twin import TwinDocument, format_timestamp
+from emulator.hub.twin import TwinDocument, format_timestamp
 
 __all__ = ["NEVER", "DeviceView", "device_etag", "device_json", "twin_json"]
 

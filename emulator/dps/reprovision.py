@@ -1,0 +1,90 @@
+"""What a successful assignment does to the hubs, by the enrollment's re-provisioning policy. Pure.
+
+    policy   hub re-evaluated  device data            substatus (hub changed / same hub)
+    migrate  yes               twin moves with it     deviceDataMigrated / reprovisionedToInitialAssignment
+    reset    yes               initial twin again     deviceDataReset / deviceDataReset
+    never    no (webhook still called with linkedHubs = [current hub]; its hub is ignored)
+                               kept                   - / reprovisionedToInitialAssignment
+
+When the hub changes the device is removed from the old hub. The substatus for the same hub is
+undocumented (docs/protocol/webhook.md §8): `reprovisionedToInitialAssignment` is this emulator's
+choice. A disabled enrollment never gets here: its registrations end `disabled`, no hub touched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from emulator.dps.allocation import Assigned
+from emulator.dps.auth import Registrant
+from emulator.dps.enrollments import Reprovision
+from emulator.dps.wire import RegistrationRecord, Substatus, format_dps_timestamp
+from emulator.hub.twin import InitialTwin
+
+
+class TwinSource(Enum):
+    """Where the device's twin comes from when DPS upserts it."""
+
+    KEEP = "keep"  # leave the hub's twin alone
+    MIGRATE = "migrate"  # copy the twin from `HubPlan.delete_from` (the old hub)
+    INITIAL = "initial"  # a fresh twin from `HubPlan.initial_twin`
+
+
+@dataclass(frozen=True, kw_only=True)
+class HubPlan:
+    """What DPS does to the hubs for one successful assignment."""
+
+    hub: str
+    device_id: str
+    twin_source: TwinSource
+    initial_twin: InitialTwin | None
+    delete_from: str | None
+
+
+def plan_assignment(
+    registrant: Registrant,
+    assigned: Assigned,
+    *,
+    record: RegistrationRecord | None,
+    now: float,
+) -> tuple[RegistrationRecord, HubPlan]:
+    """Apply the reprovision policy to an allocation: the new record and what to do to the hubs."""
+    enrollment = registrant.enrollment
+    stamp = format_dps_timestamp(now)
+    initial = assigned.initial_twin or enrollment.initial_twin
+    device_id = registrant.device_id
+    if record is None:
+        hub, substatus = assigned.hub, Substatus.INITIAL_ASSIGNMENT
+        source, delete_from = TwinSource.INITIAL, None
+    elif enrollment.reprovision is Reprovision.NEVER:
+        hub, substatus = record.assigned_hub, Substatus.REPROVISIONED_TO_INITIAL_ASSIGNMENT
+        source, delete_from = TwinSource.KEEP, None
+    else:
+        hub = assigned.hub
+        moved = hub.lower() != record.assigned_hub.lower() or device_id != record.device_id
+        delete_from = record.assigned_hub if moved else None
+        if enrollment.reprovision is Reprovision.RESET:
+            substatus, source = Substatus.DEVICE_DATA_RESET, TwinSource.INITIAL
+        elif moved:
+            substatus, source = Substatus.DEVICE_DATA_MIGRATED, TwinSource.MIGRATE
+        else:
+            substatus = Substatus.REPROVISIONED_TO_INITIAL_ASSIGNMENT
+            source = TwinSource.KEEP
+    new_record = RegistrationRecord(
+        registration_id=registrant.registration_id,
+        device_id=device_id,
+        assigned_hub=hub,
+        substatus=substatus,
+        created=record.created if record is not None else stamp,
+        last_updated=stamp,
+        generation=record.generation + 1 if record is not None else 1,
+    )
+    plan = HubPlan(
+        hub=hub,
+        device_id=device_id,
+        twin_source=source,
+        initial_twin=initial,
+        delete_from=delete_from,
+    )
+    return new_record, plan
