@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from emulator.hub.endpoint import DeviceIdentity
+from emulator.hub.registry import DeviceIdentity
 from emulator.hub.twin import TwinDocument
 from emulator.mqtt import Connack, Connect, NeedMoreData, Puback, Publish, decode, encode
 from emulator.persistence.document import DeviceState, Snapshot

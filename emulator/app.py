@@ -64,7 +64,8 @@ from emulator.events.delivery import functions_host_events_url
 from emulator.faults.gate import DelayedWebhook, FaultGate, drop_connections
 from emulator.faults.spec import DPS_TARGET, Faults
 from emulator.functions.host import FunctionsHost, FunctionsHostError, state_key
-from emulator.hub.endpoint import Hub, Hubs
+from emulator.hub.directory import Hubs
+from emulator.hub.endpoint import Hub
 from emulator.mqtt.server import MQTT_TLS_PORT, MqttServer
 from emulator.operator.api import AdminServer
 from emulator.operator.client import remove_admin_file, write_admin_file

@@ -36,7 +36,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from emulator.events.device_events import LifecycleEvent, event_grid_event
+from emulator.events.eventgrid import event_grid_event
+from emulator.hub.device_events import LifecycleEvent
 from emulator.web.client import PostFailed, masked, post
 
 __all__ = [

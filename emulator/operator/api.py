@@ -69,7 +69,9 @@ from emulator.dps.wire import RegistrationStatus
 from emulator.faults.gate import drop_connections
 from emulator.faults.spec import FaultError, parse_fault_spec
 from emulator.functions.host import state_key
-from emulator.hub.endpoint import Hub, HubError, TelemetryMessage
+from emulator.hub.endpoint import Hub
+from emulator.hub.messages import TelemetryMessage
+from emulator.hub.registry import HubError
 from emulator.operator.client import TOKEN_FILE
 
 if TYPE_CHECKING:

@@ -30,7 +30,7 @@ from typing import Any
 
 from emulator.dps.edits import EnrollmentKind, EnrollmentOverride
 from emulator.dps.wire import RegistrationRecord, Substatus
-from emulator.hub.endpoint import DeviceIdentity
+from emulator.hub.registry import DeviceIdentity
 from emulator.hub.twin import TwinDocument
 
 __all__ = [

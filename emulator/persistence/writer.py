@@ -26,7 +26,7 @@ from devtools.files import write_private
 from emulator.config import EmulatorConfig
 from emulator.dps.edits import apply_overrides, overrides
 from emulator.dps.service import DpsService
-from emulator.hub.endpoint import Hubs
+from emulator.hub.directory import Hubs
 from emulator.persistence.document import (
     DeviceState,
     Snapshot,

@@ -48,14 +48,14 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from devtools.keys import new_key
 from emulator.http1 import Request
-from emulator.hub.endpoint import (
+from emulator.hub.directory import Hubs
+from emulator.hub.endpoint import Hub
+from emulator.hub.messages import MethodResponse
+from emulator.hub.registry import (
     DeviceAlreadyExists,
     DeviceNotFound,
     DeviceNotOnline,
-    Hub,
     HubError,
-    Hubs,
-    MethodResponse,
     PreconditionFailed,
     UnknownHub,
 )

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from emulator.http1 import HttpParseError, Request, RequestParser, render_response
-from emulator.hub.endpoint import MethodResponse
+from emulator.hub.messages import MethodResponse
 from emulator.service.api import MethodCall, ServiceApi, ServiceResponse
 
 __all__ = ["DEFAULT_SERVICE_PORT", "ServiceEndpoint", "ServiceServer"]

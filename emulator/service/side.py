@@ -24,8 +24,8 @@ from devtools.files import write_private
 from devtools.keys import new_key
 from emulator.config import EmulatorConfig
 from emulator.events.delivery import EventDelivery, HttpEventPoster
-from emulator.events.device_events import LifecycleEvent
-from emulator.hub.endpoint import Hubs
+from emulator.hub.device_events import LifecycleEvent
+from emulator.hub.directory import Hubs
 from emulator.service.api import ServiceApi, ServicePolicyKey
 from emulator.service.server import ServiceEndpoint, ServiceServer
 

@@ -1,4 +1,4 @@
-"""The registry's JSON as the service REST API and lifecycle events show it. Pure functions.
+"""A device and its twin in JSON, as the service REST API and lifecycle events show them. Pure.
 
 Shapes from docs/protocol/hub-service-rest.md §7 (camelCase, swagger `Device` and `Twin`):
 a device has `deviceId, generationId, etag, connectionState, status, statusReason,
@@ -11,40 +11,14 @@ Times never set are `0001-01-01T00:00:00Z`, as the service shows them.
 
 from __future__ import annotations
 
-import base64
-from dataclasses import dataclass, field
 from typing import Any
 
-from emulator.hub.twin import TwinDocument, format_timestamp
+from emulator.hub.registry import DeviceView
+from emulator.hub.twin import format_timestamp
 
-__all__ = ["NEVER", "DeviceView", "device_etag", "device_json", "twin_json"]
+__all__ = ["NEVER", "device_json", "twin_json"]
 
 NEVER = "0001-01-01T00:00:00Z"
-
-
-def device_etag(counter: int) -> str:
-    """A device etag: base64 of the decimal counter (`MQ==` for 1), as old captures show."""
-    return base64.b64encode(str(counter).encode("ascii")).decode("ascii")
-
-
-@dataclass(frozen=True, kw_only=True)
-class DeviceView:
-    """Everything the JSON views need about one device at one moment."""
-
-    device_id: str
-    generation_id: str
-    etag: str
-    enabled: bool
-    status_reason: str | None
-    status_updated: float | None
-    primary_key: str = field(repr=False)
-    secondary_key: str = field(repr=False)
-    iot_edge: bool
-    connected: bool
-    connection_updated: float | None
-    last_activity: float | None
-    c2d_count: int
-    twin: TwinDocument = field(repr=False)
 
 
 def _time(value: float | None) -> str:

@@ -22,7 +22,7 @@ from emulator.config import load_config
 from emulator.dps.service import DpsService
 from emulator.dps.webhook import FunctionWebhook, WebhookResponse
 from emulator.faults.spec import Faults
-from emulator.hub.endpoint import Hubs
+from emulator.hub.directory import Hubs
 from emulator.operator.api import AdminApi
 from emulator.operator.cli import EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE
 from tests.emulator.e2e.harness import RunningEmulator, options

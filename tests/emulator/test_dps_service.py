@@ -22,7 +22,7 @@ from emulator.dps.webhook import (
     WebhookUnavailable,
 )
 from emulator.dps.wire import RegistrationStatus
-from emulator.hub.endpoint import Hubs
+from emulator.hub.directory import Hubs
 from sas.keys import derive_device_key
 from sas.token import generate_sas_token
 

@@ -7,15 +7,10 @@ import json
 import pytest
 
 from emulator.endpoints import Outbound
-from emulator.hub.endpoint import (
-    C2D_QUEUE_LIMIT,
-    DeviceNotFound,
-    DeviceNotOnline,
-    Hub,
-    Hubs,
-    MethodResponse,
-    UnknownHub,
-)
+from emulator.hub.directory import Hubs
+from emulator.hub.endpoint import C2D_QUEUE_LIMIT, Hub
+from emulator.hub.messages import MethodResponse
+from emulator.hub.registry import DeviceNotFound, DeviceNotOnline, UnknownHub
 from emulator.hub.twin import InitialTwin, TwinDocument, TwinError
 from sas import generate_sas_token
 from tests.fixtures import FIXTURES as ALL_FIXTURES

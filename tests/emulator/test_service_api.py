@@ -9,7 +9,8 @@ from urllib.parse import quote
 import pytest
 
 from emulator.http1 import Request
-from emulator.hub.endpoint import Hubs, MethodResponse
+from emulator.hub.directory import Hubs
+from emulator.hub.messages import MethodResponse
 from emulator.service.api import MethodCall, ServiceApi, ServicePolicyKey, ServiceResponse
 from sas import generate_sas_token, sign
 from tests.fixtures import FIXTURES

@@ -14,7 +14,7 @@ from emulator.dps.edits import EnrollmentKind, KeySlot, with_key
 from emulator.dps.service import DpsService
 from emulator.dps.webhook import FunctionWebhook, WebhookResponse
 from emulator.dps.wire import RegistrationRecord, Substatus
-from emulator.hub.endpoint import Hubs
+from emulator.hub.directory import Hubs
 from emulator.persistence.document import StateError, parse_snapshot, snapshot_to_json
 from emulator.persistence.writer import StateWriter, collect, read_state, restore, write_state
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from emulator.hub.endpoint import MethodResponse
+from emulator.hub.messages import MethodResponse
 from simulator.__main__ import main
 from simulator.device_settings import DeviceSettings, write_settings
 from tests.emulator.e2e.harness import RunningEmulator, options

@@ -12,7 +12,7 @@ from azure.iot.device import Message, MethodResponse
 from azure.iot.device.exceptions import CredentialError
 
 from emulator.hub.endpoint import Hub
-from emulator.hub.endpoint import MethodResponse as HubMethodResponse
+from emulator.hub.messages import MethodResponse as HubMethodResponse
 from tests.emulator.e2e.harness import RunningEmulator, device_client, options, wait_for
 
 pytestmark = pytest.mark.e2e
