@@ -152,7 +152,7 @@ class Emulator:
 
     def __init__(self, options: Options) -> None:
         self.options = options
-        self.config: EmulatorConfig | None = None
+        self._config: EmulatorConfig | None = None
         self.hubs: Hubs | None = None
         self.dps: DpsService | None = None
         self.certificates: CertificatePaths | None = None
@@ -172,6 +172,11 @@ class Emulator:
         self._app_context = contextlib.ExitStack()
 
     @property
+    def config(self) -> EmulatorConfig | None:
+        """The configuration in use: the file's, with the operator's edits once DPS runs."""
+        return self.dps.config if self.dps is not None else self._config
+
+    @property
     def ca_path(self) -> Path:
         """The CA certificate clients trust (`server_verification_cert`)."""
         return self.options.state_dir / "ca.pem"
@@ -186,7 +191,7 @@ class Emulator:
         """Build and start every stage, in pipeline order."""
         options = self.options
         config = load_config(options.config_path)
-        self.config = self.loaded_config = config
+        self._config = self.loaded_config = config
         hubs = Hubs(config.hubs, clock=time.time, on_event=self.service.on_event)
         self.hubs = hubs
         self.faults = Faults(config.hubs)
@@ -215,7 +220,7 @@ class Emulator:
             f"{options.bind}:{options.service_port}",
             self.service.start(config, hubs, server_ssl_context(self.certificates)),
         )
-        self.admin = AdminServer(self, port=options.admin_port)
+        self.admin = AdminServer(self, state_dir=options.state_dir, port=options.admin_port)
         await _listen("--admin-port", f"127.0.0.1:{options.admin_port}", self.admin.start())
         self._fault_task = asyncio.get_running_loop().create_task(
             self._drop_on_schedule(), name="fault-drops"
@@ -284,7 +289,6 @@ class Emulator:
         snapshot = read_state(path)  # StateError: reported by the caller, the file left alone
         if snapshot is not None:
             restore(snapshot, config, dps, hubs)
-            self.config = dps.config
         self.state = StateWriter(path, config, dps, hubs, interval=self.options.state_interval)
         self.state.start()
 

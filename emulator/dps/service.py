@@ -206,10 +206,11 @@ class DpsService:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def aclose(self) -> None:
-        """Cancel the allocations still running."""
+        """Cancel the allocations still running and release the webhook client."""
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._webhook.aclose()
 
     # -- ports.MqttEndpoint ---------------------------------------------------------------------
 

@@ -2,10 +2,10 @@
 
 - `Webhook`: one async method, `post(url, body) -> WebhookResponse`; raises `WebhookUnavailable`
   when no HTTP answer came back (refused, reset, timed out, bad TLS).
-- `HttpWebhook`: the real thing. An HTTP/1.1 POST with the standard library's `http.client`, run in
-  a worker thread (`asyncio.to_thread`) so the event loop never blocks. `http://` and `https://`
-  (system trust store, or the given SSL context). No redirects are followed (undocumented for
-  DPS; a redirect status is just a status, which maps to 400207).
+- `HttpWebhook`: the real thing, through the emulator's one outbound client (`web.client`):
+  `http://` and `https://` (system trust store, or the given SSL context), connections kept
+  alive. No redirects are followed (undocumented for DPS; a redirect status is just a status,
+  which maps to 400207).
 - `FunctionWebhook`: an in-memory implementation backed by a plain function, for tests of code
   that calls webhooks. The same DPS tests run against `HttpWebhook` and a real HTTP server.
 
@@ -19,7 +19,6 @@ Errors:
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import ssl
@@ -27,7 +26,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from emulator.web.client import PostFailed, masked, post
+from devtools.urls import mask_url
+from emulator.web.client import HttpClient, PostFailed
 
 __all__ = [
     "FunctionWebhook",
@@ -63,39 +63,38 @@ class Webhook(Protocol):
         """POST `body` (JSON) to `url`; raise WebhookUnavailable if no HTTP answer came."""
         ...
 
+    async def aclose(self) -> None:
+        """Release what the webhook client holds (connections)."""
+        ...
+
 
 class HttpWebhook:
-    """POST over real HTTP/1.1 with `http.client` in a worker thread."""
+    """POST over real HTTP (`web.client.HttpClient`, connections kept alive between calls)."""
 
     def __init__(
         self, *, timeout: float = DEFAULT_TIMEOUT, ssl_context: ssl.SSLContext | None = None
     ) -> None:
-        self._timeout = timeout
-        self._ssl_context = ssl_context
+        self._client = HttpClient(
+            timeout=timeout, max_response_bytes=MAX_RESPONSE_BYTES, ssl_context=ssl_context
+        )
 
     async def post(self, url: str, body: bytes) -> WebhookResponse:
         """POST `body` to `url` and return the status and body."""
-        return await asyncio.to_thread(self._post_blocking, url, body)
-
-    def _post_blocking(self, url: str, body: bytes) -> WebhookResponse:
         headers = {
             "Content-Type": "application/json; charset=utf-8",
             "Accept": "application/json",
             "User-Agent": USER_AGENT,
         }
         try:
-            status, data = post(
-                url,
-                body,
-                headers,
-                timeout=self._timeout,
-                max_response_bytes=MAX_RESPONSE_BYTES,
-                ssl_context=self._ssl_context,
-            )
+            status, data = await self._client.post(url, body, headers)
         except PostFailed as error:
             raise WebhookUnavailable(str(error)) from None
-        log.debug("webhook %s answered %d", masked(url), status)
+        log.debug("webhook %s answered %d", mask_url(url), status)
         return WebhookResponse(status, data)
+
+    async def aclose(self) -> None:
+        """Close the client's connections."""
+        await self._client.aclose()
 
 
 Handler = Callable[[str, Any], "WebhookResponse | Awaitable[WebhookResponse]"]
@@ -120,6 +119,9 @@ class FunctionWebhook:
         if isinstance(answer, WebhookResponse):
             return answer
         return await answer
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
 
     @staticmethod
     def json(status: int, value: object) -> WebhookResponse:

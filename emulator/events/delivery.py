@@ -36,9 +36,10 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from devtools.urls import mask_url as masked
 from emulator.events.eventgrid import event_grid_event
 from emulator.hub.device_events import LifecycleEvent
-from emulator.web.client import PostFailed, masked, post
+from emulator.web.client import HttpClient, PostFailed
 
 __all__ = [
     "DEFAULT_RETRY_DELAYS",
@@ -77,31 +78,26 @@ class EventPoster(Protocol):
 
 
 class HttpEventPoster:
-    """`EventPoster` over HTTP/1.1 with `http.client`, in a worker thread."""
+    """`EventPoster` over HTTP (`web.client.HttpClient`)."""
 
     def __init__(
         self, *, timeout: float = POST_TIMEOUT, ssl_context: ssl.SSLContext | None = None
     ) -> None:
-        self._timeout = timeout
-        self._ssl_context = ssl_context
+        self._client = HttpClient(
+            timeout=timeout, max_response_bytes=64 * 1024, ssl_context=ssl_context
+        )
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> int:
         """POST `body` to `url` and return the status."""
-        return await asyncio.to_thread(self._post_blocking, url, body, dict(headers))
-
-    def _post_blocking(self, url: str, body: bytes, headers: dict[str, str]) -> int:
         try:
-            status, _ = post(
-                url,
-                body,
-                headers,
-                timeout=self._timeout,
-                max_response_bytes=64 * 1024,
-                ssl_context=self._ssl_context,
-            )
+            status, _ = await self._client.post(url, body, headers)
         except PostFailed as error:
             raise EventPostError(str(error)) from None
         return status
+
+    async def aclose(self) -> None:
+        """Close the client's connections."""
+        await self._client.aclose()
 
 
 Handler = Callable[[str, Any, Mapping[str, str]], "int | Awaitable[int]"]
@@ -190,6 +186,9 @@ class EventDelivery:
             self._task = None
         if self._queue:
             log.info("lifecycle events not delivered at shutdown count=%d", len(self._queue))
+        closing = getattr(self._poster, "aclose", None)
+        if closing is not None:
+            await closing()
 
     async def drain(self, timeout: float) -> bool:
         """Wait until the queue is empty (tests, shutdown); False if it is not within `timeout`."""

@@ -121,6 +121,10 @@ class DelayedWebhook:
             await self._sleep(latency)
         return await self._inner.post(url, body)
 
+    async def aclose(self) -> None:
+        """Release the real webhook's client."""
+        await self._inner.aclose()
+
 
 def _rid(topic: str) -> str:
     _, _, query = topic.partition("?")

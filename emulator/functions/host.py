@@ -29,8 +29,9 @@ body) goes back as is. A function that raises gives 500 with an empty body: the 
 to the log, never to the client. The request's query string (it carries the key) is never
 logged. Async functions run on a private event loop in the request's thread.
 
-The server is the standard library's `ThreadingHTTPServer` in a background thread: the emulator's
-own event loop never blocks on a function.
+The server is `web.server`'s (Starlette's request handling on uvicorn) on the emulator's event
+loop; each invocation runs in a worker thread, so the loop never blocks on a function (the Tables
+and IoT Hub SDKs the app uses are blocking).
 
 Errors:
 
@@ -46,19 +47,22 @@ import inspect
 import json
 import logging
 import re
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+import anyio.to_thread
 import azure.functions as func
+from starlette.requests import Request as HttpRequest
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from devtools.files import write_private
 from devtools.keys import new_token
+from emulator.web.server import HttpLimits, HttpServer, Limits, bind
 
 __all__ = [
     "FunctionsHost",
@@ -269,8 +273,7 @@ class FunctionsHost:
         self._function_key = function_key
         self._master_key = master_key
         self._address = (host, port)
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server: HttpServer | None = None
 
     @property
     def routes(self) -> tuple[HttpRoute, ...]:
@@ -282,7 +285,7 @@ class FunctionsHost:
         """The bound port (useful with port 0)."""
         if self._server is None:
             raise FunctionsHostError("the Functions host is not started")
-        return int(self._server.server_address[1])
+        return self._server.ports[0]
 
     @property
     def base_url(self) -> str:
@@ -290,28 +293,21 @@ class FunctionsHost:
         return f"http://{self._address[0]}:{self.port}"
 
     async def start(self) -> None:
-        """Bind and serve in a background thread."""
-        self.start_blocking()
-
-    def start_blocking(self) -> None:
-        """Bind and serve in a background thread (for callers without an event loop)."""
-        host = self
-
-        class Handler(_Handler):
-            functions_host = host
-
+        """Bind and serve on the running event loop."""
         try:
-            server = ThreadingHTTPServer(self._address, Handler)
+            sock = bind(*self._address)
         except OSError as error:
             raise FunctionsHostError(
                 f"cannot listen on {self._address[0]}:{self._address[1]} ({error.strerror})"
             ) from None
-        server.daemon_threads = True
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, args=(0.05,), name="functions-host", daemon=True
+        limits = HttpLimits(max_body_bytes=MAX_BODY_BYTES, body_timeout=120.0)
+        app = Limits(
+            self._asgi,
+            limits=limits,
+            error=lambda status, _code, _text: Response(status_code=status),
         )
-        self._thread.start()
+        self._server = HttpServer(app, sockets=[sock], limits=limits, name="functions")
+        await self._server.start()
         log.info(
             "functions host on %s: %s",
             self.base_url,
@@ -320,17 +316,30 @@ class FunctionsHost:
 
     async def close(self) -> None:
         """Stop serving and release the port."""
-        await asyncio.to_thread(self.close_blocking)
-
-    def close_blocking(self) -> None:
-        """Stop serving and release the port (blocking)."""
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            await self._server.close()
             self._server = None
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+
+    async def _asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        request = HttpRequest(scope, receive)
+        target = scope.get("raw_path", scope["path"].encode()).decode("latin-1")
+        if scope.get("query_string"):
+            target += "?" + scope["query_string"].decode("latin-1")
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        body = await request.body()
+        try:
+            reply = await anyio.to_thread.run_sync(
+                self.handle, scope["method"], target, headers, body
+            )
+        except Exception:
+            log.exception("functions host: internal error")
+            reply = _Reply(status=500)
+        response = Response(content=reply.body, status_code=reply.status)
+        for name, value in reply.headers:
+            response.headers[name] = value
+        await response(scope, receive, send)
 
     # -- request handling (runs in the server's request threads) -------------------------------
 
@@ -470,38 +479,3 @@ def _from_result(result: object) -> _Reply:
         return _Reply(status=204)
     log.error("HTTP function returned %s; expected an HttpResponse", type(result).__name__)
     return _Reply(status=500)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    functions_host: FunctionsHost
-    protocol_version = "HTTP/1.1"
-    server_version = "emulator-functions-host"
-
-    def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY_BYTES:
-            self._write(_Reply(status=413))
-            return
-        body = self.rfile.read(length) if length else b""
-        headers = {name.lower(): value for name, value in self.headers.items()}
-        try:
-            reply = self.functions_host.handle(self.command, self.path, headers, body)
-        except Exception:
-            log.exception("functions host: internal error")
-            reply = _Reply(status=500)
-        self._write(reply)
-
-    def _write(self, reply: _Reply) -> None:
-        self.send_response(reply.status)
-        for name, value in reply.headers:
-            if name.lower() != "content-length":
-                self.send_header(name, value)
-        self.send_header("Content-Length", str(len(reply.body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(reply.body)
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silence the default access log: it would print the query string (the key)."""

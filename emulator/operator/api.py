@@ -1,9 +1,10 @@
-"""The operator's admin API: JSON over HTTP/1.1 on 127.0.0.1, for `python -m emulator <command>`.
+"""The operator's API: JSON over HTTP on 127.0.0.1, for `python -m emulator <command>` and the console.
 
-Every request carries `Authorization: Bearer <token>`; the token is kept in
-`<state-dir>/admin-token` (0600) and the listener's URL in `<state-dir>/admin.json`. One request
-per connection (`Connection: close`). Handlers run on the emulator's event loop, where DPS and
-the hubs live, so they read and change state directly.
+A Starlette app (`AdminApi.app`) served by `web.server` on the emulator's event loop, where DPS and
+the hubs live, so handlers read and change state directly. Every request carries
+`Authorization: Bearer <token>`; the token is kept in `<state-dir>/admin-token` (0600), the URL in
+`<state-dir>/admin.json`. What the API needs of the running emulator is the `Operations` protocol
+below, nothing more: it never sees the composition root.
 
     GET    /admin/status                                   hubs, DPS, persistence, faults
     GET    /admin/enrollments                              enrollments (never their keys)
@@ -30,7 +31,7 @@ the hubs live, so they read and change state directly.
 
 Answers are JSON objects; errors are `{"error": {"code": ..., "message": ...}}` with 400 (bad
 JSON, a field that is wrong, named), 401 (token), 404 (no such route, hub, device, enrollment),
-405, 411/413 (body length), 500 never for bad input. A key appears in an answer only when the
+405, 413/431 (sizes; `web.server`'s limits), 500 never for bad input. A key appears in an answer only when the
 request asked for it (`return_key`); nothing here logs a key or the token.
 
 Errors:
@@ -42,18 +43,24 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import hmac
-import json
 import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from pathlib import Path
+from typing import Any, Protocol
 
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from allocation.errors import RequestError
+from allocation.strict_json import decode
 from emulator.config import ConfigError
 from emulator.dps.edits import (
     EnrollmentEditError,
@@ -73,18 +80,27 @@ from emulator.hub.endpoint import Hub
 from emulator.hub.messages import TelemetryMessage
 from emulator.hub.registry import HubError
 from emulator.operator.client import TOKEN_FILE
+from emulator.web.server import HttpLimits, HttpServer, Limits, bind
 
-if TYPE_CHECKING:
-    from emulator.app import Emulator
-
-__all__ = ["AdminApi", "AdminError", "AdminServer", "Reply"]
+__all__ = ["AdminApi", "AdminError", "AdminServer", "Operations", "Reply"]
 
 log = logging.getLogger(__name__)
 
-MAX_HEAD_BYTES = 16 * 1024
 MAX_BODY_BYTES = 64 * 1024
 MAX_WAIT_SECONDS = 30.0
-READ_TIMEOUT = 10.0
+LIMITS = HttpLimits(max_body_bytes=MAX_BODY_BYTES, body_timeout=10.0, idle_timeout=30.0)
+
+
+class Operations(Protocol):
+    """What the operator API needs of the running emulator (`app.Emulator` is one)."""
+
+    dps: Any
+    hubs: Any
+    faults: Any
+    state: Any
+    options: Any
+
+    def key_regenerated(self, kind: Any, name: str, slot: Any, key: str) -> None: ...
 
 
 class AdminError(Exception):
@@ -116,9 +132,9 @@ class _Request:
         if not self.body.strip():
             return {}
         try:
-            value = json.loads(self.body)
-        except (UnicodeDecodeError, ValueError):
-            raise AdminError(400, "BadJson", "body: expected a JSON object") from None
+            value = decode(self.body, max_bytes=MAX_BODY_BYTES)
+        except RequestError as error:
+            raise AdminError(400, "BadJson", f"{error}; expected a JSON object") from None
         if not isinstance(value, dict):
             raise AdminError(400, "BadJson", "body: expected a JSON object")
         return value
@@ -137,62 +153,76 @@ Handler = Callable[[_Request, tuple[str, ...]], Awaitable[Reply]]
 
 
 class AdminApi:
-    """Routes and handlers over a started `Emulator` (transport-free, for tests and the server)."""
+    """The operator API's routes and handlers, as a Starlette app (`app`)."""
 
-    def __init__(self, emulator: Emulator, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        emulator: Operations,
+        *,
+        token: str = "",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._emulator = emulator
         self._clock = clock
-        # (method, pattern) where "*" matches one path segment.
-        self._routes: list[tuple[str, tuple[str, ...], Handler]] = [
-            ("GET", ("status",), self._status),
-            ("GET", ("enrollments",), self._enrollments),
-            ("GET", ("enrollments", "*", "*", "keys"), self._keys),
-            ("POST", ("enrollments", "*", "*", "regenerate-key"), self._regenerate_key),
-            ("POST", ("enrollments", "*", "*", "enable"), self._enable),
-            ("POST", ("enrollments", "*", "*", "disable"), self._disable),
-            ("GET", ("registrations",), self._registrations),
-            ("GET", ("registrations", "*"), self._registration),
-            ("GET", ("hubs", "*", "devices"), self._devices),
-            ("GET", ("hubs", "*", "devices", "*"), self._device),
-            ("DELETE", ("hubs", "*", "devices", "*"), self._delete_device),
-            ("POST", ("hubs", "*", "devices", "*", "c2d"), self._c2d),
-            ("GET", ("hubs", "*", "telemetry"), self._telemetry),
-            ("GET", ("faults",), self._faults),
-            ("PUT", ("faults", "*"), self._set_fault),
-            ("DELETE", ("faults", "*"), self._clear_fault),
-            ("POST", ("faults", "*", "drop"), self._drop),
+        routes: list[tuple[str, str, Handler]] = [
+            ("GET", "/admin/status", self._status),
+            ("GET", "/admin/enrollments", self._enrollments),
+            ("GET", "/admin/enrollments/{kind}/{id}/keys", self._keys),
+            ("POST", "/admin/enrollments/{kind}/{id}/regenerate-key", self._regenerate_key),
+            ("POST", "/admin/enrollments/{kind}/{id}/enable", self._enable),
+            ("POST", "/admin/enrollments/{kind}/{id}/disable", self._disable),
+            ("GET", "/admin/registrations", self._registrations),
+            ("GET", "/admin/registrations/{id}", self._registration),
+            ("GET", "/admin/hubs/{hub}/devices", self._devices),
+            ("GET", "/admin/hubs/{hub}/devices/{id}", self._device),
+            ("DELETE", "/admin/hubs/{hub}/devices/{id}", self._delete_device),
+            ("POST", "/admin/hubs/{hub}/devices/{id}/c2d", self._c2d),
+            ("GET", "/admin/hubs/{hub}/telemetry", self._telemetry),
+            ("GET", "/admin/faults", self._faults),
+            ("PUT", "/admin/faults/{target}", self._set_fault),
+            ("DELETE", "/admin/faults/{target}", self._clear_fault),
+            ("POST", "/admin/faults/{target}/drop", self._drop),
         ]
+        by_path: dict[str, dict[str, Handler]] = {}
+        for method, path, handler in routes:
+            by_path.setdefault(path, {})[method] = handler
+        app = Starlette(
+            routes=[
+                Route(path, self._endpoint(handlers), methods=list(handlers))
+                for path, handlers in by_path.items()
+            ],
+            exception_handlers={HTTPException: _http_error},
+        )
+        self.app: ASGIApp = Limits(
+            _BearerToken(app, token),
+            limits=LIMITS,
+            error=lambda status, code, text: _json(_error(AdminError(status, code, text))),
+        )
 
-    async def handle(self, method: str, target: str, body: bytes) -> Reply:
-        """Answer one request (already authenticated)."""
-        try:
-            return await self._dispatch(method, target, body)
-        except AdminError as error:
-            return _error(error)
-        except (HubError, EnrollmentEditError) as error:
-            return _error(AdminError(error.status, type(error).__name__, str(error)))
+    def _endpoint(
+        self, handlers: Mapping[str, Handler]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            handler = handlers[request.method]
+            query: dict[str, list[str]] = {}
+            for name, value in request.query_params.multi_items():
+                query.setdefault(name, []).append(value)
+            call = _Request(
+                method=request.method,
+                segments=(),
+                query=query,
+                body=await request.body(),
+            )
+            captured = tuple(str(value) for value in request.path_params.values())
+            try:
+                reply = await handler(call, captured)
+            except AdminError as error:
+                reply = _error(error)
+            except (HubError, EnrollmentEditError) as error:
+                reply = _error(AdminError(error.status, type(error).__name__, str(error)))
+            return _json(reply)
 
-    async def _dispatch(self, method: str, target: str, body: bytes) -> Reply:
-        parts = urlsplit(target)
-        raw = parts.path.strip("/").split("/")
-        if raw[:1] != ["admin"]:
-            raise AdminError(404, "NotFound", f"{parts.path}: expected a path under /admin/")
-        segments = tuple(unquote(segment) for segment in raw[1:])
-        request = _Request(method=method, segments=segments, query=parse_qs(parts.query), body=body)
-        allowed: list[str] = []
-        for route_method, pattern, handler in self._routes:
-            if len(pattern) != len(segments) or not all(
-                p in ("*", s) for p, s in zip(pattern, segments, strict=True)
-            ):
-                continue
-            if route_method != method:
-                allowed.append(route_method)
-                continue
-            captured = tuple(s for p, s in zip(pattern, segments, strict=True) if p == "*")
-            return await handler(request, captured)
-        if allowed:
-            raise AdminError(405, "MethodNotAllowed", f"{method}: expected {', '.join(allowed)}")
-        raise AdminError(404, "NotFound", f"{parts.path}: no such admin route")
+        return endpoint
 
     # -- handlers -------------------------------------------------------------------------------
 
@@ -315,7 +345,6 @@ class AdminApi:
         dps = _started(self._emulator.dps)
         canonical = enrollment_id(find_enrollment(dps.config, kind, name))[1]
         dps.replace_config(change(dps.config))
-        self._emulator.config = dps.config
         if self._emulator.state is not None:
             await self._emulator.state.flush()  # an operator's edit is on disk when we answer
         return canonical
@@ -543,115 +572,72 @@ def _message_json(seq: int, message: TelemetryMessage) -> dict[str, Any]:
     return entry
 
 
-class AdminServer:
-    """The loopback HTTP/1.1 listener of the admin API (one request per connection)."""
+class _BearerToken:
+    """401 for any request without `Authorization: Bearer <token>` (compared in constant time)."""
 
-    def __init__(self, emulator: Emulator, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.api = AdminApi(emulator)
-        self._state_dir = emulator.options.state_dir
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self._app = app
+        self._token = token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            presented = dict(scope.get("headers", [])).get(b"authorization", b"")
+            expected = f"Bearer {self._token}".encode()
+            if not self._token or not hmac.compare_digest(presented, expected):
+                answer = _error(
+                    AdminError(401, "Unauthorized", "Authorization: expected the admin token")
+                )
+                await _json(answer)(scope, receive, send)
+                return
+        await self._app(scope, receive, send)
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    status = error.status_code if isinstance(error, HTTPException) else 500
+    if status == 405:
+        allowed = ""
+        if isinstance(error, HTTPException) and error.headers:
+            allowed = error.headers.get("allow", "")
+        return _json(
+            _error(AdminError(405, "MethodNotAllowed", f"{request.method}: expected {allowed}"))
+        )
+    return _json(_error(AdminError(404, "NotFound", f"{request.url.path}: no such admin route")))
+
+
+def _json(reply: Reply) -> Response:
+    return JSONResponse(dict(reply.body), status_code=reply.status)
+
+
+class AdminServer:
+    """The operator API's listener on 127.0.0.1."""
+
+    def __init__(
+        self, emulator: Operations, *, state_dir: Path, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
+        self._emulator = emulator
+        self._state_dir = state_dir
         self._host = host
         self._port = port
-        self._server: asyncio.Server | None = None
-        self._token = ""
-        self._handlers: set[asyncio.Task[None]] = set()
+        self._server: HttpServer | None = None
 
     @property
     def url(self) -> str:
         """`http://127.0.0.1:<port>` once started."""
-        port = self._server.sockets[0].getsockname()[1] if self._server else self._port
+        port = self._server.ports[0] if self._server is not None else self._port
         return f"http://{self._host}:{port}"
 
     async def start(self) -> None:
         """Keep the token (0600) and listen (the emulator writes `admin.json` once all is up)."""
-        self._token, _ = state_key(self._state_dir, TOKEN_FILE)
-        self._server = await asyncio.start_server(self._serve, self._host, self._port)
+        token, _ = state_key(self._state_dir, TOKEN_FILE)
+        api = AdminApi(self._emulator, token=token)
+        self._server = HttpServer(
+            api.app, sockets=[bind(self._host, self._port)], limits=LIMITS, name="admin"
+        )
+        await self._server.start()
         log.info("admin API listening url=%s", self.url)
 
     async def close(self) -> None:
         """Stop listening and end requests in progress (a long-polling tail)."""
-        if self._server is None:
-            return
-        self._server.close()
-        for handler in list(self._handlers):
-            handler.cancel()
-        if self._handlers:
-            await asyncio.wait(self._handlers, timeout=5)
-        await self._server.wait_closed()
-        self._server = None
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._handlers.add(task)
-            task.add_done_callback(self._handlers.discard)
-        try:
-            reply = await self._answer(reader)
-            payload = json.dumps(reply.body, indent=None).encode("utf-8") + b"\n"
-            writer.write(
-                f"HTTP/1.1 {reply.status} {_reason(reply.status)}\r\n"
-                "Content-Type: application/json; charset=utf-8\r\n"
-                f"Content-Length: {len(payload)}\r\n"
-                "Connection: close\r\n\r\n".encode("ascii")
-                + payload
-            )
-            await writer.drain()
-        except (ConnectionError, asyncio.CancelledError):
-            pass
-        finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError, TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
-
-    async def _answer(self, reader: asyncio.StreamReader) -> Reply:
-        try:
-            async with asyncio.timeout(READ_TIMEOUT):
-                head = await reader.readuntil(b"\r\n\r\n")
-                method, target, headers = _parse_head(head)
-                if not hmac.compare_digest(
-                    headers.get("authorization", "").encode(), f"Bearer {self._token}".encode()
-                ):
-                    raise AdminError(401, "Unauthorized", "Authorization: expected the admin token")
-                body = await reader.readexactly(_content_length(headers))
-        except AdminError as error:
-            return _error(error)
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
-            return _error(AdminError(400, "BadRequest", "request: incomplete or too large"))
-        return await self.api.handle(method, target, body)
-
-
-def _parse_head(head: bytes) -> tuple[str, str, dict[str, str]]:
-    if len(head) > MAX_HEAD_BYTES:
-        raise AdminError(431, "HeadersTooLarge", "header section: expected at most 16 KiB")
-    try:
-        lines = head.decode("ascii").split("\r\n")
-    except UnicodeDecodeError:
-        raise AdminError(400, "BadRequest", "header section: expected ASCII") from None
-    parts = lines[0].split(" ")
-    if len(parts) != 3 or not parts[1].startswith("/") or not parts[2].startswith("HTTP/1."):
-        raise AdminError(400, "BadRequest", "request line: expected METHOD /path HTTP/1.1")
-    headers: dict[str, str] = {}
-    for line in filter(None, lines[1:]):
-        name, colon, value = line.partition(":")
-        if not colon or not name or name != name.strip():
-            raise AdminError(400, "BadRequest", "header field: expected name: value")
-        headers[name.lower()] = value.strip()
-    return parts[0], parts[1], headers
-
-
-def _content_length(headers: Mapping[str, str]) -> int:
-    if "transfer-encoding" in headers:
-        raise AdminError(411, "LengthRequired", "Transfer-Encoding: expected Content-Length")
-    raw = headers.get("content-length", "0")
-    if not raw.isdigit():
-        raise AdminError(400, "BadRequest", "Content-Length: expected a number of bytes")
-    length = int(raw)
-    if length > MAX_BODY_BYTES:
-        raise AdminError(413, "BodyTooLarge", "body: expected at most 64 KiB")
-    return length
-
-
-def _reason(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Status"
+        if self._server is not None:
+            await self._server.close()
+            self._server = None

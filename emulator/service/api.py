@@ -1,7 +1,7 @@
 """IoT Hub's service REST API, as azure-iot-hub 2.7.0 and Node azure-iothub use it: the pure core.
 
-`ServiceApi.handle(request, port_hub=..., now=...)` turns one parsed `http1.Request` into a
-`ServiceResponse`, or into a `MethodCall` that the shell (`service_server`) completes by waiting
+`ServiceApi.handle(request, port_hub=..., now=...)` turns one `Request` into a
+`ServiceResponse`, or into a `MethodCall` that the shell (`service.server`) completes by waiting
 for the device (`invoke`, then `method_result` / `method_timeout`). It reads no clock, opens no
 socket, and draws no random numbers (new device keys come from the injected `make_key`).
 
@@ -47,7 +47,6 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from devtools.keys import new_key
-from emulator.http1 import Request
 from emulator.hub.directory import Hubs
 from emulator.hub.endpoint import Hub
 from emulator.hub.messages import MethodResponse
@@ -66,6 +65,7 @@ from sas.errors import KeyFormatError
 
 __all__ = [
     "MethodCall",
+    "Request",
     "ServiceApi",
     "ServiceError",
     "ServicePolicyKey",
@@ -94,6 +94,16 @@ class ServiceError(Exception):
         super().__init__(message)
         self.status = status
         self.code = code
+
+
+@dataclass(frozen=True, kw_only=True)
+class Request:
+    """One HTTP request as the core needs it (the server has parsed and bounded it)."""
+
+    method: str
+    target: str  # path and query, as sent
+    headers: Mapping[str, str] = field(repr=False)  # lower-cased names; holds credentials
+    body: bytes = field(default=b"", repr=False)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,60 +1,92 @@
-"""The emulator's one outbound HTTP call: a blocking POST over ``http.client``.
+"""The emulator's one outbound HTTP client: httpx, async, on the emulator's event loop.
 
-DPS calling the allocation webhook (``webhook_client``) and hubs delivering lifecycle events
-(``events``) both POST a JSON body and read a bounded answer. Callers run ``post`` in a worker
-thread (``asyncio.to_thread``) so the event loop never blocks. Any failure to get an HTTP answer
-is ``PostFailed``, whose message names the URL with its query masked (a function key travels in
-``?code=``) and the kind of failure, never the server's words.
+DPS calling a custom-allocation webhook (`dps.webhook`) and hubs delivering lifecycle events
+(`events.delivery`) both POST a JSON body and read a bounded answer through `HttpClient.post`.
+Connections are kept alive and reused between calls (DPS calls the same webhook for every
+device). Any failure to get an HTTP answer is `PostFailed`, whose message names the URL with its
+query masked (a function key travels in `?code=`) and the kind of failure, never the server's
+words. No redirect is followed: a redirect status is just a status.
+
+TLS: the system's trust store with certifi (httpx's default), or the `ssl.SSLContext` given.
+
+httpx logs every request's URL at INFO, query and all: a filter on its logger masks every URL in
+its records (`devtools.urls.mask_url`), so a function key never reaches a log, whoever configures
+logging.
 """
 
 from __future__ import annotations
 
-import http.client
+import logging
 import ssl
 from collections.abc import Mapping
-from urllib.parse import urlsplit
 
-from devtools.urls import mask_url as masked
+import httpx
 
-__all__ = ["PostFailed", "masked", "post"]
+from devtools.urls import mask_url
+
+__all__ = ["HttpClient", "PostFailed"]
+
+MAX_CONNECTIONS = 256
+
+
+class _MaskUrls(logging.Filter):
+    """Replace every URL argument of a log record with its masked form."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                mask_url(str(arg)) if isinstance(arg, httpx.URL) else arg for arg in record.args
+            )
+        return True
+
+
+for _name in ("httpx", "httpcore"):
+    if not any(isinstance(f, _MaskUrls) for f in logging.getLogger(_name).filters):
+        logging.getLogger(_name).addFilter(_MaskUrls())
 
 
 class PostFailed(Exception):
     """No usable HTTP answer: unreachable, timed out, malformed, or larger than allowed."""
 
 
-def post(
-    url: str,
-    body: bytes,
-    headers: Mapping[str, str],
-    *,
-    timeout: float,
-    max_response_bytes: int,
-    ssl_context: ssl.SSLContext | None = None,
-) -> tuple[int, bytes]:
-    """POST ``body`` to an http or https ``url``; return the status and the response body."""
-    parts = urlsplit(url)
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    connection: http.client.HTTPConnection
-    if parts.scheme == "https":
-        connection = http.client.HTTPSConnection(
-            parts.hostname or "",
-            parts.port,
+class HttpClient:
+    """POST with a timeout and a bound on the answer's size; close with `aclose`."""
+
+    def __init__(
+        self,
+        *,
+        timeout: float,
+        max_response_bytes: int,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._max = max_response_bytes
+        self._client = httpx.AsyncClient(
             timeout=timeout,
-            context=ssl_context or ssl.create_default_context(),
+            verify=ssl_context if ssl_context is not None else True,
+            follow_redirects=False,
+            trust_env=False,
+            limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=64),
         )
-    elif parts.scheme == "http":
-        connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
-    else:
-        raise PostFailed(f"{masked(url)}: expected an http or https URL")
-    try:
-        connection.request("POST", target, body=body, headers=dict(headers))
-        response = connection.getresponse()
-        data = response.read(max_response_bytes + 1)
-    except (OSError, http.client.HTTPException) as error:
-        raise PostFailed(f"{masked(url)}: {type(error).__name__}") from None
-    finally:
-        connection.close()
-    if len(data) > max_response_bytes:
-        raise PostFailed(f"{masked(url)}: response larger than {max_response_bytes} bytes")
-    return response.status, data
+
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> tuple[int, bytes]:
+        """POST `body` to an http or https `url`; the status and the answer's body."""
+        if not url.lower().startswith(("http://", "https://")):
+            raise PostFailed(f"{mask_url(url)}: expected an http or https URL")
+        try:
+            async with self._client.stream(
+                "POST", url, content=body, headers=dict(headers)
+            ) as answer:
+                data = bytearray()
+                async for chunk in answer.aiter_raw():
+                    data += chunk
+                    if len(data) > self._max:
+                        raise PostFailed(f"{mask_url(url)}: response larger than {self._max} bytes")
+                return answer.status_code, bytes(data)
+        except httpx.HTTPError as error:
+            raise PostFailed(f"{mask_url(url)}: {type(error).__name__}") from None
+        except ValueError as error:  # an URL httpx cannot use
+            raise PostFailed(f"{mask_url(url)}: {type(error).__name__}") from None
+
+    async def aclose(self) -> None:
+        """Close the kept-alive connections."""
+        await self._client.aclose()

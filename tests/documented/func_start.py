@@ -10,11 +10,12 @@ Each request is logged on stdout (`functions host: POST /allocate -> 200`) for t
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import signal
 import sys
-import threading
 from urllib.parse import parse_qsl, urlsplit
 
 import function_app
@@ -27,9 +28,6 @@ def main(url: str) -> int:
     logging.getLogger("azure").setLevel(logging.WARNING)  # Core Tools does not show SDK traffic
     parts = urlsplit(url)
     settings, _, _ = app_settings(None, dict(os.environ))
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
     with function_app.configured(settings=settings):
         host = FunctionsHost(
             function_app.app,
@@ -37,11 +35,19 @@ def main(url: str) -> int:
             host=parts.hostname or "127.0.0.1",
             port=parts.port or 80,
         )
-        host.start_blocking()
-        print(f"stand-in for func start on {host.base_url}", flush=True)
-        stop.wait()
-        host.close_blocking()
+        asyncio.run(serve(host))
     return 0
+
+
+async def serve(host: FunctionsHost) -> None:
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    await host.start()
+    print(f"stand-in for func start on {host.base_url}", flush=True)
+    await stop.wait()
+    await host.close()
 
 
 if __name__ == "__main__":

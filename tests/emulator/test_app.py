@@ -38,7 +38,7 @@ def emulator(
             functions_port=port,
         )
     )
-    built.config = parse_config(
+    built._config = parse_config(
         {"hubs": [{"name": HUB}], "enrollment_groups": groups}, source="emulator.toml"
     )
     return built
@@ -100,7 +100,7 @@ def test_an_individual_enrollment_is_named_by_its_registration_id(tmp_path: Path
     """A custom individual enrollment with a wrong key is named by its registration id."""
     built = emulator(tmp_path)
     assert built.config is not None
-    built.config = parse_config(
+    built._config = parse_config(
         {
             "hubs": [{"name": HUB}],
             "individual_enrollments": [

@@ -8,11 +8,13 @@ import logging
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import azure.functions as func
 import pytest
 
 from emulator.functions.host import FunctionsHost, FunctionsHostError, load_function_app, state_key
+from emulator.in_process import LoopThread
 from store.memory import MemoryStore
 from store.runtime import Runtime, set_runtime
 from tests.fixtures import FIXTURES as ALL_FIXTURES
@@ -71,10 +73,11 @@ def build_app() -> func.FunctionApp:
 def host() -> Iterator[FunctionsHost]:
     """The test app served on a free port."""
     served = FunctionsHost(build_app(), function_key=FUNCTION_KEY, master_key=MASTER_KEY, port=0)
-    served.start_blocking()
-    received_events.clear()
-    yield served
-    served.close_blocking()
+    with LoopThread("functions-host") as loop:
+        loop.run(served.start())
+        received_events.clear()
+        yield served
+        loop.run(served.close())
 
 
 def request(
@@ -83,13 +86,13 @@ def request(
     path: str,
     body: bytes | None = None,
     headers: dict[str, str] | None = None,
-) -> tuple[int, bytes, dict[str, str]]:
-    """One real HTTP request; returns status, body and headers."""
+) -> tuple[int, bytes, Any]:
+    """One real HTTP request; returns status, body and headers (names case-insensitive)."""
     connection = http.client.HTTPConnection("127.0.0.1", host.port, timeout=10)
     try:
         connection.request(method, path, body=body, headers=headers or {})
         response = connection.getresponse()
-        return response.status, response.read(), dict(response.getheaders())
+        return response.status, response.read(), response.headers
     finally:
         connection.close()
 
@@ -231,8 +234,8 @@ def test_state_key_is_generated_once_and_kept_0600(tmp_path: Path) -> None:
 def test_port_in_use_is_a_clear_error(host: FunctionsHost) -> None:
     """A second host on the same port fails with FunctionsHostError naming the address."""
     clash = FunctionsHost(build_app(), function_key="k", port=host.port)
-    with pytest.raises(FunctionsHostError, match=f"127.0.0.1:{host.port}"):
-        clash.start_blocking()
+    with LoopThread() as loop, pytest.raises(FunctionsHostError, match=f"127.0.0.1:{host.port}"):
+        loop.run(clash.start())
 
 
 def test_loading_a_module_without_an_app_fails_clearly() -> None:
@@ -246,7 +249,8 @@ def test_project_allocate_function_is_served_behind_the_key() -> None:
     store = MemoryStore()
     set_runtime(Runtime(store=store, hubs=lambda hub: None))
     served = FunctionsHost(load_function_app(), function_key=FUNCTION_KEY, port=0)
-    served.start_blocking()
+    loop = LoopThread()
+    loop.run(served.start())
     try:
         fixture = (FIXTURES / "webhook" / "initial-group-request.json").read_bytes()
         status, body, _ = request(served, "POST", f"/api/allocate?code={FUNCTION_KEY}", fixture)
@@ -255,5 +259,6 @@ def test_project_allocate_function_is_served_behind_the_key() -> None:
         assert request(served, "POST", "/api/allocate?code=nope", fixture)[0] == 401
         assert len(store.registration_history("breakroom499-contoso-tstrsd-007")) == 1
     finally:
-        served.close_blocking()
+        loop.run(served.close())
+        loop.close()
         set_runtime(None)

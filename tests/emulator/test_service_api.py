@@ -8,10 +8,9 @@ from urllib.parse import quote
 
 import pytest
 
-from emulator.http1 import Request
 from emulator.hub.directory import Hubs
 from emulator.hub.messages import MethodResponse
-from emulator.service.api import MethodCall, ServiceApi, ServicePolicyKey, ServiceResponse
+from emulator.service.api import MethodCall, Request, ServiceApi, ServicePolicyKey, ServiceResponse
 from sas import generate_sas_token, sign
 from tests.fixtures import FIXTURES
 
@@ -49,7 +48,6 @@ def request(
         target=f"{path}?api-version=2021-04-12",
         headers=all_headers,
         body=b"" if body is None else json.dumps(body).encode(),
-        keep_alive=True,
     )
 
 
@@ -110,7 +108,6 @@ def test_missing_api_version_unknown_path_and_method() -> None:
         target="/statistics/devices",
         headers={"host": HOST},
         body=b"",
-        keep_alive=True,
     )
     assert error_code(answer(service, bare)) == "InvalidProtocolVersion"
     assert answer(service, request("GET", "/jobs")).status == 404
