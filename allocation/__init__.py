@@ -9,10 +9,13 @@ the Functions app (``function_app.py``) and the tests feed it values and read va
 Modules:
     request   the AllocationRequest, parsed once at the edge into frozen values, within limits
     strict_json  request bodies decoded strictly: standard JSON, valid text, bounded size and depth
-    policy    the policy file (TOML) parsed and validated into rules
+    policy    the policy file (TOML) parsed and validated into a ``Policy``
+    rules     a rule as a value: what it matches, what it decides
     matching  the rule index: which rules can apply to a registration id, fast
     hashing   weighted consistent hashing over hubs
-    twin      initial twin and payload templates with placeholders
+    template  initial twin and payload templates with placeholders
+    cache     caches bounded in bytes
+    budget    the per-decision time budget
     engine    ``decide(policy, request) -> Assignment | Denial``
     response  the AllocationResponse body DPS reads
     errors    the exception tree

@@ -26,8 +26,9 @@ from typing import Any
 from allocation import hashing
 from allocation.budget import DecisionBudget
 from allocation.cache import ByteBoundedCache
-from allocation.policy import Policy, Rule, Strategy, host_glob
+from allocation.policy import Policy
 from allocation.request import AllocationRequest
+from allocation.rules import Rule, Strategy, host_glob
 from allocation.template import MissingValue
 from sas.registration_id import canonical_registration_id
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
-from allocation.policy import IdMatchKind, Rule
+from allocation.rules import IdMatchKind, Rule
 
 
 class RuleIndex:

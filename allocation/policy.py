@@ -1,178 +1,36 @@
-"""The allocation policy: rules kept as data in a TOML file, validated when loaded.
-
-    version = 1                                   # optional; only 1 exists
-
-    [defaults]
-    strategy = "hash"                             # hash | sticky | static (alias: first)
-    unmatched = "deny"                            # what happens when no rule matches: deny | hash
-    unmatched_reason = "Unrecognized device registration"
-
-    [weights]                                     # optional; host-name glob -> weight (default 1)
-    "*-toasters-*" = 2                            # first matching pattern wins; 0 drains a hub
-
-    [[rules]]
-    name = "toasters"
-    hubs = ["*-toasters-*"]                       # globs over linkedHubs; default ["*"]
-    strategy = "sticky"                           # default: defaults.strategy
-    [rules.match]                                 # every condition given must hold
-    registration_id = { suffix = "-contoso-tstrsd-007" }   # or prefix | exact | glob | regex
-    enrollment_group = ["contoso-custom"]         # a string or a list
-    reprovisioning = false                        # true: only re-registrations
-    payload = { "firmware.channel" = "beta", "modelId" = { matches = "^dtmi:" } }
-    [rules.initial_twin]
-    tags = { deviceType = "toaster", site = "{match.site}" }
-    desired = { state = "ready" }
-    [rules.payload]                               # returned to the device
-    welcome = "{registration_id}"
-
-    [[rules]]
-    name = "everyone else"
-    deny = "Unrecognized device registration"
-
-Registration ids are matched case-insensitively, in their canonical form (DPS treats them so;
-``sas.registration_id``); regexes must match the whole id.
-
-Regexes (``regex`` and ``matches``) run on RE2 (``google-re2``), whose matching time is linear in
-the text: a ``matches`` condition runs on the device's own payload, so a pattern that backtracks
-(``(a+)+$``) would let any device burn seconds of CPU per registration under Python's ``re``. RE2
-has no backreferences and no lookarounds; a pattern that uses them is refused at load, naming the
-rule and field. Globs stay on Python's ``re``: ``fnmatch.translate`` makes them atomic, and they run
-on ids and host names of bounded length. A payload condition is ``equals`` for a plain value, or a table with one of ``equals``,
-``matches`` (a regex searched in the value's text) or ``exists``. A rule whose templates use
-``{payload.x}`` also requires the device to have sent ``x``: without it the rule does not match.
-
-Anything unknown in the file is an error: a typo must not silently change where devices go.
-"""
+"""TODO docstring"""
 
 from __future__ import annotations
 
-import enum
 import fnmatch
-import functools
 import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from allocation.errors import PolicyError
-from allocation.template import Placeholder, Template, compile_template
+from allocation.matching import RuleIndex
+from allocation.rules import (
+    DEFAULT_RULE_NAME,
+    IdMatcher,
+    IdMatchKind,
+    Pattern,
+    PayloadCondition,
+    Rule,
+    Strategy,
+    host_glob,
+)
+from allocation.template import Placeholder, compile_template
 from sas.registration_id import canonical_registration_id
 
-DEFAULT_RULE_NAME = "(default)"
-
-
-class Strategy(enum.Enum):
-    HASH = "hash"
-    STICKY = "sticky"
-    STATIC = "static"
-
-
-_STRATEGY_NAMES = {"hash": Strategy.HASH, "sticky": Strategy.STICKY, "static": Strategy.STATIC}
-_STRATEGY_NAMES["first"] = Strategy.STATIC
-
-
-class IdMatchKind(enum.Enum):
-    PREFIX = "prefix"
-    SUFFIX = "suffix"
-    EXACT = "exact"
-    GLOB = "glob"
-    REGEX = "regex"
-
-
-class Match(Protocol):
-    """What a match of ``re`` or RE2 offers the engine."""
-
-    def groups(self) -> tuple[str | None, ...]: ...
-
-    def groupdict(self) -> dict[str, str | None]: ...
-
-
-class Pattern(Protocol):
-    """A compiled regex: Python's ``re`` for globs, RE2 for the policy's regexes."""
-
-    @property
-    def groups(self) -> int: ...
-
-    @property
-    def groupindex(self) -> Mapping[str, int]: ...
-
-    def fullmatch(self, text: str) -> Match | None: ...
-
-    def search(self, text: str) -> Match | None: ...
-
-
-@dataclass(frozen=True, kw_only=True)
-class IdMatcher:
-    """A condition on the registration id. ``text`` is canonical (``canonical_registration_id``)
-    for prefix, suffix and exact, and ``match`` gets the canonical id beside the one sent."""
-
-    kind: IdMatchKind
-    text: str
-    regex: Pattern | None = None
-
-    def match(self, folded_id: str, registration_id: str) -> dict[str, str] | None:
-        """Captures (empty without a regex) when the id matches, else None."""
-        if self.kind is IdMatchKind.PREFIX:
-            return {} if folded_id.startswith(self.text) else None
-        if self.kind is IdMatchKind.SUFFIX:
-            return {} if folded_id.endswith(self.text) else None
-        if self.kind is IdMatchKind.EXACT:
-            return {} if folded_id == self.text else None
-        if self.regex is None:  # the loader gives every glob and regex matcher its pattern
-            return None
-        found = self.regex.fullmatch(registration_id)
-        if found is None:
-            return None
-        captures = {str(i): g for i, g in enumerate(found.groups(), start=1) if g is not None}
-        captures.update({k: v for k, v in found.groupdict().items() if v is not None})
-        return captures
-
-
-_UNSET: Any = object()
-
-
-@dataclass(frozen=True, kw_only=True)
-class PayloadCondition:
-    path: tuple[str, ...]
-    equals: Any = _UNSET
-    pattern: Pattern | None = None
-    exists: bool | None = None
-
-    def holds(self, payload: Any) -> bool:
-        present, value = True, payload
-        for step in self.path:
-            if not isinstance(value, Mapping) or step not in value:
-                present = False
-                break
-            value = value[step]
-        if self.exists is not None:
-            return present == self.exists
-        if not present:
-            return False
-        if self.pattern is not None:
-            text = value if isinstance(value, str) else str(value)
-            return self.pattern.search(text) is not None
-        # JSON equality: True must not equal 1.
-        return type(value) is type(self.equals) and bool(value == self.equals)
-
-
-@dataclass(frozen=True, kw_only=True, eq=False)
-class Rule:
-    """One rule. Identity equality: rules key the engine's caches."""
-
-    name: str
-    position: int
-    registration_id: IdMatcher | None = None
-    enrollment_groups: frozenset[str] | None = None  # case-folded
-    reprovisioning: bool | None = None
-    payload_conditions: tuple[PayloadCondition, ...] = ()
-    deny: str | None = None
-    hub_patterns: tuple[str, ...] = ("*",)
-    strategy: Strategy = Strategy.HASH
-    initial_twin: Template | None = None
-    payload: Template | None = None
-    required_payload: tuple[Placeholder, ...] = ()
+# The file's spellings of a strategy; "first" is an alias of "static".
+STRATEGY_NAMES = {
+    "hash": Strategy.HASH,
+    "sticky": Strategy.STICKY,
+    "static": Strategy.STATIC,
+    "first": Strategy.STATIC,
+}
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -181,8 +39,8 @@ class Policy:
 
     source: str
     rules: tuple[Rule, ...]  # the file's rules, then the implicit default rule
+    index: RuleIndex = field(compare=False, repr=False)
     weights: tuple[tuple[str, float], ...] = ()
-    index: Any = field(default=None, compare=False, repr=False)
 
     def weight(self, hub: str) -> float:
         for pattern, weight in self.weights:
@@ -259,8 +117,6 @@ def _finish(
     unmatched: str,
     reason: str,
 ) -> Policy:
-    from allocation.matching import RuleIndex  # noqa: PLC0415 - matching imports this module
-
     fallback = Rule(
         name=DEFAULT_RULE_NAME,
         position=len(rules),
@@ -442,11 +298,11 @@ def _check_capture(
 
 
 def _strategy(value: object, source: str, where: str) -> Strategy:
-    if not isinstance(value, str) or value not in _STRATEGY_NAMES:
+    if not isinstance(value, str) or value not in STRATEGY_NAMES:
         raise PolicyError(
-            source, where, f"expected one of {', '.join(_STRATEGY_NAMES)}, got {value!r}"
+            source, where, f"expected one of {', '.join(STRATEGY_NAMES)}, got {value!r}"
         )
-    return _STRATEGY_NAMES[value]
+    return STRATEGY_NAMES[value]
 
 
 def _table(value: object, source: str, where: str) -> dict[str, Any]:
@@ -491,9 +347,3 @@ def _compile_regex(pattern: str, source: str, where: str, *, case_sensitive: boo
             "or lookarounds",
         ) from None
     return compiled
-
-
-@functools.lru_cache(maxsize=1024)
-def host_glob(pattern: str) -> re.Pattern[str]:
-    """A case-insensitive host-name glob, compiled once."""
-    return re.compile(fnmatch.translate(pattern), re.IGNORECASE)

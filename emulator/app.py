@@ -26,10 +26,11 @@
    (`AppNotReady`) instead of failing every device after minutes of DPS retries;
 8. `<state-dir>/admin.json` (`admin_client`): written last, so its presence means "ready".
 
-Service side (`service_side.ServiceSide`): right after the MQTT server, the service REST API on
-`--bind` (`service_port` for the first hub, +1 per hub; 0 = free ports) and `<state-dir>/hubs.json`;
-the hubs hand lifecycle events to it from the start, and once the Functions host is up they are
-posted to `events_url`, else its `device_lifecycle` trigger (with `--host-functions`), else dropped.
+Service side: right after the MQTT server, the service REST API (`service.server`) on `--bind`
+(`service_port` for the first hub, +1 per hub; 0 = free ports) and `<state-dir>/hubs.json`
+(`service.credentials`). The hubs hand lifecycle events over from the start; they wait until the
+Functions host is up, then go (`events.delivery`) to `events_url`, else its `device_lifecycle`
+trigger (with `--host-functions`), else nowhere.
 
 `close()` stops them in reverse order. Nothing else in the package wires components together.
 
@@ -48,34 +49,40 @@ import importlib
 import ipaddress
 import logging
 import os
+import ssl
 import time
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
+from emulator.activity import Activity
 from emulator.certs import CertificatePaths, ensure_certificates, server_ssl_context
 from emulator.config import EmulatorConfig, load_config, write_enrollment_key
 from emulator.dps.edits import EnrollmentKind, KeySlot, with_key
 from emulator.dps.service import DpsService
 from emulator.dps.webhook import HttpWebhook
-from emulator.endpoints import MqttEndpoint
-from emulator.events.delivery import functions_host_events_url
+from emulator.endpoints import DPS, MqttEndpoint, connect_target
+from emulator.events.delivery import EventDelivery, HttpEventPoster, functions_host_events_url
 from emulator.faults.gate import DelayedWebhook, FaultGate, drop_connections
 from emulator.faults.spec import DPS_TARGET, Faults
 from emulator.functions.host import FunctionsHost, FunctionsHostError, state_key
+from emulator.hub.device_events import LifecycleEvent
 from emulator.hub.directory import Hubs
 from emulator.hub.endpoint import Hub
 from emulator.mqtt.server import MQTT_TLS_PORT, MqttServer
 from emulator.operator.api import AdminServer
 from emulator.operator.client import remove_admin_file, write_admin_file
 from emulator.persistence.writer import STATE_FILE, StateWriter, read_state, restore
-from emulator.service.server import DEFAULT_SERVICE_PORT
-from emulator.service.side import ServiceSide
+from emulator.service.api import ServiceApi
+from emulator.service.credentials import HUBS_FILE, connection_string, policy_keys, write_hubs_file
+from emulator.service.server import DEFAULT_SERVICE_PORT, ServiceEndpoint, ServiceServer
 
-__all__ = ["AppNotReady", "Emulator", "ListenError", "Options", "is_dps_username"]
+__all__ = ["AppNotReady", "Emulator", "ListenError", "Options"]
 
 log = logging.getLogger(__name__)
+
+EARLY_EVENTS_LIMIT = 10_000  # events from before delivery starts (restored state, DPS at start)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -142,11 +149,6 @@ async def _listen(option: str, address: str, start: Awaitable[None]) -> None:
         raise ListenError(option, address, str(error).rsplit("(", 1)[-1].rstrip(")")) from None
 
 
-def is_dps_username(username: str) -> bool:
-    """DPS usernames have `/registrations/` and no `?` (dps-mqtt.md §2)."""
-    return "/registrations/" in username and "?" not in username
-
-
 class Emulator:
     """DPS, the hubs and the MQTT listener (and optionally the Functions host), started together."""
 
@@ -160,9 +162,11 @@ class Emulator:
         self.functions: FunctionsHost | None = None
         self.function_key: str | None = None
         self.function_key_generated = False
-        self.service = ServiceSide(
-            state_dir=options.state_dir, bind=options.bind, service_port=options.service_port
-        )
+        self.service: ServiceServer | None = None
+        self.delivery: EventDelivery | None = None
+        self.connection_strings: dict[str, str] = {}
+        self._early_events: list[LifecycleEvent] = []
+        self.activity = Activity()
         self.loaded_config: EmulatorConfig | None = None  # as the file says, before edits
         self.faults: Faults | None = None
         self.state: StateWriter | None = None
@@ -192,7 +196,7 @@ class Emulator:
         options = self.options
         config = load_config(options.config_path)
         self._config = self.loaded_config = config
-        hubs = Hubs(config.hubs, clock=time.time, on_event=self.service.on_event)
+        hubs = Hubs(config.hubs, clock=time.time, on_event=self._on_event)
         self.hubs = hubs
         self.faults = Faults(config.hubs)
         for target, spec in config.faults.items():
@@ -218,7 +222,7 @@ class Emulator:
         await _listen(
             "--service-port",
             f"{options.bind}:{options.service_port}",
-            self.service.start(config, hubs, server_ssl_context(self.certificates)),
+            self._start_service(config, hubs, server_ssl_context(self.certificates)),
         )
         self.admin = AdminServer(self, state_dir=options.state_dir, port=options.admin_port)
         await _listen("--admin-port", f"127.0.0.1:{options.admin_port}", self.admin.start())
@@ -227,7 +231,7 @@ class Emulator:
         )
         if options.host_functions:
             await self._start_functions()
-        await self.service.start_events(self._events_url())
+        await self._start_events(self._events_url())
         write_admin_file(options.state_dir, self.describe())
         log.info(
             "emulator ready bind=%s dps=%s hubs=%s ca=%s",
@@ -236,6 +240,55 @@ class Emulator:
             ",".join(config.hubs),
             self.ca_path,
         )
+
+    @property
+    def hubs_path(self) -> Path:
+        """`<state-dir>/hubs.json`: each hub's service connection string (0600)."""
+        return self.options.state_dir / HUBS_FILE
+
+    @property
+    def service_endpoints(self) -> tuple[ServiceEndpoint, ...]:
+        """Each hub's service API port (once started)."""
+        return self.service.endpoints if self.service is not None else ()
+
+    def _on_event(self, event: LifecycleEvent) -> None:
+        """What the hubs hand their lifecycle events to (never blocks)."""
+        if self.delivery is not None:
+            self.delivery.enqueue(event)
+        elif len(self._early_events) < EARLY_EVENTS_LIMIT:
+            self._early_events.append(event)
+
+    async def _start_service(
+        self, config: EmulatorConfig, hubs: Hubs, context: ssl.SSLContext
+    ) -> None:
+        policies = policy_keys(config, self.hubs_path)
+        port = self.options.service_port
+        self.service = ServiceServer(
+            ServiceApi(hubs, policies),
+            ssl_context=context,
+            host=self.options.bind,
+            ports=[
+                ServiceEndpoint(hub, port + index if port else 0)
+                for index, hub in enumerate(config.hubs)
+            ],
+        )
+        await self.service.start()
+        self.connection_strings = {
+            endpoint.hub: connection_string(
+                self.options.bind, endpoint.port, policies[endpoint.hub]
+            )
+            for endpoint in self.service.endpoints
+        }
+        write_hubs_file(self.hubs_path, self.connection_strings)
+
+    async def _start_events(self, url: str | None) -> None:
+        early, self._early_events = self._early_events, []
+        if url is None:
+            return
+        self.delivery = EventDelivery(url, HttpEventPoster())
+        for event in early:
+            self.delivery.enqueue(event)
+        await self.delivery.start()
 
     def key_regenerated(self, kind: EnrollmentKind, name: str, slot: KeySlot, key: str) -> None:
         """Write an operator's new enrollment key into the configuration file, where the factory
@@ -262,7 +315,12 @@ class Emulator:
     async def close(self) -> None:
         """Stop in reverse order."""
         remove_admin_file(self.options.state_dir)
-        await self.service.close()
+        if self.delivery is not None:
+            await self.delivery.close()
+            self.delivery = None
+        if self.service is not None:
+            await self.service.close()
+            self.service = None
         if self.functions is not None:
             await self.functions.close()
             self.functions = None
@@ -364,7 +422,9 @@ class Emulator:
 
     def _build_dps(self, config: EmulatorConfig, hubs: Hubs, faults: Faults) -> DpsService:
         webhook = DelayedWebhook(HttpWebhook(), faults, sleep=asyncio.sleep)
-        return DpsService(config, hubs, webhook, time_scale=self.options.time_scale)
+        return DpsService(
+            config, hubs, webhook, time_scale=self.options.time_scale, activity=self.activity
+        )
 
     def _events_url(self) -> str | None:
         if self.options.events_url is not None:
@@ -376,10 +436,5 @@ class Emulator:
         return None
 
     def _route(self, username: str) -> MqttEndpoint | None:
-        if is_dps_username(username):
-            gate = self._gates.get(DPS_TARGET)
-            if gate is not None and self.dps is not None:
-                gate.endpoint = self.dps  # `dps` stays the endpoint in use (tests wrap it)
-            return gate
-        hub = self.hubs.route(username) if self.hubs is not None else None
-        return self._gates.get(hub.name.lower()) if hub is not None else None
+        target = connect_target(username)
+        return self._gates.get(DPS_TARGET if target == DPS else target or "")

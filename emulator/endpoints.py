@@ -28,7 +28,30 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 if TYPE_CHECKING:
     from emulator.hub.twin import TwinDocument
 
-__all__ = ["Close", "HubDirectory", "MqttEndpoint", "Outbound", "Send"]
+__all__ = [
+    "DPS",
+    "Close",
+    "HubDirectory",
+    "MqttEndpoint",
+    "Outbound",
+    "Send",
+    "connect_target",
+]
+
+DPS = "dps"
+
+
+def connect_target(username: str) -> str | None:
+    """Whom a CONNECT is for, by its username: `DPS`, a hub's host name, or None (refuse).
+
+    The one place this is decided (docs/protocol/dps-mqtt.md §2, hub-mqtt.md §1): DPS usernames are
+    `{idScope}/registrations/{registrationId}/api-version=...` with no `?`; hub usernames are
+    `{host}/{deviceId}/?api-version=...`, the host their first segment.
+    """
+    if "/registrations/" in username and "?" not in username:
+        return DPS
+    host, _, rest = username.partition("/")
+    return host.lower() if host and rest else None
 
 
 class Outbound(NamedTuple):

@@ -277,7 +277,7 @@ def _announce(emulator: Emulator, settings_path: Path, storage: str) -> None:
     options = emulator.options
     config = emulator.config
     assert config is not None  # noqa: S101 -- set by start()
-    ports = {endpoint.hub: endpoint.port for endpoint in emulator.service.endpoints}
+    ports = {endpoint.hub: endpoint.port for endpoint in emulator.service_endpoints}
     policy = (options.app_settings or {}).get("ALLOCATION_POLICY_FILE") or "(none: hash)"
     lines = [
         "",
@@ -299,7 +299,7 @@ def _announce(emulator: Emulator, settings_path: Path, storage: str) -> None:
         f"  storage   {storage}",
         f"  CA        {emulator.ca_path}",
         f"  keys      group keys in {options.config_path.name}, hub connection strings in "
-        f"{emulator.service.hubs_path} (both 0600)",
+        f"{emulator.hubs_path} (both 0600)",
         "next: in another terminal,",
         f"  .venv/bin/python -m simulator derive-key --local {TRY_DEVICE}",
         "  .venv/bin/python -m simulator run --local",

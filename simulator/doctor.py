@@ -53,7 +53,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from allocation import Policy, PolicyError, load_policy
-from allocation.policy import host_glob
+from allocation.rules import host_glob
 from devtools.urls import mask_url
 from emulator.operator.client import LocalCloud, Unreachable
 

@@ -35,6 +35,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 
+from emulator.activity import Activity
 from emulator.config import EmulatorConfig
 from emulator.dps.allocation import (
     Assigned,
@@ -139,7 +140,9 @@ class DpsService:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         entropy: Callable[[int], bytes] = os.urandom,
+        activity: Activity | None = None,
     ) -> None:
+        self._activity = activity or Activity()
         self._config = config
         self._hubs = hubs
         self._webhook = webhook
@@ -240,6 +243,7 @@ class DpsService:
         self, *, client_id: str, topic: str, payload: bytes, send: Send, now: float
     ) -> None:
         """Serve a register or a poll; answers go through `send`."""
+        send = self._traced(client_id, send)
         registrant = self._registrants.get(client_id)
         if registrant is None:
             log.warning("DPS PUBLISH from %r without an accepted CONNECT; dropped", client_id)
@@ -258,6 +262,21 @@ class DpsService:
             self._register(registrant, request, send, now)
         else:
             self._poll(registrant, request, send, now)
+
+    def _traced(self, client_id: str, send: Send) -> Send:
+        """`send`, telling `activity` what goes on the wire (`dps.reply`)."""
+
+        def traced(topic: str, body: bytes) -> None:
+            send(topic, body)
+            try:
+                document = json.loads(body) if body else None
+            except ValueError:
+                document = None
+            self._activity.publish(
+                "dps.reply", self._clock(), client_id=client_id, topic=topic, body=document
+            )
+
+        return traced
 
     def subscribe(self, *, client_id: str, topic_filter: str) -> bool:
         """Grant `$dps/registrations/res/#` only."""
@@ -408,11 +427,23 @@ class DpsService:
         last = Retry(None)
         who = registrant.registration_id
         for attempt in range(len(self._delays) + 1):
+            started = time.monotonic()
             try:
                 answer = await self._webhook.post(url, body)
             except WebhookUnavailable as error:
                 log.info("DPS webhook call %d: %s", attempt + 1, error)
                 outcome: WebhookOutcome = Retry(None)
+                self._activity.publish(
+                    "dps.webhook",
+                    self._clock(),
+                    registration_id=who,
+                    attempt=attempt + 1,
+                    status=None,
+                    latency_ms=round((time.monotonic() - started) * 1000, 1),
+                    request=request,
+                    answer=None,
+                    error=str(error),
+                )
                 self._track(
                     who,
                     webhook_calls=attempt + 1,
@@ -422,6 +453,17 @@ class DpsService:
                 )
             else:
                 outcome = webhook_outcome(answer.status, answer.body, linked)
+                self._activity.publish(
+                    "dps.webhook",
+                    self._clock(),
+                    registration_id=who,
+                    attempt=attempt + 1,
+                    status=answer.status,
+                    latency_ms=round((time.monotonic() - started) * 1000, 1),
+                    request=request,
+                    answer=_excerpt(answer.body),
+                    error=None,
+                )
                 level = logging.WARNING if isinstance(outcome, Retry) else logging.INFO
                 log.log(
                     level,

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from emulator.hub.registry import DeviceView
+from emulator.hub.views import DeviceView
 
 __all__ = [
     "TICKS_PER_SECOND",

@@ -32,13 +32,6 @@ class Hubs:
             raise UnknownHub(f"hub {name!r} is not configured")
         return hub
 
-    def route(self, username: str) -> Hub | None:
-        """The hub a device CONNECT username (`{host}/{device}/?...`) addresses, if any."""
-        host, _, rest = username.partition("/")
-        if not rest or "/registrations/" in username:
-            return None
-        return self._hubs.get(host.lower())
-
     def __iter__(self) -> Iterator[Hub]:
         return iter(self._hubs.values())
 

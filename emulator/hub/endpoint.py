@@ -43,13 +43,9 @@ from emulator.hub.messages import (
     json_bytes,
     request_id,
 )
-from emulator.hub.registry import (
-    ConnectionState,
-    DeviceIdentity,
-    DeviceNotOnline,
-    Registry,
-)
+from emulator.hub.registry import DeviceIdentity, DeviceNotOnline, Registry
 from emulator.hub.twin import TwinDocument, TwinError
+from emulator.hub.views import ConnectionState
 from sas import SasError, parse_sas_token, verify_sas_token
 
 __all__ = ["C2D_QUEUE_LIMIT", "MESSAGE_LOG_LIMIT", "Hub"]

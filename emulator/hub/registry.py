@@ -29,14 +29,13 @@ from typing import Any
 
 from emulator.hub.device_events import LifecycleEvent, LifecycleKind
 from emulator.hub.twin import TwinDocument, TwinError
+from emulator.hub.views import ConnectionState, DeviceView
 
 __all__ = [
-    "ConnectionState",
     "DeviceAlreadyExists",
     "DeviceIdentity",
     "DeviceNotFound",
     "DeviceNotOnline",
-    "DeviceView",
     "HubError",
     "PreconditionFailed",
     "Registry",
@@ -115,36 +114,6 @@ class RegistryStatistics:
     enabled: int
     disabled: int
     connected: int
-
-
-@dataclass(frozen=True, kw_only=True)
-class ConnectionState:
-    """What the registry's views say about a device's connection (the endpoint knows it)."""
-
-    connected: bool = False
-    updated: float | None = None
-    last_activity: float | None = None
-    c2d_count: int = 0
-
-
-@dataclass(frozen=True, kw_only=True)
-class DeviceView:
-    """A device at one moment: identity, twin and connection state (what the JSON views show)."""
-
-    device_id: str
-    generation_id: str
-    etag: str
-    enabled: bool
-    status_reason: str | None
-    status_updated: float | None
-    primary_key: str = field(repr=False)
-    secondary_key: str = field(repr=False)
-    iot_edge: bool
-    connected: bool
-    connection_updated: float | None
-    last_activity: float | None
-    c2d_count: int
-    twin: TwinDocument = field(repr=False)
 
 
 class Registry:

@@ -4,9 +4,13 @@
 - `codec`: `decode(buffer) -> (packet, consumed)` / `encode(packet) -> bytes`.
 - `connection`: `ServerConnection`, bytes in -> events out, `send(packet)` -> bytes.
 - `errors`: the exception tree.
+- `server`: the asyncio shell (TLS listener, one engine per connection, routing each CONNECT to
+  an `endpoints.MqttEndpoint`); the only module here that does I/O, and not re-exported below.
 
-Nothing here opens a socket, reads a clock or authenticates anyone; the asyncio shell in
-`emulator.mqtt.server` does the I/O and the endpoints decide.
+The engine opens no socket, reads no clock and authenticates no one: the shell does the I/O and
+the endpoints decide. Why a codec of our own: the protocol is the product here, and the sans-IO
+MQTT libraries of the field speak MQTT 5 only (agronholm/mqttproto refuses a CONNECT whose protocol
+level is not 5), while every Azure IoT device SDK speaks 3.1.1 (level 4).
 """
 
 from emulator.mqtt.codec import DEFAULT_MAX_PACKET_SIZE, decode, encode

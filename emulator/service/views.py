@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from emulator.hub.registry import DeviceView
 from emulator.hub.twin import format_timestamp
+from emulator.hub.views import DeviceView
 
 __all__ = ["NEVER", "device_json", "twin_json"]
 

@@ -23,7 +23,7 @@ from allocation import (
     response_body,
 )
 from allocation.errors import PolicyError
-from allocation.policy import Strategy
+from allocation.rules import Strategy
 from tests.fixtures import FIXTURES as ALL_FIXTURES
 from tests.strategies import allocation_requests, hub_names, linked_hubs, registration_ids
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from allocation.errors import PolicyError
-from allocation.policy import DEFAULT_RULE_NAME, IdMatchKind, Strategy, load_policy
+from allocation.policy import load_policy
+from allocation.rules import DEFAULT_RULE_NAME, IdMatchKind, Strategy
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

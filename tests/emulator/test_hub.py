@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from emulator.endpoints import Outbound
+from emulator.endpoints import DPS, Outbound, connect_target
 from emulator.hub.directory import Hubs
 from emulator.hub.endpoint import C2D_QUEUE_LIMIT, Hub
 from emulator.hub.messages import MethodResponse
@@ -306,13 +306,16 @@ def test_delete_device_drops_connection_and_identity() -> None:
 
 
 def test_hubs_directory_routes_and_assigns() -> None:
-    """Hubs routes usernames by host, and upsert keeps the twin unless a new one is given."""
+    """CONNECT usernames go to DPS or a hub by host; Hubs finds hubs case-insensitively, and
+    upsert keeps the twin unless a new one is given."""
     hubs = Hubs(["Toasters.azure-devices.net", "heatpumps.azure-devices.net"], clock=lambda: NOW)
     assert hubs.hub_names() == ["Toasters.azure-devices.net", "heatpumps.azure-devices.net"]
-    toasters = hubs.route("toasters.azure-devices.net/dev-001/?api-version=2019-10-01")
-    assert toasters is hubs.hub("toasters.azure-devices.net")
-    assert hubs.route("0ne00000001/registrations/dev-001/api-version=2019-03-31") is None
-    assert hubs.route("elsewhere.net/dev-001/?api-version=1") is None
+    target = connect_target("toasters.azure-devices.net/dev-001/?api-version=2019-10-01")
+    assert target == "toasters.azure-devices.net"
+    assert hubs.hub(target) is hubs.hub("Toasters.azure-devices.net")
+    assert connect_target("0ne00000001/registrations/dev-001/api-version=2019-03-31") == DPS
+    assert connect_target("elsewhere.net/dev-001/?api-version=1") == "elsewhere.net"
+    assert connect_target("nothing") is None
     seeded = TwinDocument.new(InitialTwin(tags={"site": "a"}, desired={"fw": "1"}), now=NOW)
     hubs.upsert_device(
         "heatpumps.azure-devices.net", "d", primary_key=KEY, secondary_key=KEY, twin=seeded

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from emulator.__main__ import parse_args
+from emulator.run import parse_args
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from emulator.activity import ActivityEvent
 from emulator.in_process import BackgroundEmulator
 from tests.emulator.e2e.harness import options
 
@@ -58,38 +59,36 @@ class WebhookServer:
 
 
 class WireTap:
-    """Wraps the DPS endpoint and records every reply it sends, exactly as it goes on the wire."""
+    """Every reply DPS sends, exactly as it goes on the wire (from the emulator's activity)."""
 
-    def __init__(self, endpoint: Any) -> None:
-        self._endpoint = endpoint
+    def __init__(self) -> None:
         self.replies: list[tuple[str, str, dict[str, Any]]] = []  # (client id, topic, body)
 
-    def publish(self, *, client_id: str, topic: str, payload: bytes, send: Any, now: float) -> None:
-        def tapped(reply_topic: str, body: bytes) -> None:
-            self.replies.append((client_id, reply_topic, json.loads(body)))
-            send(reply_topic, body)
-
-        self._endpoint.publish(
-            client_id=client_id, topic=topic, payload=payload, send=tapped, now=now
-        )
+    def __call__(self, event: ActivityEvent) -> None:
+        if event.kind == "dps.reply" and isinstance(event.fields["body"], dict):
+            fields = event.fields
+            self.replies.append((fields["client_id"], fields["topic"], fields["body"]))
 
     def final_body(self, registration_id: str) -> dict[str, Any]:
         return [b for c, _, b in self.replies if c == registration_id][-1]
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._endpoint, name)
-
 
 def tap(emulator: BackgroundEmulator) -> WireTap:
-    """The wire tap installed on the emulator's DPS."""
-    wire: object = emulator.emulator.dps  # the fixture swapped a WireTap in for the endpoint
-    assert isinstance(wire, WireTap)
-    return wire
+    """The wire tap listening on the emulator's DPS."""
+    return TAPS[id(emulator)]
+
+
+TAPS: dict[int, WireTap] = {}
 
 
 @contextmanager
 def tapped_emulator(state: Path, bind: str, config: str) -> Iterator[BackgroundEmulator]:
     """An emulator on ``bind`` with webhook retries sped up and a wire tap on its DPS."""
     with BackgroundEmulator(options(state, bind, config, time_scale=0.001)) as running:
-        running.emulator.dps = WireTap(running.emulator.dps)  # type: ignore[assignment]
-        yield running
+        wire = WireTap()
+        running.call(lambda: running.emulator.activity.listen(wire))
+        TAPS[id(running)] = wire
+        try:
+            yield running
+        finally:
+            TAPS.pop(id(running), None)

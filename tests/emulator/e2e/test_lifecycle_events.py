@@ -85,7 +85,7 @@ def test_created_connected_disconnected_deleted_land_in_the_inventory(
     assert row().last_sequence_number > connected_sequence
     registry.delete_device("life-1")
     wait_for(lambda: row().hub_identity is HubIdentity.DELETED)
-    delivery = emulator.emulator.service.delivery
+    delivery = emulator.emulator.delivery
     assert delivery is not None
     assert delivery.delivered >= 4
     assert delivery.dropped == 0

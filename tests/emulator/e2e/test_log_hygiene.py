@@ -202,7 +202,7 @@ def drive(emulator: RunningEmulator, secrets: dict[str, str]) -> None:
         urllib.request.urlopen(denied, timeout=5)  # noqa: S310 - a fixed http URL on loopback
     assert refused.value.code == 401
     refused.value.close()
-    delivery = emulator.emulator.service.delivery
+    delivery = emulator.emulator.delivery
     assert delivery is not None
     assert emulator.call(lambda: delivery.delivered) >= 1
 
