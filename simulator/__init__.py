@@ -1,15 +1,17 @@
 """A device simulator for the DPS custom-allocation flow, and the tools a device factory needs.
 
-`python -m simulator <command>`; commands so far:
+`python -m simulator <command>` (`--local` points any of them at the running local cloud):
 
-- `derive-key`: per-device keys derived from a group enrollment key, written to 0600 secrets files
-  (one device, or a batch for the factory);
-- `verify-key`: whether a device key belongs to a group key and a registration id.
+- `derive-key` / `verify-key`: per-device keys derived from an enrollment group's keys, into 0600
+  secrets files (one device, or a batch for the factory) (`keys_cli`, files by `secrets_file`);
+- `run`: one device on the real azure-iot-device SDK: provision, cache the hub connection in
+  `settings.json`, read the twin, report, send telemetry, answer methods and C2D, survive key
+  rotation (`run_cli`, over `device`);
+- `fleet`: many devices at once, with a summary (`fleet`);
+- `doctor`: how an enrollment is wired to the webhook, and how to fix it (`doctor`, checks in
+  `wiring`).
 
-Modules:
-    keys_cli   the two key commands and their function-level API (``derive_secrets``,
-               ``write_secret_file``, ``DeviceSecrets``)
-    __main__   the argparse entry point that dispatches to the commands
-
-The credential rules themselves live in the pure ``sas`` package; this package does the I/O.
+Beside them: `device_settings` (settings.json), `dps_replies` (DPS's error codes, which the SDK
+keeps to itself), `local` (what `--local` takes from the local cloud). The credential rules live
+in the pure `sas` package; this package does the I/O.
 """

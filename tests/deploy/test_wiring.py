@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from simulator.doctor import ALLOCATE_PATH
+from simulator.wiring import ALLOCATE_PATH
 
 ROOT = Path(__file__).resolve().parents[2]
 NONE = "—"

@@ -15,7 +15,8 @@ import pytest
 
 from allocation import load_policy
 from simulator.__main__ import main
-from simulator.doctor import (
+from simulator.doctor import probe_url
+from simulator.wiring import (
     DoctorInputError,
     Enrollment,
     Finding,
@@ -23,7 +24,6 @@ from simulator.doctor import (
     enrollment_from_emulator,
     enrollment_from_json,
     exit_code,
-    probe_url,
     run_checks,
 )
 
