@@ -1,28 +1,11 @@
-"""Operator commands: `python -m emulator <command>`, a thin client of the running emulator's admin API.
+"""Operator commands: `python -m emulator <command>`, a thin client of the running emulator's API.
 
-The client finds the emulator through its state directory (`--state-dir`, default `.emulator`):
-`admin.json` holds the admin API's URL, `admin-token` (0600) the bearer token.
-
-    status                                   hubs, devices, connections, DPS, faults
-    enrollments                              enrollments (never their keys)
-    regenerate-key ID --slot primary|secondary [--individual] [--show-key]
-    enable ID [--individual] / disable ID [--individual]
-    registrations                            DPS registration records
-    devices HUB                              device ids, enabled, connected
-    show-device HUB DEVICE                   identity (no keys), subscriptions, twin
-    delete-device HUB DEVICE
-    send-c2d HUB DEVICE BODY [--property NAME=VALUE ...] [--message-id ID] [--content-type T]
-    tail HUB [--device DEVICE] [--count N] [--timeout S] [--from-start]
-    faults                                   active faults
-    fault-set TARGET [--throttle-seconds S] [--throttle-requests N] [--retry-after S]
-              [--webhook-latency S] [--refuse-seconds S] [--refuse-connects N] [--drop-every S]
-    fault-clear TARGET
-    drop TARGET [--client-id ID]             close connections now (TARGET: dps or a hub name)
-
-Every command takes `--state-dir` and `--json` (print the API's JSON answer as is).
-Exit status: 0 done; 1 the emulator refused (unknown hub, device, enrollment; bad value);
-2 bad command line; 3 the emulator cannot be reached (not running, no admin.json / token).
-A key is printed only by `regenerate-key --show-key`, and never logged.
+The commands and their options are the parser below (`python -m emulator <command> --help`); the
+README's "Operator commands" table is the user's view of them. The client finds the emulator
+through its state directory (`operator.client`). Every command takes `--state-dir` and `--json`
+(print the API's JSON answer as is). Exit status: 0 done; 1 the emulator refused (unknown hub,
+device, enrollment; bad value); 2 bad command line; 3 the emulator cannot be reached. A key is
+printed only by `regenerate-key --show-key`, and never logged.
 """
 
 from __future__ import annotations
