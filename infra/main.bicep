@@ -100,6 +100,7 @@ var storageName = toLower(take('${namePrefix}st${suffix}', 24))
 var vaultName = take('${namePrefix}-kv-${suffix}', 24)
 var deploymentContainer = 'app-package'
 var storageSecretName = 'storage-connection-string'
+var replaySecretName = 'replay-signing-key'
 var isFlex = hostingPlan == 'FlexConsumption'
 // Built-in role definition ids (Azure RBAC built-in roles).
 var keyVaultSecretsUser = '4633458b-17de-408a-b874-0445c86b69e6'
@@ -184,6 +185,18 @@ resource storageSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
   name: storageSecretName
   properties: {
     value: 'DefaultEndpointsProtocol=https;AccountName=${storage.name};AccountKey=${storage.listKeys().keys[0].value};EndpointSuffix=${environment().suffixes.storage}'
+  }
+}
+
+// REPLAY_SIGNING_KEY (docs/settings.md): stable across redeployments (a key that changed on every
+// deployment would orphan the replay lines signed before it) and still no parameter: derived here
+// from the storage account's second key with guid(), a one-way hash, so the signing key does not
+// reveal the storage key. Rotating that storage key rotates this one: replay what is pending first.
+resource replaySecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
+  parent: vault
+  name: replaySecretName
+  properties: {
+    value: '${guid(storage.listKeys().keys[1].value, 'replay-signing-key', '1')}${guid(storage.listKeys().keys[1].value, 'replay-signing-key', '2')}'
   }
 }
 
@@ -301,6 +314,10 @@ var appSettings = [
     name: 'RETIRED_CHECK'
     value: retiredCheck
   }
+  {
+    name: 'REPLAY_SIGNING_KEY'
+    value: '@Microsoft.KeyVault(VaultName=${vaultName};SecretName=${replaySecretName})'
+  }
 ]
 
 // Flex Consumption takes the runtime from functionAppConfig and rejects these two settings;
@@ -369,6 +386,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
     vaultReader
     blobOwner
     storageSecret
+    replaySecret
     hubSecrets
     packageContainer
   ]

@@ -91,19 +91,25 @@ def load_settings(env: Mapping[str, str]) -> StoreSettings:
         table_prefix=_prefix(env.get(PREFIX_SETTING, DEFAULT_PREFIX)),
         timeout_seconds=_timeout(env.get(TIMEOUT_SETTING)),
         retired_check=_retired_check(env.get(RETIRED_CHECK_SETTING)),
-        hub_connection_strings={
-            name[len(HUB_SETTING_PREFIX) :].upper(): value
-            for name, value in env.items()
-            if name.upper().startswith(HUB_SETTING_PREFIX) and value.strip()
-        },
+        hub_connection_strings=_hub_connection_strings(env),
         use_managed_identity=_flag(MANAGED_IDENTITY_SETTING, env.get(MANAGED_IDENTITY_SETTING)),
         replay_key=_replay_key(env.get(REPLAY_KEY_SETTING)),
     )
 
 
+def _hub_connection_strings(env: Mapping[str, str]) -> dict[str, str]:
+    found = {}
+    for name, value in env.items():
+        if name.upper().startswith(HUB_SETTING_PREFIX) and value.strip():
+            _refuse_unresolved_reference(name, value)
+            found[name[len(HUB_SETTING_PREFIX) :].upper()] = value
+    return found
+
+
 def _storage(value: str | None) -> str | None:
     if value is None or not value.strip():
         return None
+    _refuse_unresolved_reference(STORAGE_SETTING, value)
     value = value.strip()
     # The SDK matches UseDevelopmentStorage=true exactly; a trailing ';' (a common copy-paste) would fail.
     if value.rstrip(";").lower() == DEV_STORAGE.lower():
@@ -155,9 +161,22 @@ def _flag(name: str, value: str | None) -> bool:
     raise SettingsError(f"{name}: expected true or false, got {value!r}")
 
 
+UNRESOLVED_REFERENCE_PREFIX = "@microsoft.keyvault("
+
+
+def _refuse_unresolved_reference(name: str, value: str) -> None:
+    """App Service leaves a Key Vault reference it cannot resolve as the setting's text."""
+    if value.strip().lower().startswith(UNRESOLVED_REFERENCE_PREFIX):
+        raise SettingsError(
+            f"{name}: the Key Vault reference was not resolved (check the app's identity has "
+            "'Key Vault Secrets User' on the vault and the secret exists)"
+        )
+
+
 def _replay_key(value: str | None) -> bytes | None:
     if value is None or not value.strip():
         return None
+    _refuse_unresolved_reference(REPLAY_KEY_SETTING, value)
     if len(value.strip()) < MIN_REPLAY_KEY_CHARS:
         # Never the value: it is a secret, even a short one.
         raise SettingsError(

@@ -146,3 +146,19 @@ def test_hub_tls12_enforcement_is_opt_in() -> None:
     hubs = BICEP.split("'Microsoft.Devices/IotHubs@", 1)[1].split("\n]\n", 1)[0]
     assert "properties: hubEnforceTls12 ? { minTlsVersion: '1.2' } : {}" in hubs
     assert hubs.count("minTlsVersion") == 1
+
+
+def test_secret_settings_are_key_vault_references() -> None:
+    """The settings that hold keys (storage, replay signing key, hub connection strings) are set
+    from Key Vault references to secrets the template writes; the replay key is derived, not a
+    parameter, so redeploying keeps it."""
+    for setting, secret in (
+        ("AzureWebJobsStorage", "${storageSecretName}"),
+        ("REPLAY_SIGNING_KEY", "${replaySecretName}"),
+    ):
+        block = re.search(rf"name: '{setting}'\n\s+value: '([^']+)'", BICEP)
+        assert block, setting
+        assert block.group(1) == f"@Microsoft.KeyVault(VaultName=${{vaultName}};SecretName={secret})"
+    replay = re.search(r"resource replaySecret [^\n]+\n(?:.+\n)+?}\n", BICEP)
+    assert replay and "guid(storage.listKeys()" in replay.group(0)
+    assert "newGuid" not in _code_only(BICEP)

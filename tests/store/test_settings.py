@@ -103,3 +103,14 @@ def test_replay_signing_key() -> None:
         load_settings({"REPLAY_SIGNING_KEY": "short-secret"})
     assert "REPLAY_SIGNING_KEY: expected at least 32 characters" in str(raised.value)
     assert "short-secret" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "name", ["REPLAY_SIGNING_KEY", "AzureWebJobsStorage", "IOTHUB_CONNECTION_STRING__HUB_1"]
+)
+def test_unresolved_key_vault_reference_is_refused(name: str) -> None:
+    """A secret setting still holding its Key Vault reference (the platform could not resolve it)
+    is refused by name; the reference text is never taken as a key or connection string."""
+    reference = "@Microsoft.KeyVault(VaultName=dpsa-kv-x;SecretName=replay-signing-key)"
+    with pytest.raises(SettingsError, match=f"{name}: the Key Vault reference was not resolved"):
+        load_settings({name: reference})
