@@ -1,9 +1,14 @@
-"""Suite-wide test setup."""
+"""Suite-wide test setup: the Azurite fixtures every test folder uses, and one SDK shutdown race."""
 
 from __future__ import annotations
 
 import threading
 import traceback
+from collections.abc import Iterator
+
+import pytest
+
+from tests.azurite import Azurite
 
 _default_excepthook = threading.excepthook
 
@@ -28,3 +33,27 @@ def _quiet_sdk_timers_after_exit(args: threading.ExceptHookArgs) -> None:
 
 
 threading.excepthook = _quiet_sdk_timers_after_exit
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[Azurite]:
+    """An Azurite table service on a free loopback port for the whole session.
+
+    Tests share it, each under its own table prefix (`tests.azurite.fresh_prefix`); a test that
+    pauses or stops Azurite takes `own_azurite` instead.
+    """
+    server = Azurite().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def own_azurite() -> Iterator[Azurite]:
+    """An Azurite of this test's own, which it may pause, stop and start again (same port)."""
+    server = Azurite().start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -11,42 +11,44 @@ from pathlib import Path
 from typing import Any
 
 from simulator.secrets_file import DeviceSecrets, derive_secrets, write_secret_file
-from tests.emulator.e2e.harness import RunningEmulator
+from tests.emulator.e2e.harness import (
+    DPS_HOST,
+    HEATPUMPS,
+    ID_SCOPE,
+    TOASTERS,
+    RunningEmulator,
+    emulator_toml,
+    regenerate_group_key,
+)
 
-DPS_HOST = "global.azure-devices-provisioning.net"
-ID_SCOPE = "0ne00000001"
 GROUP = "factory"
 GROUP_PRIMARY = "DZPe4q3my4xZRYespJ9DC5wu5B5SWQOjY81pkl/cYJY="
 GROUP_SECONDARY = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="
 DISABLED_PRIMARY = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI="
 DISABLED_SECONDARY = "BAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQ="
-HUBS = ("toasters.azure-devices.net", "heatpumps.azure-devices.net")
+HUBS = (TOASTERS, HEATPUMPS)
 
-CONFIG = f"""
-[dps]
-id_scope = "{ID_SCOPE}"
-host = "{DPS_HOST}"
-
-[[hubs]]
-name = "{HUBS[0]}"
-
-[[hubs]]
-name = "{HUBS[1]}"
-
-[[enrollment_groups]]
-id = "{GROUP}"
-primary_key = "{GROUP_PRIMARY}"
-secondary_key = "{GROUP_SECONDARY}"
-allocation = "hashed"
-initial_twin = {{ desired = {{ state = "ready" }} }}
-
-[[individual_enrollments]]
-registration_id = "switched-off-001"
-device_id = "switched-off-001"
-primary_key = "{DISABLED_PRIMARY}"
-secondary_key = "{DISABLED_SECONDARY}"
-enabled = false
-"""
+CONFIG = emulator_toml(
+    hubs=HUBS,
+    groups=[
+        {
+            "id": GROUP,
+            "primary_key": GROUP_PRIMARY,
+            "secondary_key": GROUP_SECONDARY,
+            "allocation": "hashed",
+            "initial_twin": {"desired": {"state": "ready"}},
+        }
+    ],
+    individuals=[
+        {
+            "registration_id": "switched-off-001",
+            "device_id": "switched-off-001",
+            "primary_key": DISABLED_PRIMARY,
+            "secondary_key": DISABLED_SECONDARY,
+            "enabled": False,
+        }
+    ],
+)
 
 
 def device_secrets(registration_id: str) -> DeviceSecrets:
@@ -91,37 +93,6 @@ def settings_document(path: Path) -> dict[str, Any]:
     """settings.json as JSON."""
     document: dict[str, Any] = json.loads(path.read_text())
     return document
-
-
-def regenerate_group_key(emulator: RunningEmulator, group: str, slot: str) -> str:
-    """Give the group a new primary or secondary key, as an operator would, and return it.
-
-    Runs `python -m emulator regenerate-key GROUP --slot SLOT --show-key --json` in-process: the
-    operator command, through the running emulator's admin API (found via its state directory).
-    """
-    from contextlib import redirect_stdout  # noqa: PLC0415
-    from io import StringIO  # noqa: PLC0415
-
-    from emulator.__main__ import main as emulator_main  # noqa: PLC0415
-
-    state_dir = str(emulator.emulator.options.state_dir)
-    answer = StringIO()  # kept out of pytest's captured output: it holds the new key
-    with redirect_stdout(answer):
-        code = emulator_main(
-            [
-                "regenerate-key",
-                group,
-                "--slot",
-                slot,
-                "--show-key",
-                "--json",
-                "--state-dir",
-                state_dir,
-            ]
-        )
-    assert code == 0, "regenerate-key failed"
-    key: str = json.loads(answer.getvalue())["key"]
-    return key
 
 
 __all__ = [

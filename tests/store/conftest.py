@@ -1,8 +1,8 @@
-"""Fixtures: one Azurite for the session, and a `store` fixture that runs each contract test on both backends."""
+"""Fixtures: a `store` fixture that runs each contract test on both backends (Azurite's fixtures
+are suite-wide, in tests/conftest.py)."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -10,22 +10,7 @@ import pytest
 from store.base import Store
 from store.memory import MemoryStore
 from store.tables import TableStore
-from tests.store.azurite import Azurite
-
-
-@pytest.fixture(scope="session")
-def azurite() -> Iterator[Azurite]:
-    """An Azurite table service on a free loopback port for the whole session."""
-    server = Azurite().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-def fresh_prefix() -> str:
-    """A table prefix no other test uses."""
-    return "t" + uuid.uuid4().hex[:12]
+from tests.azurite import Azurite, fresh_prefix
 
 
 @pytest.fixture(params=["memory", "azurite"])

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,8 +16,7 @@ from store.records import Outcome, RegistrationRecord
 from store.replay import format_replay_line
 from store.settings import StoreSettings
 from store.tables import TableStore
-from tests.store.azurite import Azurite
-from tests.store.conftest import fresh_prefix
+from tests.azurite import Azurite, fresh_prefix
 
 pytestmark = pytest.mark.e2e
 
@@ -38,16 +36,6 @@ def rec(n: int) -> RegistrationRecord:
         outcome=Outcome.ASSIGNED,
         hub="hub-a.azure-devices.net",
     )
-
-
-@pytest.fixture
-def own_azurite() -> Iterator[Azurite]:
-    """An Azurite this test may stop and restart."""
-    server = Azurite().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def timed(call: object) -> tuple[BaseException | None, float]:
@@ -88,24 +76,21 @@ def test_stopped_azurite_fails_fast_and_replay_restores(
     logfile = tmp_path / "function.log"
     logfile.write_text("\n".join(f"[Warning] {r.getMessage()}" for r in caplog.records) + "\n")
 
-    restarted = Azurite(port=own_azurite.port).start()  # in-memory: everything before is gone
-    try:
-        env = {
-            "AzureWebJobsStorage": restarted.connection_string,
-            "REGISTRY_TABLE_PREFIX": prefix,
-            "STORE_TIMEOUT_SECONDS": "5",
-            "REPLAY_SIGNING_KEY": KEY,
-        }
-        assert main(["replay", str(logfile)], env=env) == 0
-        fresh = TableStore(restarted.connection_string, table_prefix=prefix)
-        assert fresh.registration_history("d1") == [lost]
-        device = fresh.get_device("d1")
-        assert device is not None
-        assert device.provisioning_count == 1
-        assert main(["replay", str(logfile)], env=env) == 0  # idempotent
-        assert len(fresh.registration_history("d1")) == 1
-    finally:
-        restarted.stop()
+    own_azurite.start()  # the same port again, in memory: everything before is gone
+    env = {
+        "AzureWebJobsStorage": own_azurite.connection_string,
+        "REGISTRY_TABLE_PREFIX": prefix,
+        "STORE_TIMEOUT_SECONDS": "5",
+        "REPLAY_SIGNING_KEY": KEY,
+    }
+    assert main(["replay", str(logfile)], env=env) == 0
+    fresh = TableStore(own_azurite.connection_string, table_prefix=prefix)
+    assert fresh.registration_history("d1") == [lost]
+    device = fresh.get_device("d1")
+    assert device is not None
+    assert device.provisioning_count == 1
+    assert main(["replay", str(logfile)], env=env) == 0  # idempotent
+    assert len(fresh.registration_history("d1")) == 1
 
 
 def test_hung_azurite_times_out_within_the_bound(own_azurite: Azurite) -> None:

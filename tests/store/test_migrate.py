@@ -23,8 +23,7 @@ from store.records import (
     registration_to_dict,
 )
 from store.tables import TableStore
-from tests.store.azurite import Azurite
-from tests.store.conftest import fresh_prefix
+from tests.azurite import Azurite, fresh_prefix
 
 T0 = datetime(2025, 9, 1, 8, 0, tzinfo=UTC)
 

@@ -8,8 +8,7 @@ import requests
 
 from store.records import Outcome, RegistrationRecord
 from store.tables import TableStore
-from tests.store.azurite import Azurite
-from tests.store.conftest import fresh_prefix
+from tests.azurite import Azurite, fresh_prefix
 
 T0 = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
 

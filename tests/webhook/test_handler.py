@@ -6,7 +6,6 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,9 +20,8 @@ from store.replay import parse_replay_lines, replay
 from store.runtime import Runtime
 from store.settings import RetiredCheck, StoreSettings
 from store.tables import TableStore
+from tests.azurite import ACCOUNT_KEY, Azurite, fresh_prefix
 from tests.fixtures import FIXTURES as ALL_FIXTURES
-from tests.store.azurite import ACCOUNT_KEY, Azurite
-from tests.store.conftest import fresh_prefix
 from webhook.handler import UNPARSED_ID, AllocateHandler
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -244,16 +242,6 @@ def test_hung_store_is_bounded_by_the_timeout() -> None:
     assert elapsed < 1.5
 
 
-@pytest.fixture
-def own_azurite() -> Iterator[Azurite]:
-    """An Azurite this test may stop."""
-    server = Azurite().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.mark.e2e
 def test_azurite_stopped_mid_run(own_azurite: Azurite, caplog: pytest.LogCaptureFixture) -> None:
     """Against Azurite: records land; with Azurite stopped, 429 fast; replay restores the lost record."""
@@ -282,17 +270,14 @@ def test_azurite_stopped_mid_run(own_azurite: Azurite, caplog: pytest.LogCapture
     lost = parse_replay_lines(caplog.text.splitlines(), key=KEY)
     assert [rec.outcome for _, rec in lost.records] == [Outcome.RETRY_LATER]
 
-    fresh = Azurite().start()
-    try:
-        revived = TableStore.from_settings(
-            StoreSettings(
-                connection_string=fresh.connection_string, table_prefix=settings.table_prefix
-            )
+    own_azurite.start()  # a fresh one on the same port: in memory, everything before is gone
+    revived = TableStore.from_settings(
+        StoreSettings(
+            connection_string=own_azurite.connection_string, table_prefix=settings.table_prefix
         )
-        assert replay(revived, lost).written == 1
-        assert [r.outcome for r in revived.registration_history(TOASTER)] == [Outcome.RETRY_LATER]
-    finally:
-        fresh.stop()
+    )
+    assert replay(revived, lost).written == 1
+    assert [r.outcome for r in revived.registration_history(TOASTER)] == [Outcome.RETRY_LATER]
 
 
 ECHO_POLICY = load_policy(

@@ -2,34 +2,72 @@
 
 The SDK's MQTT port is fixed at 8883, so every test module binds its own loopback address
 (127.42.<n>.1). Service-side calls (`call`) run on the emulator's loop thread, where the hub and
-DPS live, so tests never touch their state from the SDK's or pytest's threads.
+DPS live, so tests never touch their state from the SDK's or pytest's threads. `emulator_toml` writes
+the configuration file every such test starts from; `wait_for` polls for what happens meanwhile.
 """
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import redirect_stdout
+from io import StringIO
 from pathlib import Path
 from typing import Any
 
 from azure.iot.device import IoTHubDeviceClient, ProvisioningDeviceClient
 
+from emulator.__main__ import main as emulator_main
 from emulator.app import Options
 from emulator.in_process import BackgroundEmulator
 
 DPS_HOST = "global.azure-devices-provisioning.net"
 ID_SCOPE = "0ne00000001"
+TOASTERS, HEATPUMPS = "toasters.azure-devices.net", "heatpumps.azure-devices.net"
 
-HUB_TOML = """
-[dps]
-id_scope = "0ne00000001"
+Entry = Mapping[str, object]
 
-[[hubs]]
-name = "toasters.azure-devices.net"
 
-[[hubs]]
-name = "heatpumps.azure-devices.net"
-"""
+def emulator_toml(
+    *,
+    hubs: Sequence[str] = (TOASTERS, HEATPUMPS),
+    groups: Sequence[Entry] = (),
+    individuals: Sequence[Entry] = (),
+    id_scope: str = ID_SCOPE,
+    dps_host: str = DPS_HOST,
+) -> str:
+    """The emulator's configuration file: `[dps]`, a `[[hubs]]` table per hub name, and an
+    `[[enrollment_groups]]` / `[[individual_enrollments]]` table per entry, its fields in order.
+
+    Values are strings, booleans, numbers, lists of them and nested mappings (inline tables, as
+    `initial_twin`). Tests of the parser itself write their TOML literally instead.
+    """
+    tables = [f"[dps]\nid_scope = {_toml(id_scope)}\nhost = {_toml(dps_host)}\n"]
+    tables += [f"[[hubs]]\nname = {_toml(name)}\n" for name in hubs]
+    for header, entries in (("enrollment_groups", groups), ("individual_enrollments", individuals)):
+        tables += [
+            f"[[{header}]]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in entry.items())
+            for entry in entries
+        ]
+    return "\n".join(tables)
+
+
+def _toml(value: object) -> str:
+    """One TOML value (JSON's string escapes are TOML's too)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return json.dumps(value)
+    if isinstance(value, Mapping):
+        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, Sequence):
+        return "[" + ", ".join(_toml(item) for item in value) + "]"
+    raise TypeError(f"no TOML form for {type(value).__name__}")
+
+
+HUB_TOML = emulator_toml()
+"""Two hubs, no enrollments: what `options` writes unless told otherwise."""
 
 
 RunningEmulator = BackgroundEmulator
@@ -70,6 +108,32 @@ def device_client(emulator: BackgroundEmulator, hub: str, device_id: str, key: s
         gateway_hostname=emulator.emulator.options.bind,
         server_verification_cert=emulator.ca_pem,
     )
+
+
+def regenerate_group_key(emulator: BackgroundEmulator, group: str, slot: str) -> str:
+    """Give the group a new primary or secondary key, as an operator would, and return it.
+
+    Runs `python -m emulator regenerate-key GROUP --slot SLOT --show-key --json` in-process: the
+    operator command, through the running emulator's admin API (found via its state directory).
+    """
+    state_dir = str(emulator.emulator.options.state_dir)
+    answer = StringIO()  # kept out of pytest's captured output: it holds the new key
+    with redirect_stdout(answer):
+        code = emulator_main(
+            [
+                "regenerate-key",
+                group,
+                "--slot",
+                slot,
+                "--show-key",
+                "--json",
+                "--state-dir",
+                state_dir,
+            ]
+        )
+    assert code == 0, "regenerate-key failed"
+    key: str = json.loads(answer.getvalue())["key"]
+    return key
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 10) -> None:

@@ -16,16 +16,22 @@ from azure.iot.device.exceptions import ClientError, CredentialError
 from emulator.__main__ import main as emulator_main
 from emulator.mqtt import Connack, Publish, Suback
 from sas import derive_device_key, generate_sas_token
-from tests.emulator.e2e.dps_wire import WebhookServer, tap, tapped_emulator
-from tests.emulator.e2e.harness import RunningEmulator, device_client, register
+from tests.emulator.e2e.dps_wire import tap, tapped_emulator
+from tests.emulator.e2e.harness import (
+    HEATPUMPS,
+    ID_SCOPE,
+    TOASTERS,
+    RunningEmulator,
+    device_client,
+    emulator_toml,
+    register,
+)
 from tests.emulator.mqtt.client_engine import ClientEngine
+from tests.scripted_webhook import ScriptedWebhook
 
 pytestmark = pytest.mark.e2e
 
 BIND = "127.46.3.1"
-DPS_HOST = "global.azure-devices-provisioning.net"
-ID_SCOPE = "0ne00000001"
-TOASTERS, HEATPUMPS = "toasters.azure-devices.net", "heatpumps.azure-devices.net"
 OFF_GROUP_KEY = "CgoKCgoKCgoKCgoKCgoKCgoKCgoKCgoKCgoKCgoKCgo="
 OFF_SOLO_KEY = "CwsLCwsLCwsLCwsLCwsLCwsLCwsLCwsLCwsLCwsLCws="
 CUSTOM_KEY = "DAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAw="
@@ -35,70 +41,56 @@ UNUSED = "Dw8PDw8PDw8PDw8PDw8PDw8PDw8PDw8PDw8PDw8PDw8="
 
 
 def config(webhook_url: str) -> str:
-    return f"""
-[dps]
-id_scope = "{ID_SCOPE}"
-host = "{DPS_HOST}"
-
-[[hubs]]
-name = "{TOASTERS}"
-
-[[hubs]]
-name = "{HEATPUMPS}"
-
-[[enrollment_groups]]
-id = "switched-off"
-primary_key = "{OFF_GROUP_KEY}"
-secondary_key = "{UNUSED}"
-allocation = "static"
-hubs = ["{TOASTERS}"]
-enabled = false
-
-[[enrollment_groups]]
-id = "custom-migrate"
-primary_key = "{CUSTOM_KEY}"
-secondary_key = "{UNUSED}"
-allocation = "custom"
-webhook_url = "{webhook_url}"
-hubs = ["{TOASTERS}", "{HEATPUMPS}"]
-reprovision = "migrate"
-
-[[enrollment_groups]]
-id = "custom-reset"
-primary_key = "{RESET_KEY}"
-secondary_key = "{UNUSED}"
-allocation = "custom"
-webhook_url = "{webhook_url}"
-hubs = ["{TOASTERS}", "{HEATPUMPS}"]
-reprovision = "reset"
-
-[[enrollment_groups]]
-id = "static-toasters"
-primary_key = "{STATIC_KEY}"
-secondary_key = "{UNUSED}"
-allocation = "static"
-hubs = ["{TOASTERS}"]
-
-[[individual_enrollments]]
-registration_id = "solo-off"
-primary_key = "{OFF_SOLO_KEY}"
-secondary_key = "{UNUSED}"
-allocation = "static"
-hubs = ["{TOASTERS}"]
-enabled = false
-"""
+    custom = {"allocation": "custom", "webhook_url": webhook_url, "hubs": [TOASTERS, HEATPUMPS]}
+    static = {"allocation": "static", "hubs": [TOASTERS]}
+    return emulator_toml(
+        hubs=[TOASTERS, HEATPUMPS],
+        groups=[
+            {
+                "id": "switched-off",
+                "primary_key": OFF_GROUP_KEY,
+                "secondary_key": UNUSED,
+                **static,
+                "enabled": False,
+            },
+            {
+                "id": "custom-migrate",
+                "primary_key": CUSTOM_KEY,
+                "secondary_key": UNUSED,
+                **custom,
+                "reprovision": "migrate",
+            },
+            {
+                "id": "custom-reset",
+                "primary_key": RESET_KEY,
+                "secondary_key": UNUSED,
+                **custom,
+                "reprovision": "reset",
+            },
+            {"id": "static-toasters", "primary_key": STATIC_KEY, "secondary_key": UNUSED, **static},
+        ],
+        individuals=[
+            {
+                "registration_id": "solo-off",
+                "primary_key": OFF_SOLO_KEY,
+                "secondary_key": UNUSED,
+                **static,
+                "enabled": False,
+            }
+        ],
+    )
 
 
 @pytest.fixture(scope="module")
-def webhook() -> Iterator[WebhookServer]:
+def webhook() -> Iterator[ScriptedWebhook]:
     """The scripted webhook, over real HTTP on a free port."""
-    with WebhookServer(BIND) as server:
+    with ScriptedWebhook(BIND, key="edge-function-key") as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def emulator(
-    tmp_path_factory: pytest.TempPathFactory, webhook: WebhookServer
+    tmp_path_factory: pytest.TempPathFactory, webhook: ScriptedWebhook
 ) -> Iterator[RunningEmulator]:
     """One emulator for the module, its DPS replies recorded by a wire tap."""
     with tapped_emulator(tmp_path_factory.mktemp("edges"), BIND, config(webhook.url)) as running:
@@ -145,14 +137,12 @@ def test_operator_disable_then_enable_a_group(
 
 
 def test_allocation_request_carries_the_masked_webhook_url(
-    emulator: RunningEmulator, webhook: WebhookServer
+    emulator: RunningEmulator, webhook: ScriptedWebhook
 ) -> None:
     """The webhook sees its own URL with the query (the function key) masked as ?****."""
-    webhook.replies["mask-001"] = [(200, {"iotHubHostName": TOASTERS})]
+    webhook.by_registration["mask-001"] = [(200, {"iotHubHostName": TOASTERS})]
     register(emulator, "mask-001", derive_device_key(CUSTOM_KEY, "mask-001"))
-    [request] = [
-        r for r in webhook.requests if r["deviceRuntimeContext"]["registrationId"] == "mask-001"
-    ]
+    [request] = webhook.requests_for("mask-001")
     definition = request["enrollmentGroup"]["customAllocationDefinition"]
     assert definition["webhookUrl"] == webhook.url.split("?")[0] + "?****"
     assert "edge-function-key" not in json.dumps(request)
@@ -165,12 +155,12 @@ def test_allocation_request_carries_the_masked_webhook_url(
     ids=["migrate", "reset"],
 )
 def test_moved_device_is_refused_by_its_old_hub(
-    emulator: RunningEmulator, webhook: WebhookServer, group_key: str, substatus: str
+    emulator: RunningEmulator, webhook: ScriptedWebhook, group_key: str, substatus: str
 ) -> None:
     """After a move to another hub the old hub no longer knows the device: CONNACK 5 there."""
     registration_id = f"mover-{substatus}"
     key = derive_device_key(group_key, registration_id)
-    webhook.replies[registration_id] = [
+    webhook.by_registration[registration_id] = [
         (200, {"iotHubHostName": TOASTERS}),
         (200, {"iotHubHostName": HEATPUMPS}),
     ]

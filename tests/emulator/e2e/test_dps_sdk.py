@@ -11,14 +11,20 @@ import pytest
 from azure.iot.device.exceptions import ClientError, CredentialError
 
 from sas import derive_device_key
-from tests.emulator.e2e.dps_wire import Reply, WebhookServer, tap, tapped_emulator
-from tests.emulator.e2e.harness import RunningEmulator, device_client, register
+from tests.emulator.e2e.dps_wire import tap, tapped_emulator
+from tests.emulator.e2e.harness import (
+    HEATPUMPS,
+    TOASTERS,
+    RunningEmulator,
+    device_client,
+    emulator_toml,
+    register,
+)
+from tests.scripted_webhook import Reply, ScriptedWebhook
 
 pytestmark = pytest.mark.e2e
 
 BIND = "127.42.2.1"
-DPS_HOST = "global.azure-devices-provisioning.net"
-ID_SCOPE = "0ne00000001"
 GROUP_KEY = "DZPe4q3my4xZRYespJ9DC5wu5B5SWQOjY81pkl/cYJY="
 SECONDARY = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="
 DEVICE_KEY = "OSANXEslinwdWI7CugTZIIMS97VdG65m3pD753neq7E="
@@ -31,83 +37,72 @@ UNUSED_SECONDARIES = (
     "BgYGBgYGBgYGBgYGBgYGBgYGBgYGBgYGBgYGBgYGBgY=",
     "CAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAg=",
 )
-TOASTERS, HEATPUMPS = "toasters.azure-devices.net", "heatpumps.azure-devices.net"
 
 
 def config(webhook_url: str) -> str:
-    return f"""
-[dps]
-id_scope = "{ID_SCOPE}"
-host = "{DPS_HOST}"
-
-[[hubs]]
-name = "{TOASTERS}"
-
-[[hubs]]
-name = "{HEATPUMPS}"
-
-[[enrollment_groups]]
-id = "static-group"
-primary_key = "{GROUP_KEY}"
-secondary_key = "{STATIC_SECONDARY}"
-allocation = "static"
-hubs = ["{HEATPUMPS}"]
-initial_twin = {{ tags = {{ site = "lab" }}, desired = {{ fw = "1.0" }} }}
-
-[[enrollment_groups]]
-id = "custom-group"
-primary_key = "{CUSTOM_KEY}"
-secondary_key = "{CUSTOM_SECONDARY}"
-allocation = "custom"
-webhook_url = "{webhook_url}"
-hubs = ["{TOASTERS}", "{HEATPUMPS}"]
-reprovision = "migrate"
-
-[[enrollment_groups]]
-id = "custom-reset"
-primary_key = "{RESET_KEY}"
-secondary_key = "{UNUSED_SECONDARIES[0]}"
-allocation = "custom"
-webhook_url = "{webhook_url}"
-hubs = ["{TOASTERS}", "{HEATPUMPS}"]
-reprovision = "reset"
-
-[[enrollment_groups]]
-id = "custom-never"
-primary_key = "{NEVER_KEY}"
-secondary_key = "{UNUSED_SECONDARIES[1]}"
-allocation = "custom"
-webhook_url = "{webhook_url}"
-hubs = ["{TOASTERS}", "{HEATPUMPS}"]
-reprovision = "never"
-
-[[individual_enrollments]]
-registration_id = "solo-1"
-primary_key = "{DEVICE_KEY}"
-secondary_key = "{SECONDARY}"
-allocation = "static"
-hubs = ["{TOASTERS}"]
-
-[[individual_enrollments]]
-registration_id = "solo-off"
-primary_key = "{DEVICE_KEY}"
-secondary_key = "{SECONDARY}"
-allocation = "static"
-hubs = ["{TOASTERS}"]
-enabled = false
-"""
+    custom = {"allocation": "custom", "webhook_url": webhook_url, "hubs": [TOASTERS, HEATPUMPS]}
+    solo = {"allocation": "static", "hubs": [TOASTERS]}
+    return emulator_toml(
+        hubs=[TOASTERS, HEATPUMPS],
+        groups=[
+            {
+                "id": "static-group",
+                "primary_key": GROUP_KEY,
+                "secondary_key": STATIC_SECONDARY,
+                "allocation": "static",
+                "hubs": [HEATPUMPS],
+                "initial_twin": {"tags": {"site": "lab"}, "desired": {"fw": "1.0"}},
+            },
+            {
+                "id": "custom-group",
+                "primary_key": CUSTOM_KEY,
+                "secondary_key": CUSTOM_SECONDARY,
+                **custom,
+                "reprovision": "migrate",
+            },
+            {
+                "id": "custom-reset",
+                "primary_key": RESET_KEY,
+                "secondary_key": UNUSED_SECONDARIES[0],
+                **custom,
+                "reprovision": "reset",
+            },
+            {
+                "id": "custom-never",
+                "primary_key": NEVER_KEY,
+                "secondary_key": UNUSED_SECONDARIES[1],
+                **custom,
+                "reprovision": "never",
+            },
+        ],
+        individuals=[
+            {
+                "registration_id": "solo-1",
+                "primary_key": DEVICE_KEY,
+                "secondary_key": SECONDARY,
+                **solo,
+            },
+            {
+                "registration_id": "solo-off",
+                "primary_key": DEVICE_KEY,
+                "secondary_key": SECONDARY,
+                **solo,
+                "enabled": False,
+            },
+        ],
+    )
 
 
 @pytest.fixture(scope="module")
-def webhook() -> Iterator[WebhookServer]:
+def webhook() -> Iterator[ScriptedWebhook]:
     """The scripted webhook, over real HTTP."""
-    with WebhookServer(BIND) as server:
+    with ScriptedWebhook(BIND, key="secret-key") as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def emulator(
-    tmp_path_factory: pytest.TempPathFactory, webhook: WebhookServer
+    tmp_path_factory: pytest.TempPathFactory, webhook: ScriptedWebhook
 ) -> Iterator[RunningEmulator]:
     """One emulator for this module, with a tiny time scale for webhook retries."""
     with tapped_emulator(tmp_path_factory.mktemp("dps"), BIND, config(webhook.url)) as running:
@@ -168,10 +163,10 @@ def test_disabled_enrollment(emulator: RunningEmulator) -> None:
 
 
 def test_custom_allocation_with_payload_both_ways(
-    emulator: RunningEmulator, webhook: WebhookServer
+    emulator: RunningEmulator, webhook: ScriptedWebhook
 ) -> None:
     """The webhook gets the device payload and a masked URL; its hub, twin and payload land."""
-    webhook.replies["cust-1"] = [
+    webhook.by_registration["cust-1"] = [
         (
             200,
             {
@@ -189,9 +184,7 @@ def test_custom_allocation_with_payload_both_ways(
     state = result.registration_state
     assert (state.assigned_hub, state.sub_status) == (TOASTERS, "initialAssignment")
     assert json.loads(state.response_payload) == {"hello": "device"}
-    [request] = [
-        r for r in webhook.requests if r["deviceRuntimeContext"]["registrationId"] == "cust-1"
-    ]
+    [request] = webhook.requests_for("cust-1")
     assert request["deviceRuntimeContext"]["payload"] == {"fw": "1.2.3"}
     assert "secret-key" not in json.dumps(request)
     twin = on_hub(emulator, TOASTERS, "cust-1", key, lambda c: c.get_twin())
@@ -209,11 +202,11 @@ def test_custom_allocation_with_payload_both_ways(
     ids=["deny", "unauthorized", "empty-hub", "hub-not-linked"],
 )
 def test_custom_allocation_failures(
-    emulator: RunningEmulator, webhook: WebhookServer, script: list[Reply], error_code: int | None
+    emulator: RunningEmulator, webhook: ScriptedWebhook, script: list[Reply], error_code: int | None
 ) -> None:
     """Deny, 401, an empty hub and a hub outside linkedHubs all fail the registration."""
     registration_id = f"fail-{len(webhook.requests)}"
-    webhook.replies[registration_id] = script
+    webhook.by_registration[registration_id] = script
     with pytest.raises(ClientError) as raised:
         register(emulator, registration_id, derive_device_key(CUSTOM_KEY, registration_id))
     assert "failed registration status" in str(raised.value.__cause__)
@@ -230,30 +223,25 @@ def test_custom_allocation_failures(
 
 
 def test_webhook_500_then_200_is_retried_to_assigned(
-    emulator: RunningEmulator, webhook: WebhookServer
+    emulator: RunningEmulator, webhook: ScriptedWebhook
 ) -> None:
     """5xx answers are retried on DPS's (time-scaled) schedule until the webhook succeeds."""
-    webhook.replies["retry-1"] = [(500, None), (503, None), (200, {"iotHubHostName": HEATPUMPS})]
+    webhook.by_registration["retry-1"] = [
+        (500, None),
+        (503, None),
+        (200, {"iotHubHostName": HEATPUMPS}),
+    ]
     result = register(emulator, "retry-1", derive_device_key(CUSTOM_KEY, "retry-1"))
     assert result.registration_state.assigned_hub == HEATPUMPS
-    assert (
-        len(
-            [
-                r
-                for r in webhook.requests
-                if r["deviceRuntimeContext"]["registrationId"] == "retry-1"
-            ]
-        )
-        == 3
-    )
+    assert len(webhook.requests_for("retry-1")) == 3
 
 
 def test_reprovision_migrate_moves_device_and_twin(
-    emulator: RunningEmulator, webhook: WebhookServer
+    emulator: RunningEmulator, webhook: ScriptedWebhook
 ) -> None:
     """Under migrate, a second registration to another hub moves the device and its twin."""
     key = derive_device_key(CUSTOM_KEY, "move-1")
-    webhook.replies["move-1"] = [
+    webhook.by_registration["move-1"] = [
         (200, {"iotHubHostName": TOASTERS}),
         (200, {"iotHubHostName": HEATPUMPS}),
     ]
@@ -272,16 +260,8 @@ def test_reprovision_migrate_moves_device_and_twin(
     assert emulator.call(lambda: emulator.emulator.hub(TOASTERS).twin("move-1")) is None
 
 
-def requests_for(webhook: WebhookServer, registration_id: str) -> list[dict[str, Any]]:
-    return [
-        r
-        for r in webhook.requests
-        if r["deviceRuntimeContext"]["registrationId"] == registration_id
-    ]
-
-
 def test_reprovision_reset_restores_the_initial_twin(
-    emulator: RunningEmulator, webhook: WebhookServer
+    emulator: RunningEmulator, webhook: ScriptedWebhook
 ) -> None:
     """Under reset, re-registering on the same hub gives deviceDataReset and a fresh twin."""
     key = derive_device_key(RESET_KEY, "reset-1")
@@ -289,7 +269,7 @@ def test_reprovision_reset_restores_the_initial_twin(
         "iotHubHostName": TOASTERS,
         "initialTwin": {"properties": {"desired": {"mode": "factory"}}},
     }
-    webhook.replies["reset-1"] = [(200, answer)]
+    webhook.by_registration["reset-1"] = [(200, answer)]
     assert register(emulator, "reset-1", key).registration_state.assigned_hub == TOASTERS
     on_hub(
         emulator,
@@ -305,11 +285,13 @@ def test_reprovision_reset_restores_the_initial_twin(
     assert twin["desired"]["mode"] == "factory"
 
 
-def test_reprovision_never_keeps_the_hub(emulator: RunningEmulator, webhook: WebhookServer) -> None:
+def test_reprovision_never_keeps_the_hub(
+    emulator: RunningEmulator, webhook: ScriptedWebhook
+) -> None:
     """Under never, the webhook still runs but is offered only the current hub; the device and
     its twin stay where they are."""
     key = derive_device_key(NEVER_KEY, "never-1")
-    webhook.replies["never-1"] = [(200, {"iotHubHostName": TOASTERS})]
+    webhook.by_registration["never-1"] = [(200, {"iotHubHostName": TOASTERS})]
     assert register(emulator, "never-1", key).registration_state.assigned_hub == TOASTERS
     on_hub(
         emulator,
@@ -321,7 +303,7 @@ def test_reprovision_never_keeps_the_hub(emulator: RunningEmulator, webhook: Web
     second = register(emulator, "never-1", key).registration_state
     assert second.assigned_hub == TOASTERS
     assert second.sub_status == "reprovisionedToInitialAssignment"
-    first_request, second_request = requests_for(webhook, "never-1")
+    first_request, second_request = webhook.requests_for("never-1")
     assert sorted(first_request["linkedHubs"]) == sorted([TOASTERS, HEATPUMPS])
     assert second_request["linkedHubs"] == [TOASTERS]
     twin = on_hub(emulator, TOASTERS, "never-1", key, lambda c: c.get_twin())

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,31 +13,30 @@ from azure.iot.hub import IoTHubRegistryManager
 from store.records import ConnectionState, HubIdentity
 from store.runtime import Runtime, build_runtime, set_runtime
 from store.settings import StoreSettings
-from tests.emulator.e2e import harness
-from tests.emulator.e2e.harness import RunningEmulator, device_client, options
-from tests.store.azurite import Azurite
+from tests.azurite import Azurite, fresh_prefix
+from tests.emulator.e2e.harness import RunningEmulator, device_client, options, wait_for
 
 pytestmark = pytest.mark.e2e
 
 BIND = "127.43.2.1"
 HUB = "toasters.azure-devices.net"
+EVENTS = 15  # seconds: each event goes hub -> delivery -> Functions host -> Azurite
 
 
 @pytest.fixture(scope="module")
-def runtime() -> Iterator[Runtime]:
-    """The Functions app's runtime on a fresh Azurite (tables under a unique prefix)."""
-    with Azurite() as azurite:
-        settings = StoreSettings(
-            connection_string=azurite.connection_string,
-            table_prefix="t" + uuid.uuid4().hex[:12],
-            timeout_seconds=5,
-        )
-        built = build_runtime(settings)
-        set_runtime(built)
-        try:
-            yield built
-        finally:
-            set_runtime(None)
+def runtime(azurite: Azurite) -> Iterator[Runtime]:
+    """The Functions app's runtime on the session's Azurite (tables under a unique prefix)."""
+    settings = StoreSettings(
+        connection_string=azurite.connection_string,
+        table_prefix=fresh_prefix(),
+        timeout_seconds=5,
+    )
+    built = build_runtime(settings)
+    set_runtime(built)
+    try:
+        yield built
+    finally:
+        set_runtime(None)
 
 
 @pytest.fixture(scope="module")
@@ -57,10 +55,6 @@ def emulator(
         yield running
 
 
-def wait_for(condition: Any, timeout: float = 15) -> None:
-    harness.wait_for(condition, timeout)
-
-
 def test_created_connected_disconnected_deleted_land_in_the_inventory(
     emulator: RunningEmulator, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -74,17 +68,19 @@ def test_created_connected_disconnected_deleted_land_in_the_inventory(
     def row() -> Any:
         return store.get_device("life-1")
 
-    wait_for(lambda: row() is not None and row().hub_identity is HubIdentity.PRESENT)
+    wait_for(
+        lambda: row() is not None and row().hub_identity is HubIdentity.PRESENT, timeout=EVENTS
+    )
     assert row().hub == "toasters"
     client = device_client(emulator, HUB, "life-1", device.authentication.symmetric_key.primary_key)
     client.connect()
-    wait_for(lambda: row().connection_state is ConnectionState.CONNECTED)
+    wait_for(lambda: row().connection_state is ConnectionState.CONNECTED, timeout=EVENTS)
     connected_sequence = row().last_sequence_number
     client.shutdown()
-    wait_for(lambda: row().connection_state is ConnectionState.DISCONNECTED)
+    wait_for(lambda: row().connection_state is ConnectionState.DISCONNECTED, timeout=EVENTS)
     assert row().last_sequence_number > connected_sequence
     registry.delete_device("life-1")
-    wait_for(lambda: row().hub_identity is HubIdentity.DELETED)
+    wait_for(lambda: row().hub_identity is HubIdentity.DELETED, timeout=EVENTS)
     delivery = emulator.emulator.delivery
     assert delivery is not None
     assert delivery.delivered >= 4

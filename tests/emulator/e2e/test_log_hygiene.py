@@ -15,9 +15,7 @@ import json
 import logging
 import urllib.error
 import urllib.request
-from contextlib import redirect_stdout
 from dataclasses import dataclass
-from io import StringIO
 
 import pytest
 from azure.iot.device import Message
@@ -26,17 +24,21 @@ from azure.iot.hub import IoTHubRegistryManager
 from msrest.exceptions import HttpOperationError
 
 import function_app
-from emulator.__main__ import main as emulator_main
 from sas import derive_device_key
 from store.memory import MemoryStore
 from store.runtime import Runtime
-from tests.emulator.e2e.harness import RunningEmulator, device_client, options, register
+from tests.emulator.e2e.harness import (
+    RunningEmulator,
+    device_client,
+    emulator_toml,
+    options,
+    regenerate_group_key,
+    register,
+)
 
 pytestmark = pytest.mark.e2e
 
 BIND = "127.46.1.1"
-DPS_HOST = "global.azure-devices-provisioning.net"
-ID_SCOPE = "0ne00000001"
 GROUP_KEY = (
     "oiK77Oy7rBw8YB6IS6ukRChAw+Yq6GC61RMrPLSTiOOtdI+XDu0LmLuNm11p+qv2I+adqGUdZHm46zXAQdZoOA=="
 )
@@ -60,36 +62,29 @@ CLIENT_LOGGERS = (
 # Fragments of SAS tokens and connection strings: none may reach a log line.
 SECRET_SHAPES = ("SharedAccessSignature", "sig=", "SharedAccessKey=", "code=")
 
-CONFIG = f"""
-[dps]
-id_scope = "{ID_SCOPE}"
-host = "{DPS_HOST}"
-
-[[hubs]]
-name = "{TOASTERS}"
-
-[[hubs]]
-name = "{HEATPUMPS}"
-
-[[enrollment_groups]]
-id = "contoso-custom"
-primary_key = "{GROUP_KEY}"
-secondary_key = "{GROUP_SECONDARY}"
-allocation = "custom"
-webhook_url = "http://{BIND}:7071/api/allocate?code={FUNCTION_KEY}"
-hubs = ["{TOASTERS}", "{HEATPUMPS}"]
-
-[[enrollment_groups]]
-id = "generated"
-allocation = "hashed"
-
-[[individual_enrollments]]
-registration_id = "solo-1"
-primary_key = "{SOLO_KEY}"
-secondary_key = "{SOLO_SECONDARY}"
-allocation = "static"
-hubs = ["{TOASTERS}"]
-"""
+CONFIG = emulator_toml(
+    hubs=[TOASTERS, HEATPUMPS],
+    groups=[
+        {
+            "id": "contoso-custom",
+            "primary_key": GROUP_KEY,
+            "secondary_key": GROUP_SECONDARY,
+            "allocation": "custom",
+            "webhook_url": f"http://{BIND}:7071/api/allocate?code={FUNCTION_KEY}",
+            "hubs": [TOASTERS, HEATPUMPS],
+        },
+        {"id": "generated", "allocation": "hashed"},
+    ],
+    individuals=[
+        {
+            "registration_id": "solo-1",
+            "primary_key": SOLO_KEY,
+            "secondary_key": SOLO_SECONDARY,
+            "allocation": "static",
+            "hubs": [TOASTERS],
+        }
+    ],
+)
 
 
 class Recorder(logging.Handler):
@@ -113,27 +108,6 @@ class Run:
 
     def text(self) -> str:
         return "\n".join(line for _, line in self.lines)
-
-
-def regenerate(emulator: RunningEmulator, group: str) -> str:
-    """`python -m emulator regenerate-key GROUP --slot primary --show-key --json`; the new key."""
-    answer = StringIO()  # kept out of pytest's captured output: it holds the new key
-    with redirect_stdout(answer):
-        code = emulator_main(
-            [
-                "regenerate-key",
-                group,
-                "--slot",
-                "primary",
-                "--show-key",
-                "--json",
-                "--state-dir",
-                str(emulator.emulator.options.state_dir),
-            ]
-        )
-    assert code == 0, "regenerate-key failed"
-    key: str = json.loads(answer.getvalue())["key"]
-    return key
 
 
 def drive(emulator: RunningEmulator, secrets: dict[str, str]) -> None:
@@ -181,7 +155,7 @@ def drive(emulator: RunningEmulator, secrets: dict[str, str]) -> None:
     hashed_key = derive_device_key(generated.primary_key, "hashed-001")
     secrets["hashed device key"] = hashed_key
     assert register(emulator, "hashed-001", hashed_key).status == "assigned"
-    secrets["regenerated group key"] = regenerate(emulator, "generated")
+    secrets["regenerated group key"] = regenerate_group_key(emulator, "generated", "primary")
     with pytest.raises(CredentialError):
         register(emulator, "hashed-002", derive_device_key(generated.primary_key, "hashed-002"))
 

@@ -18,30 +18,33 @@ from azure.iot.device.exceptions import ConnectionFailedError, CredentialError
 
 from emulator.__main__ import main
 from sas import derive_device_key
-from tests.emulator.e2e.harness import RunningEmulator, device_client, options, register, wait_for
+from tests.emulator.e2e.harness import (
+    RunningEmulator,
+    device_client,
+    emulator_toml,
+    options,
+    register,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
 BIND = "127.44.2.1"
-DPS_HOST = "global.azure-devices-provisioning.net"
-ID_SCOPE = "0ne00000001"
 HUB = "toasters.azure-devices.net"
 PRIMARY = "DZPe4q3my4xZRYespJ9DC5wu5B5SWQOjY81pkl/cYJY="
 SECONDARY = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="
-CONFIG = f"""
-[dps]
-id_scope = "{ID_SCOPE}"
-
-[[hubs]]
-name = "{HUB}"
-
-[[enrollment_groups]]
-id = "contoso"
-primary_key = "{PRIMARY}"
-secondary_key = "{SECONDARY}"
-allocation = "static"
-hubs = ["{HUB}"]
-"""
+CONFIG = emulator_toml(
+    hubs=[HUB],
+    groups=[
+        {
+            "id": "contoso",
+            "primary_key": PRIMARY,
+            "secondary_key": SECONDARY,
+            "allocation": "static",
+            "hubs": [HUB],
+        }
+    ],
+)
 
 
 @pytest.fixture

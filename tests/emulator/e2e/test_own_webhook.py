@@ -14,13 +14,17 @@ import function_app
 from sas import derive_device_key
 from store.memory import MemoryStore
 from store.runtime import Runtime
-from tests.emulator.e2e.harness import RunningEmulator, device_client, options, register
+from tests.emulator.e2e.harness import (
+    RunningEmulator,
+    device_client,
+    emulator_toml,
+    options,
+    register,
+)
 
 pytestmark = pytest.mark.e2e
 
 BIND = "127.42.4.1"
-DPS_HOST = "global.azure-devices-provisioning.net"
-ID_SCOPE = "0ne00000001"
 GROUP_KEY = (
     "oiK77Oy7rBw8YB6IS6ukRChAw+Yq6GC61RMrPLSTiOOtdI+XDu0LmLuNm11p+qv2I+adqGUdZHm46zXAQdZoOA=="
 )
@@ -29,25 +33,19 @@ FUNCTION_KEY = "e2e-function-key"
 TOASTERS = "contoso-toasters-hub.azure-devices.net"
 HEATPUMPS = "contoso-heatpumps-hub.azure-devices.net"
 
-CONFIG = f"""
-[dps]
-id_scope = "{ID_SCOPE}"
-host = "{DPS_HOST}"
-
-[[hubs]]
-name = "{TOASTERS}"
-
-[[hubs]]
-name = "{HEATPUMPS}"
-
-[[enrollment_groups]]
-id = "contoso-custom"
-primary_key = "{GROUP_KEY}"
-secondary_key = "{SECONDARY}"
-allocation = "custom"
-webhook_url = "http://{BIND}:7071/api/allocate?code={FUNCTION_KEY}"
-hubs = ["{TOASTERS}", "{HEATPUMPS}"]
-"""
+CONFIG = emulator_toml(
+    hubs=[TOASTERS, HEATPUMPS],
+    groups=[
+        {
+            "id": "contoso-custom",
+            "primary_key": GROUP_KEY,
+            "secondary_key": SECONDARY,
+            "allocation": "custom",
+            "webhook_url": f"http://{BIND}:7071/api/allocate?code={FUNCTION_KEY}",
+            "hubs": [TOASTERS, HEATPUMPS],
+        }
+    ],
+)
 
 
 @pytest.fixture(scope="module")

@@ -26,8 +26,7 @@ from emulator.faults.spec import Faults
 from emulator.hub.directory import Hubs
 from emulator.operator.api import AdminApi
 from emulator.operator.cli import EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE
-from tests.emulator.e2e.harness import RunningEmulator, options
-from tests.emulator.test_dps_service import (
+from tests.emulator.dps.test_service import (
     GROUP_PRIMARY,
     GROUP_SECONDARY,
     HEATPUMPS,
@@ -38,24 +37,16 @@ from tests.emulator.test_dps_service import (
     group_device,
     to_hub,
 )
+from tests.emulator.e2e.harness import RunningEmulator, emulator_toml, options
 
 BIND = "127.44.1.1"
 HUB = "toasters.azure-devices.net"
 KEY = "DZPe4q3my4xZRYespJ9DC5wu5B5SWQOjY81pkl/cYJY="
-CONFIG = f"""
-[[hubs]]
-name = "{HUB}"
-
-[[enrollment_groups]]
-id = "contoso"
-primary_key = "{KEY}"
-secondary_key = "{KEY}"
-
-[[individual_enrollments]]
-registration_id = "dev-solo"
-primary_key = "{KEY}"
-secondary_key = "{KEY}"
-"""
+CONFIG = emulator_toml(
+    hubs=[HUB],
+    groups=[{"id": "contoso", "primary_key": KEY, "secondary_key": KEY}],
+    individuals=[{"registration_id": "dev-solo", "primary_key": KEY, "secondary_key": KEY}],
+)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from pathlib import Path
 from emulator.hub.endpoint import Hub
 from emulator.mqtt import Connack, Pingresp, Publish, Suback
 from sas import generate_sas_token
-from tests.emulator.test_server import HUB, KEY, USERNAME, Peer, connected, run, token
+from tests.emulator.mqtt.test_server import HUB, KEY, USERNAME, Peer, connected, run, token
 
 OTHER = "dev-002"
 PINGREQ = b"\xc0\x00"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from emulator.__main__ import main
-from tests.emulator.e2e.harness import RunningEmulator, options
+from tests.emulator.e2e.harness import RunningEmulator, emulator_toml, options
 
 BIND = "127.46.6.1"
 HUB = "toasters.azure-devices.net"
@@ -20,27 +20,27 @@ GROUP_SECONDARY = "EREREREREREREREREREREREREREREREREREREREREEE="
 SOLO_PRIMARY = "EhISEhISEhISEhISEhISEhISEhISEhISEhISEhISEhI="
 SOLO_SECONDARY = "ExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTExM="
 DEVICE_KEY = "FBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQ="
-CONFIG = f"""
-[dps]
-id_scope = "0ne00000001"
-
-[[hubs]]
-name = "{HUB}"
-
-[[enrollment_groups]]
-id = "contoso"
-primary_key = "{GROUP_PRIMARY}"
-secondary_key = "{GROUP_SECONDARY}"
-allocation = "static"
-hubs = ["{HUB}"]
-
-[[individual_enrollments]]
-registration_id = "dev-solo"
-primary_key = "{SOLO_PRIMARY}"
-secondary_key = "{SOLO_SECONDARY}"
-allocation = "static"
-hubs = ["{HUB}"]
-"""
+CONFIG = emulator_toml(
+    hubs=[HUB],
+    groups=[
+        {
+            "id": "contoso",
+            "primary_key": GROUP_PRIMARY,
+            "secondary_key": GROUP_SECONDARY,
+            "allocation": "static",
+            "hubs": [HUB],
+        }
+    ],
+    individuals=[
+        {
+            "registration_id": "dev-solo",
+            "primary_key": SOLO_PRIMARY,
+            "secondary_key": SOLO_SECONDARY,
+            "allocation": "static",
+            "hubs": [HUB],
+        }
+    ],
+)
 READ_COMMANDS = (
     ("status",),
     ("enrollments",),

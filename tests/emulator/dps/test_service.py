@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -25,6 +23,7 @@ from emulator.dps.wire import RegistrationStatus
 from emulator.hub.directory import Hubs
 from sas.keys import derive_device_key
 from sas.token import generate_sas_token
+from tests.scripted_webhook import ScriptedWebhook
 
 NOW = 1_700_000_000.0
 GROUP_PRIMARY = "DZPe4q3my4xZRYespJ9DC5wu5B5SWQOjY81pkl/cYJY="
@@ -442,41 +441,18 @@ def test_publish_without_connect_is_dropped() -> None:
 # --- the same flow with the real webhook client over real HTTP -------------------------------
 
 
-class Allocator(BaseHTTPRequestHandler):
-    """A tiny real webhook: assigns the request's last linked hub, 401 without ?code=k."""
-
-    def do_POST(self) -> None:
-        """Answer like an allocation function."""
-        request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.server.bodies.append(request)  # type: ignore[attr-defined]
-        status = 200 if self.path.endswith("?code=k") else 401
-        answer = json.dumps({"iotHubHostName": request["linkedHubs"][-1], "payload": 7}).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Keep the test output quiet."""
-
-
 @pytest.fixture
-def allocator() -> Iterator[Callable[[str], str]]:
-    """A real HTTP webhook server; yields a function making its URL with a query."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Allocator)
-    server.bodies = []  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    yield lambda query: f"http://127.0.0.1:{server.server_address[1]}/api/allocate?{query}"
-    server.shutdown()
-    server.server_close()
-    thread.join()
+def allocator() -> Iterator[ScriptedWebhook]:
+    """A real HTTP webhook with the function key `k`: it assigns dev-001 to heatpumps with a
+    payload (401 without the key)."""
+    with ScriptedWebhook("127.0.0.1", key="k") as webhook:
+        webhook.by_registration["dev-001"] = [(200, {"iotHubHostName": HEATPUMPS, "payload": 7})]
+        yield webhook
 
 
-def test_real_http_webhook_assigns(allocator: Callable[[str], str]) -> None:
+def test_real_http_webhook_assigns(allocator: ScriptedWebhook) -> None:
     """Through HttpWebhook and a real HTTP server the device is assigned with the payload."""
-    service, hubs = build(HttpWebhook(timeout=5), webhook_url=allocator("code=k"))
+    service, hubs = build(HttpWebhook(timeout=5), webhook_url=allocator.url)
     body = asyncio.run(group_device(service).provision())
     assert body["status"] == "assigned"
     assert body["registrationState"]["assignedHub"] == HEATPUMPS
@@ -484,9 +460,10 @@ def test_real_http_webhook_assigns(allocator: Callable[[str], str]) -> None:
     assert hubs.hub(HEATPUMPS).device("dev-001") is not None
 
 
-def test_real_http_webhook_with_a_wrong_key_fails_400209(allocator: Callable[[str], str]) -> None:
+def test_real_http_webhook_with_a_wrong_key_fails_400209(allocator: ScriptedWebhook) -> None:
     """A real webhook answering 401 makes the registration fail with 400209."""
-    service, _ = build(HttpWebhook(timeout=5), webhook_url=allocator("code=wrong"))
+    wrong_key = allocator.url_for("/api/allocate?code=wrong")
+    service, _ = build(HttpWebhook(timeout=5), webhook_url=wrong_key)
     body = asyncio.run(group_device(service).provision())
     assert body["registrationState"]["errorCode"] == 400209
 
