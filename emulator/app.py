@@ -7,8 +7,9 @@
 3. DPS: the `ports.MqttEndpoint` for registrations, assigning devices through the hubs;
 4. `certs.ensure_certificates`: CA and server certificate for the bind address, `localhost`, the
    DPS host and every hub, in `--state-dir` (clients trust `<state-dir>/ca.pem`);
-   With `persist` (`--state-dir` given), `<state-dir>/state.json` is read first and what it holds
-   put back (`persistence`); a `StateWriter` then rewrites it when something changed;
+   With `persist` (`--state-dir` given), `<state-dir>/state.json` and the journal after it are
+   read first and what they hold put back (`persistence`); a `StateWriter` then journals every
+   change before it is acknowledged (the MQTT and HTTP servers wait for it);
 5. `server.MqttServer` on `--bind`:8883, routing each CONNECT by username: DPS usernames
    (`{idScope}/registrations/{id}/...`) to DPS, hub usernames (`{host}/{device}/?...`) to the hub
    named by `{host}`, anything else refused; each through its `fault_gate.FaultGate`, which
@@ -73,7 +74,8 @@ from emulator.hub.endpoint import Hub
 from emulator.mqtt.server import MQTT_TLS_PORT, MqttServer
 from emulator.operator.api import AdminServer
 from emulator.operator.client import remove_admin_file, write_admin_file
-from emulator.persistence.writer import STATE_FILE, StateWriter, read_state, restore
+from emulator.persistence.journal import Journal, segment_paths
+from emulator.persistence.writer import STATE_FILE, StateWriter, load_state, restore
 from emulator.service.api import ServiceApi
 from emulator.service.credentials import HUBS_FILE, connection_string, policy_keys, write_hubs_file
 from emulator.service.server import DEFAULT_SERVICE_PORT, ServiceEndpoint, ServiceServer
@@ -162,6 +164,7 @@ class Emulator:
         self.functions: FunctionsHost | None = None
         self.function_key: str | None = None
         self.function_key_generated = False
+        self._system_key: str | None = None
         self.service: ServiceServer | None = None
         self.delivery: EventDelivery | None = None
         self.connection_strings: dict[str, str] = {}
@@ -217,6 +220,7 @@ class Emulator:
             ssl_context=server_ssl_context(self.certificates),
             host=options.bind,
             port=options.mqtt_port,
+            durability=self.state.journal if self.state is not None else None,
         )
         await _listen("--mqtt-port", f"{options.bind}:{options.mqtt_port}", self.server.start())
         await _listen(
@@ -271,6 +275,7 @@ class Emulator:
                 ServiceEndpoint(hub, port + index if port else 0)
                 for index, hub in enumerate(config.hubs)
             ],
+            barrier=self.state.barrier if self.state is not None else None,
         )
         await self.service.start()
         self.connection_strings = {
@@ -342,12 +347,22 @@ class Emulator:
             self.state = None
 
     def _restore_state(self, config: EmulatorConfig, dps: DpsService, hubs: Hubs) -> None:
-        self.options.state_dir.mkdir(parents=True, exist_ok=True)
-        path = self.options.state_dir / STATE_FILE
-        snapshot = read_state(path)  # StateError: reported by the caller, the file left alone
+        state_dir = self.options.state_dir
+        state_dir.mkdir(parents=True, exist_ok=True)
+        # StateError: reported by the caller, the snapshot and journal left alone.
+        snapshot, last = load_state(state_dir)
         if snapshot is not None:
             restore(snapshot, config, dps, hubs)
-        self.state = StateWriter(path, config, dps, hubs, interval=self.options.state_interval)
+        self.state = StateWriter(
+            state_dir / STATE_FILE,
+            config,
+            dps,
+            hubs,
+            Journal(state_dir, appended=last),
+            interval=self.options.state_interval,
+        )
+        if segment_paths(state_dir):
+            self.state.snapshot_now()  # what the journal held is folded into state.json
         self.state.start()
 
     async def _drop_on_schedule(self) -> None:
@@ -371,11 +386,13 @@ class Emulator:
         if problems:
             raise AppNotReady(problems)
         master_key, _ = state_key(options.state_dir, "master-key")
+        self._system_key, _ = state_key(options.state_dir, "eventgrid-key")
         self.function_key = key
         self.functions = FunctionsHost(
             module.app,
             function_key=key,
             master_key=master_key,
+            system_key=self._system_key,
             host=options.functions_bind,
             port=options.functions_port,
             readiness=module.readiness,
@@ -432,7 +449,7 @@ class Emulator:
         if self.config is not None and self.config.events_url is not None:
             return self.config.events_url
         if self.functions is not None:
-            return functions_host_events_url(self.functions.base_url)
+            return functions_host_events_url(self.functions.base_url, self._system_key or "")
         return None
 
     def _route(self, username: str) -> MqttEndpoint | None:

@@ -93,8 +93,9 @@ class MqttEndpoint(Protocol):
 
     def publish(
         self, *, client_id: str, topic: str, payload: bytes, send: Send, now: float
-    ) -> None:
-        """Handle a client PUBLISH; replies go through `send`, now or later."""
+    ) -> bool:
+        """Handle a client PUBLISH; replies go through `send`, now or later. False refuses it:
+        the shell then closes the connection without acknowledging the message."""
         ...
 
     def subscribe(self, *, client_id: str, topic_filter: str) -> bool:

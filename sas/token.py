@@ -10,6 +10,8 @@ Rules (docs/protocol/sas-and-keys.md §1-§4):
   (``quote(sig, safe="")`` by the device SDK; azure-iot-hub leaves ``/`` raw).
 - Verification: expiry first (``se`` must be after ``now``), then the resource, compared
   case-insensitively after URL-decoding, then the signature in constant time against each key.
+- ``se`` is at most ``MAX_EXPIRY`` (the last second of year 9999): Azure's services hold it in a
+  .NET ``DateTime``, so a later expiry fails there and is refused here as malformed.
 
 Pure: no clock (``now`` is an argument), no I/O. Neither a token nor a signature nor a key
 appears in an error message or a ``repr``.
@@ -30,6 +32,9 @@ PREFIX = "SharedAccessSignature "
 _REQUIRED = ("sr", "sig", "se")
 _OPTIONAL = ("skn",)
 _EXPIRY = re.compile(r"0|[1-9][0-9]{0,19}")  # no leading zeros: `se` is re-rendered to verify
+
+
+MAX_EXPIRY = 253_402_300_799  # 9999-12-31T23:59:59Z
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,9 +82,10 @@ def parse_sas_token(token: str) -> SasToken:
         raise MalformedToken(
             f"token: missing field(s) {', '.join(missing)}", reason="missing_field"
         )
-    if not _EXPIRY.fullmatch(fields["se"]):
+    if not _EXPIRY.fullmatch(fields["se"]) or int(fields["se"]) > MAX_EXPIRY:
         raise MalformedToken(
-            "token: field 'se' expected seconds since the epoch in decimal, no leading zeros",
+            "token: field 'se' expected seconds since the epoch in decimal, no leading zeros, "
+            "no later than the end of year 9999",
             reason="bad_expiry",
         )
     return SasToken(

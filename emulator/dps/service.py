@@ -32,7 +32,7 @@ import json
 import logging
 import os
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable
 
 from emulator.activity import Activity
@@ -77,7 +77,10 @@ __all__ = ["Attempt", "DpsService"]
 log = logging.getLogger(__name__)
 
 POLL_RETRY_AFTER = 1  # seconds, an integer: the SDK parses `retry-after` with int()
-MAX_OPERATIONS = 10_000
+MAX_OPERATIONS = 100_000
+# A registration id polls one operation at a time; older ones only matter to a late poll. Keeping a
+# few per id means one device's register flood can only evict its own operations.
+OPERATIONS_PER_REGISTRATION = 4
 MAX_ATTEMPTS = 10_000
 MAX_ANSWER_CHARS = 300
 ERROR_INTERNAL = 500000  # inference: DPS's code for an internal failure is undocumented
@@ -153,9 +156,12 @@ class DpsService:
         self._started = format_dps_timestamp(clock())
         self._registrants: dict[str, Registrant] = {}
         self._operations: dict[str, Operation] = {}
+        self._operations_of: dict[str, deque[str]] = {}  # registration id (lower) -> operation ids
         self._records: dict[str, RegistrationRecord] = {}
         self._attempts: OrderedDict[str, Attempt] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
+        # Called with each new or changed record before the device hears of it (persistence).
+        self.on_record: Callable[[RegistrationRecord], None] | None = None
 
     @property
     def id_scope(self) -> str:
@@ -241,13 +247,13 @@ class DpsService:
 
     def publish(
         self, *, client_id: str, topic: str, payload: bytes, send: Send, now: float
-    ) -> None:
-        """Serve a register or a poll; answers go through `send`."""
+    ) -> bool:
+        """Serve a register or a poll; answers go through `send` (errors too: always accepted)."""
         send = self._traced(client_id, send)
         registrant = self._registrants.get(client_id)
         if registrant is None:
             log.warning("DPS PUBLISH from %r without an accepted CONNECT; dropped", client_id)
-            return
+            return True
         try:
             request = parse_request(topic, payload, registration_id=registrant.registration_id)
         except DpsRequestError as error:
@@ -257,11 +263,12 @@ class DpsService:
                     reply_topic(error.status, error.rid),
                     error_body(error.error_code, error.message, now=now),
                 )
-            return
+            return True
         if isinstance(request, Register):
             self._register(registrant, request, send, now)
         else:
             self._poll(registrant, request, send, now)
+        return True
 
     def _traced(self, client_id: str, send: Send) -> Send:
         """`send`, telling `activity` what goes on the wire (`dps.reply`)."""
@@ -349,9 +356,24 @@ class DpsService:
         send(reply_topic(200, query.rid), operation_body(operation))
 
     def _store(self, operation: Operation) -> None:
+        """Keep an operation (new, or updated): each registration id's last few, fairly."""
+        known = operation.operation_id in self._operations
         self._operations[operation.operation_id] = operation
-        while len(self._operations) > MAX_OPERATIONS:
-            del self._operations[next(iter(self._operations))]
+        if known:
+            return
+        mine = self._operations_of.setdefault(operation.registration_id.lower(), deque())
+        mine.append(operation.operation_id)
+        while len(mine) > OPERATIONS_PER_REGISTRATION:
+            self._operations.pop(mine.popleft(), None)
+        while len(self._operations) > MAX_OPERATIONS:  # many devices: the oldest device's goes
+            oldest = next(iter(self._operations))
+            owner = self._operations.pop(oldest).registration_id.lower()
+            ids = self._operations_of.get(owner)
+            if ids is not None:
+                if oldest in ids:
+                    ids.remove(oldest)
+                if not ids:
+                    del self._operations_of[owner]
 
     # -- allocation -----------------------------------------------------------------------------
 
@@ -398,6 +420,8 @@ class DpsService:
         new_record, plan = plan_assignment(registrant, outcome, record=record, now=now)
         self._apply(plan, registrant, now)
         self._records[registrant.registration_id.lower()] = new_record
+        if self.on_record is not None:
+            self.on_record(new_record)
         log.info(
             "DPS registration %r assigned to %s (%s)",
             registrant.registration_id,

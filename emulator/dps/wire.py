@@ -30,6 +30,9 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import unquote
 
+from allocation.errors import RequestError
+from allocation.strict_json import decode
+
 RESPONSE_TOPIC_FILTER = "$dps/registrations/res/#"
 REGISTER_TOPIC = "$dps/registrations/PUT/iotdps-register/"
 STATUS_TOPIC = "$dps/registrations/GET/iotdps-get-operationstatus/"
@@ -141,11 +144,9 @@ def parse_request(topic: str, payload: bytes, *, registration_id: str) -> Regist
 
 def _register_payload(payload: bytes, registration_id: str, rid: str) -> object:
     try:
-        body = json.loads(payload.decode("utf-8")) if payload.strip() else {}
-    except (UnicodeDecodeError, ValueError):
-        raise DpsRequestError(
-            400, ERROR_BAD_REQUEST, "Register body: expected JSON.", rid=rid
-        ) from None
+        body = decode(payload, field="register body") if payload.strip() else {}
+    except RequestError as error:
+        raise DpsRequestError(400, ERROR_BAD_REQUEST, f"{error}.", rid=rid) from None
     if not isinstance(body, dict):
         raise DpsRequestError(400, ERROR_BAD_REQUEST, "Register body: expected an object.", rid=rid)
     sent_id = body.get("registrationId", registration_id)

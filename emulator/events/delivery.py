@@ -60,9 +60,15 @@ POST_TIMEOUT = 30.0  # Event Grid waits 30 s for an answer
 _NOT_RETRIED = frozenset({400, 413})
 
 
-def functions_host_events_url(base_url: str, function_name: str = "device_lifecycle") -> str:
-    """The local Functions host's Event Grid trigger URL for `function_name`."""
-    return f"{base_url.rstrip('/')}/runtime/webhooks/EventGrid?functionName={function_name}"
+def functions_host_events_url(
+    base_url: str, system_key: str, function_name: str = "device_lifecycle"
+) -> str:
+    """The local Functions host's Event Grid trigger URL for `function_name`, with the host's
+    Event Grid system key (`code=`), as Azure's subscription endpoints carry it."""
+    return (
+        f"{base_url.rstrip('/')}/runtime/webhooks/EventGrid?functionName={function_name}"
+        f"&code={system_key}"
+    )
 
 
 class EventPostError(Exception):

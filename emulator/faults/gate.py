@@ -73,7 +73,7 @@ class FaultGate:
 
     def publish(
         self, *, client_id: str, topic: str, payload: bytes, send: Send, now: float
-    ) -> None:
+    ) -> bool:
         """A throttled DPS request gets 429 + retry-after; everything else goes through."""
         if self._is_dps:
             retry_after = self._faults.throttle(self.target, now)
@@ -83,8 +83,10 @@ class FaultGate:
                     reply_topic(429, rid, retry_after=retry_after),
                     error_body(THROTTLED_ERROR_CODE, THROTTLED_MESSAGE, now=now),
                 )
-                return
-        self.endpoint.publish(client_id=client_id, topic=topic, payload=payload, send=send, now=now)
+                return True
+        return self.endpoint.publish(
+            client_id=client_id, topic=topic, payload=payload, send=send, now=now
+        )
 
     def subscribe(self, *, client_id: str, topic_filter: str) -> bool:
         """Passed through."""

@@ -8,8 +8,10 @@ It serves whatever `app.get_functions()` declares, generically:
   key, ANONYMOUS anything; the key comes from `?code=` or the `x-functions-key` header. A missing
   or wrong key is answered 401 before the function runs, as Azure does (Core Tools does not
   check keys; DPS maps that 401 to 400209, so the emulator must).
-- Event Grid triggers at `POST /runtime/webhooks/EventGrid?functionName=<name>` with the status
-  codes of Core Tools' Event Grid extension (docs/protocol/lifecycle-events.md §7):
+- Event Grid triggers at `POST /runtime/webhooks/EventGrid?functionName=<name>&code=<key>` with
+  the status codes of the Event Grid extension (docs/protocol/lifecycle-events.md §7). As on Azure,
+  the key is the host's Event Grid system key (`eventgrid_extension`) or the master key; without
+  it, 401 before anything runs. `aeg-event-type` is compared case-insensitively:
 
       aeg-event-type: SubscriptionValidation   200 {"validationResponse": <validationCode>}
       aeg-event-type: Notification             202 when every event's invocation succeeds,
@@ -18,7 +20,6 @@ It serves whatever `app.get_functions()` declares, generically:
       header missing or another value          400
       unknown functionName                     404
 
-  Keys are not checked there (Core Tools does not either).
 
 - `GET /admin/host/status` (master key), as on Azure: `{"state": "Running"}`, or
   `{"state": "Error", "errors": [...]}` when the app's readiness check (given as `readiness`)
@@ -60,6 +61,8 @@ from starlette.requests import Request as HttpRequest
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from allocation.errors import RequestError
+from allocation.strict_json import decode
 from devtools.files import write_private
 from devtools.keys import new_token
 from emulator.web.server import HttpLimits, HttpServer, Limits, bind
@@ -128,6 +131,8 @@ def state_key(state_dir: Path, name: str, given: str | None = None) -> tuple[str
     if path.exists():
         stored = path.read_text(encoding="utf-8").strip()
         if stored:
+            if path.stat().st_mode & 0o077:
+                path.chmod(0o600)  # a key file others can read is made private, not trusted as is
             return stored, False
     key = new_token(32)
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -263,6 +268,7 @@ class FunctionsHost:
         *,
         function_key: str,
         master_key: str | None = None,
+        system_key: str | None = None,
         host: str = "127.0.0.1",
         port: int = DEFAULT_PORT,
         route_prefix: str = "api",
@@ -272,6 +278,7 @@ class FunctionsHost:
         self._readiness = readiness
         self._function_key = function_key
         self._master_key = master_key
+        self._system_key = system_key
         self._address = (host, port)
         self._server: HttpServer | None = None
 
@@ -421,19 +428,28 @@ class FunctionsHost:
     def _event_grid_request(
         self, query: Mapping[str, str], headers: Mapping[str, str], body: bytes
     ) -> _Reply:
+        presented = query.get("code") or headers.get("x-functions-key") or ""
+        if not any(
+            key and hmac.compare_digest(presented.encode(), key.encode())
+            for key in (self._system_key, self._master_key)
+        ):
+            log.info("functions host: Event Grid request without the system key -> 401")
+            return _Reply(status=401)
         name = query.get("functionName", "")
         function = self._event_grid.get(name.lower())
         if function is None:
             return _json_reply(404, {"error": f"cannot find function: '{name}'"})
-        kind = headers.get("aeg-event-type", "")
-        if kind not in ("SubscriptionValidation", "Notification", "Unsubscribe"):
+        kinds = {"subscriptionvalidation": "SubscriptionValidation", "notification": "Notification"}
+        kinds["unsubscribe"] = "Unsubscribe"
+        kind = kinds.get(headers.get("aeg-event-type", "").lower(), "")
+        if not kind:
             return _json_reply(400, {"error": "aeg-event-type header missing or not supported"})
         if kind == "Unsubscribe":
             return _Reply(status=202)
         try:
-            parsed = json.loads(body)
-        except (UnicodeDecodeError, ValueError):
-            return _json_reply(400, {"error": "body: expected JSON"})
+            parsed = decode(body, max_bytes=MAX_BODY_BYTES)
+        except RequestError as error:
+            return _json_reply(400, {"error": str(error)})
         events = parsed if isinstance(parsed, list) else [parsed]
         if not all(isinstance(event, dict) for event in events):
             return _json_reply(400, {"error": "body: expected an event or an array of events"})

@@ -25,7 +25,6 @@ Protocol (docs/protocol/hub-mqtt.md):
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -33,6 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from allocation.errors import RequestError
+from allocation.strict_json import decode
 from emulator.endpoints import CONNACK_ACCEPTED, CONNACK_NOT_AUTHORIZED, Close, Send
 from emulator.hub.device_events import LifecycleEvent, LifecycleKind, format_sequence, next_sequence
 from emulator.hub.messages import (
@@ -293,8 +294,9 @@ class Hub(Registry):
 
     def publish(
         self, *, client_id: str, topic: str, payload: bytes, send: Send, now: float
-    ) -> None:
-        """Telemetry, twin GET / reported PATCH, and direct method responses."""
+    ) -> bool:
+        """Telemetry, twin GET / reported PATCH, and direct method responses; any other topic
+        (another device's, an unknown one) is refused, and IoT Hub closes the connection."""
         self._last_activity[client_id] = now
         if topic.startswith(f"devices/{client_id}/messages/events/"):
             self._telemetry(client_id, topic, payload, now)
@@ -305,7 +307,14 @@ class Hub(Registry):
         elif topic.startswith("$iothub/methods/res/"):
             self._method_response(client_id, topic, payload)
         else:
-            log.warning("hub ignored publish hub=%s client_id=%s", self.name, client_id)
+            log.warning(
+                "hub refused a publish to a topic the device may not use; closing hub=%s "
+                "client_id=%s",
+                self.name,
+                client_id,
+            )
+            return False
+        return True
 
     def subscribe(self, *, client_id: str, topic_filter: str) -> bool:
         """Grant the four filters the device SDK uses; refuse anything else."""
@@ -353,12 +362,13 @@ class Hub(Registry):
             send(f"$iothub/twin/res/404/?$rid={rid}", b"")
             return
         try:
-            patched = twin.patch_reported(json.loads(payload), now=now)
-        except (ValueError, TwinError) as error:
-            message = str(error) if isinstance(error, TwinError) else "body: expected JSON"
+            patched = twin.patch_reported(decode(payload, field="reported"), now=now)
+        except (RequestError, TwinError) as error:
+            message = str(error)
             send(f"$iothub/twin/res/400/?$rid={rid}", json_bytes({"message": message}))
             return
         self._twins[device_id] = patched
+        self._changed(device_id)
         send(f"$iothub/twin/res/204/?$rid={rid}&$version={patched.reported_version}", b"")
 
     def _method_response(self, device_id: str, topic: str, payload: bytes) -> None:
@@ -371,7 +381,7 @@ class Hub(Registry):
         del self._methods[rid]
         try:
             status = int(segments[3])
-            body = json.loads(payload) if payload.strip() else None
-        except ValueError:
+            body = decode(payload, field="payload") if payload.strip() else None
+        except (ValueError, RequestError):
             status, body = 500, None
         pending[1](MethodResponse(status, body))

@@ -9,6 +9,8 @@ forget its session), desired properties changed (push the patch to the device).
   stripped; None means "must not exist" for create), twin patch / replace with twin etags.
 - A device created (by DPS or the service API) or deleted becomes a `LifecycleEvent` handed to
   `on_event`, carrying the device as it was (`DeviceView`); never blocks.
+- Every change to a device's identity or twin (not its connection) calls `on_change(hub, device_id)`
+  after it is made, before anyone is answered: persistence journals it there (`persistence`).
 
 Errors:
 
@@ -131,6 +133,7 @@ class Registry:
         self._on_event = on_event
         self._devices: dict[str, DeviceIdentity] = {}
         self._twins: dict[str, TwinDocument] = {}
+        self.on_change: Callable[[str, str], None] | None = None
 
     def upsert_device(
         self,
@@ -164,6 +167,7 @@ class Registry:
             self._twins[device_id] = twin
         elif device_id not in self._twins:
             self._twins[device_id] = TwinDocument.new(None, now=now)
+        self._changed(device_id)
         if previous is None:
             self._emit_identity(LifecycleKind.CREATED, device_id, now)
         if not enabled:
@@ -175,13 +179,20 @@ class Registry:
         self._devices[identity.device_id] = identity
         self._twins[identity.device_id] = twin
 
+    def restore_absence(self, device_id: str) -> None:
+        """Replay a persisted delete (`emulator.persistence`): no lifecycle event, no checks."""
+        self._devices.pop(device_id, None)
+        self._twins.pop(device_id, None)
+
     def delete_device(self, device_id: str, *, now: float | None = None) -> None:
         """Remove a device, its twin and session, and drop its connection; missing is fine."""
         when = self._clock() if now is None else now
         if device_id in self._devices:
             self._emit_identity(LifecycleKind.DELETED, device_id, when)
-        self._devices.pop(device_id, None)
+        existed = self._devices.pop(device_id, None) is not None
         self._twins.pop(device_id, None)
+        if existed:
+            self._changed(device_id)
         self._identity_deleted(device_id, when)
 
     def device(self, device_id: str) -> DeviceIdentity | None:
@@ -245,6 +256,7 @@ class Registry:
         )
         self._devices[device_id] = identity
         self._twins[device_id] = TwinDocument.new(None, now=now)
+        self._changed(device_id)
         self._emit_identity(LifecycleKind.CREATED, device_id, now)
         return identity
 
@@ -277,6 +289,7 @@ class Registry:
             iot_edge=iot_edge,
         )
         self._devices[device_id] = identity
+        self._changed(device_id)
         if not enabled:
             self._identity_disabled(device_id, now)
         return identity
@@ -306,6 +319,7 @@ class Registry:
         if desired is not None:
             twin = twin.patch_desired(desired, now=now)
         self._twins[device_id] = twin
+        self._changed(device_id)
         if isinstance(desired, dict) and desired:
             self._desired_changed(device_id, twin, desired)
         return twin
@@ -325,6 +339,7 @@ class Registry:
         twin = twin.replace_tags(tags if tags is not None else {}, now=now)
         twin = twin.replace_desired(desired if desired is not None else {}, now=now)
         self._twins[device_id] = twin
+        self._changed(device_id)
         self._desired_changed(device_id, twin, dict(twin.desired))
         return twin
 
@@ -334,6 +349,7 @@ class Registry:
             raise TwinError("properties.desired", "a JSON object")
         twin = self._require_twin(device_id).patch_desired(patch, now=now)
         self._twins[device_id] = twin
+        self._changed(device_id)
         self._desired_changed(device_id, twin, patch)
         return twin
 
@@ -352,6 +368,10 @@ class Registry:
             disabled=len(self._devices) - enabled,
             connected=sum(self._connection_state(d).connected for d in self._devices),
         )
+
+    def _changed(self, device_id: str) -> None:
+        if self.on_change is not None:
+            self.on_change(self.name, device_id)
 
     def _emit_identity(self, kind: LifecycleKind, device_id: str, now: float) -> None:
         if self._on_event is None:

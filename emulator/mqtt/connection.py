@@ -2,10 +2,11 @@
 
 `receive_data(bytes)` turns what the client sent into events (the packets it sent, plus a final
 `ProtocolViolation` if it broke the protocol); `send(packet)` turns what the server decides into
-bytes. Automatic replies (PUBACK for a QoS 1 PUBLISH, UNSUBACK, PINGRESP, and the CONNACK that
-refuses an unsupported protocol level) are queued by `receive_data` and returned by the next
-`data_to_send()` or `send()`, always in the order they arose, so a PUBACK precedes any reply the
-server derives from that PUBLISH.
+bytes. Automatic replies (UNSUBACK, PINGRESP, and the CONNACK that refuses an unsupported protocol
+level) are queued by `receive_data` and returned by the next `data_to_send()` or `send()`, always
+in the order they arose. A QoS 1 PUBLISH is not acknowledged by the engine: the shell calls
+`acknowledge(packet_id)` once the endpoint has accepted the message (IoT Hub closes, without a
+PUBACK, a connection that publishes where it may not), so a PUBACK always follows the decision.
 
 What the engine does NOT do: sockets, TLS, clocks, authentication, routing or subscription
 matching. Keep-alive is data: `receive_timeout` says how long the shell may wait for the next
@@ -96,10 +97,12 @@ class ServerConnection:
         self._outbox = bytearray()
         self._next_packet_id = 1
         self._unacknowledged: dict[int, Publish] = {}
+        self.packets_received = 0  # complete packets so far: what keep-alive counts, not bytes
 
     @property
     def receive_timeout(self) -> float | None:
-        """Seconds the shell may wait for the next bytes; None means no limit."""
+        """Seconds the shell may wait for the next complete packet (the CONNECT: from the
+        connection's start); None means no limit."""
         if self.state is ConnectionState.AWAIT_CONNECT:
             return self._connect_timeout
         if self.keep_alive == 0:
@@ -131,6 +134,7 @@ class ServerConnection:
                 events.append(self._violation(str(error)))
                 break
             del self._inbox[:used]
+            self.packets_received += 1
             event = self._receive_packet(packet)
             if event is not None:
                 events.append(event)
@@ -143,9 +147,7 @@ class ServerConnection:
             return self._receive_connect(packet)
         if not isinstance(packet, _CLIENT_PACKETS):
             return self._violation(f"a client may not send {type(packet).__name__.upper()} here")
-        if isinstance(packet, Publish) and packet.packet_id is not None:
-            self._queue(Puback(packet.packet_id))  # the codec sets packet_id exactly for QoS 1
-        elif isinstance(packet, Puback):
+        if isinstance(packet, Puback):
             self._unacknowledged.pop(packet.packet_id, None)
         elif isinstance(packet, Unsubscribe):
             self._queue(Unsuback(packet.packet_id))
@@ -195,6 +197,13 @@ class ServerConnection:
             packet = replace(packet, packet_id=packet_id)
             self._unacknowledged[packet_id] = packet
         self._queue(packet)
+        return self.data_to_send()
+
+    def acknowledge(self, packet_id: int) -> bytes:
+        """The PUBACK for an accepted QoS 1 PUBLISH (its `packet_id`), after what is queued."""
+        if self.state is ConnectionState.CLOSED:
+            return b""
+        self._queue(Puback(packet_id))
         return self.data_to_send()
 
     def data_to_send(self) -> bytes:

@@ -5,9 +5,18 @@ what the engine returns, and hands each event to the endpoint the CONNECT userna
 (`ports.MqttEndpoint`): DPS or one of the hubs. It decides nothing about DPS or hubs itself.
 
 Per-connection rules (one bad client costs only its own connection; the server keeps serving):
-- no bytes within `engine.receive_timeout` (connect timeout, then 1.5 x keep-alive) -> closed;
+- the TLS handshake and the whole CONNECT packet must arrive within `connect_timeout` of the
+  connection, however the bytes trickle in; afterwards a complete packet within 1.5 x keep-alive
+  of the previous one (bytes of an unfinished packet do not count) -> else closed;
+- at most `max_connections_per_address` connections from one address (a fleet simulator on one
+  machine opens thousands, so the default is high) -> more are closed at once;
 - a `ProtocolViolation` (malformed, QoS 2, oversized, out of order) -> logged and closed;
+- a PUBLISH the endpoint refuses (a topic the device may not use) -> closed, not acknowledged;
 - a client that does not read (write buffer above `max_write_buffer`) -> closed;
+- with `durability` (the state journal, `--state-dir`): while a change is not yet on disk, every
+  byte a connection would send is held (in order) until it is, so no acknowledgement (PUBACK,
+  twin response, DPS reply) reaches a client before the change it acknowledges is durable; if
+  the journal fails, connections with held bytes are closed instead;
 - an exception inside an endpoint -> logged with its traceback and that connection closed;
 - `Send` after the connection ended is dropped silently (ports.py).
 Server-to-client PUBLISHes go out at QoS 1, as IoT Hub sends C2D (hub-mqtt.md §4).
@@ -22,7 +31,9 @@ import contextlib
 import logging
 import ssl
 import time
+from collections import Counter
 from collections.abc import Callable
+from typing import Protocol
 
 from emulator.endpoints import MqttEndpoint
 from emulator.mqtt import (
@@ -45,6 +56,7 @@ __all__ = ["MQTT_TLS_PORT", "MqttServer", "Router"]
 
 # A fleet connecting at once queues its TCP handshakes here; asyncio's default is 100.
 LISTEN_BACKLOG = 2048
+MAX_CONNECTIONS_PER_ADDRESS = 16_384
 # asyncio's TLS layer allocates one read buffer of this size per connection (256 KiB in 3.11):
 # most of the memory a connected device costs (bench/emulator_bench.py). Device messages are
 # small and a larger record is read in several steps, so 32 KiB serves as well.
@@ -60,6 +72,18 @@ Router = Callable[[str], MqttEndpoint | None]
 Clock = Callable[[], float]
 
 
+class Durability(Protocol):
+    """The state journal as the shell sees it (`persistence.journal.Journal`)."""
+
+    durable: int
+
+    def pending(self) -> int | None:
+        """The entry an acknowledgement sent now must wait for, or None when all is on disk."""
+
+    async def wait(self, seq: int) -> None:
+        """Return once entry `seq` is on disk; OSError if it never will be."""
+
+
 class MqttServer:
     """A TLS MQTT listener on one address that routes each connection to an endpoint."""
 
@@ -73,8 +97,13 @@ class MqttServer:
         max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
         connect_timeout: float = 10.0,
         max_write_buffer: int = 4 * 1024 * 1024,
+        max_connections_per_address: int = MAX_CONNECTIONS_PER_ADDRESS,
         clock: Clock = time.time,
+        durability: Durability | None = None,
     ) -> None:
+        self._durability = durability
+        self._per_address = max_connections_per_address
+        self._addresses: Counter[str] = Counter()
         self._router = router
         self._ssl = ssl_context
         self._host = host
@@ -126,7 +155,14 @@ class MqttServer:
         engine = ServerConnection(
             max_packet_size=self._max_packet_size, connect_timeout=self._connect_timeout
         )
-        connection = _Connection(engine, writer, self._max_write_buffer)
+        connection = _Connection(engine, writer, self._max_write_buffer, self._durability)
+        address = connection.peer.rpartition(":")[0]
+        self._addresses[address] += 1
+        if self._addresses[address] > self._per_address:
+            log.warning("too many connections from %s; closing one", address)
+            self._release(address)
+            connection.close()
+            return
         self._connections.add(connection)
         handler = asyncio.current_task()
         if handler is not None:
@@ -143,6 +179,7 @@ class MqttServer:
                 connection.client_id,
             )
         finally:
+            self._release(address)
             self._connections.discard(connection)
             connection.close()
             if connection.endpoint is not None and not connection.closed_by_endpoint:
@@ -150,11 +187,19 @@ class MqttServer:
             with contextlib.suppress(ConnectionError, ssl.SSLError, TimeoutError):
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
 
+    def _release(self, address: str) -> None:
+        self._addresses[address] -= 1
+        if self._addresses[address] <= 0:
+            del self._addresses[address]
+
     async def _run(self, connection: _Connection, reader: asyncio.StreamReader) -> None:
         engine = connection.engine
+        loop = asyncio.get_running_loop()
+        last_packet, seen = loop.time(), 0  # the CONNECT's deadline runs from the connection
         while connection.is_open():
+            timeout = engine.receive_timeout
             try:
-                async with asyncio.timeout(engine.receive_timeout):
+                async with asyncio.timeout_at(None if timeout is None else last_packet + timeout):
                     data = await reader.read(64 * 1024)
             except TimeoutError:
                 log.info(
@@ -166,6 +211,8 @@ class MqttServer:
             if not data:
                 return
             events = engine.receive_data(data)
+            if engine.packets_received != seen:
+                last_packet, seen = loop.time(), engine.packets_received
             connection.write(engine.data_to_send())
             for event in events:
                 if not connection.is_open():
@@ -190,13 +237,25 @@ class MqttServer:
         elif endpoint is None:
             return  # refused at CONNECT: the engine is closed and produces nothing more
         elif isinstance(event, Publish):
-            endpoint.publish(
-                client_id=connection.client_id,
-                topic=event.topic,
-                payload=event.payload,
-                send=connection.send,
-                now=self._clock(),
-            )
+            # What the endpoint sends while deciding (a twin response, a DPS reply) goes out after
+            # the PUBACK, as IoT Hub orders them, and not at all if the PUBLISH is refused.
+            connection.deferring = True
+            try:
+                accepted = endpoint.publish(
+                    client_id=connection.client_id,
+                    topic=event.topic,
+                    payload=event.payload,
+                    send=connection.send,
+                    now=self._clock(),
+                )
+            finally:
+                connection.deferring = False
+            if not accepted:
+                connection.close()
+                return
+            if event.packet_id is not None:  # QoS 1: acknowledged once accepted
+                connection.write(engine.acknowledge(event.packet_id))
+            connection.flush_pending()
         elif isinstance(event, Subscribe):
             codes = tuple(
                 min(qos, 1)
@@ -241,13 +300,22 @@ class _Connection:
     """The shell's handle on one client: engine, writer, and the callbacks endpoints get."""
 
     def __init__(
-        self, engine: ServerConnection, writer: asyncio.StreamWriter, max_write_buffer: int
+        self,
+        engine: ServerConnection,
+        writer: asyncio.StreamWriter,
+        max_write_buffer: int,
+        durability: Durability | None = None,
     ) -> None:
         self.engine = engine
+        self._durability = durability
+        self._held: list[tuple[int, bytes]] = []  # (journal entry it waits for, bytes), in order
+        self._held_bytes = 0
+        self._releasing: asyncio.Task[None] | None = None
         self.client_id = ""
         self.endpoint: MqttEndpoint | None = None
         self.closed = False
         self.closed_by_endpoint = False
+        self.deferring = False  # an endpoint is deciding on this client's PUBLISH
         self._pending: list[tuple[str, bytes]] = []
         self._writer = writer
         self._max_write_buffer = max_write_buffer
@@ -260,11 +328,60 @@ class _Connection:
     def write(self, data: bytes) -> None:
         if not data or self.closed:
             return
+        if self._durability is not None:
+            seq = self._durability.pending()
+            if seq is not None or self._held:
+                self._hold(data, seq)
+                return
+        self._write_now(data)
+
+    def _hold(self, data: bytes, seq: int | None) -> None:
+        # Entries are awaited in order: a later chunk never waits for less than an earlier one.
+        wait_for = max(seq or 0, self._held[-1][0] if self._held else 0)
+        self._held.append((wait_for, data))
+        self._held_bytes += len(data)
+        if self._held_bytes > self._max_write_buffer:
+            log.warning(
+                "too much held for the journal; closing peer=%s client_id=%s",
+                self.peer,
+                self.client_id,
+            )
+            self._held.clear()
+            self.close()
+            return
+        if self._releasing is None:
+            self._releasing = asyncio.get_running_loop().create_task(self._release())
+
+    async def _release(self) -> None:
+        durability = self._durability
+        try:
+            while self._held and durability is not None:
+                await durability.wait(self._held[0][0])
+                ready = 0
+                while ready < len(self._held) and self._held[ready][0] <= durability.durable:
+                    ready += 1
+                chunks, self._held = self._held[:ready], self._held[ready:]
+                self._held_bytes -= sum(len(data) for _, data in chunks)
+                for _, data in chunks:
+                    self._write_now(data)
+        except OSError:
+            log.warning(
+                "state journal failed; closing peer=%s client_id=%s", self.peer, self.client_id
+            )
+            self._held.clear()
+            self.closed = True
+        finally:
+            self._releasing = None
+            if self.closed:  # closed while bytes were held: they went out first, now close
+                self._close_writer()
+
+    def _write_now(self, data: bytes) -> None:
         self._writer.write(data)
         if self._writer.transport.get_write_buffer_size() > self._max_write_buffer:
             log.warning(
                 "client is not reading; closing peer=%s client_id=%s", self.peer, self.client_id
             )
+            self._held.clear()
             self.close()
 
     async def drain(self) -> None:
@@ -275,11 +392,12 @@ class _Connection:
         """`ports.Send`: a QoS 1 PUBLISH to this client, or nothing if it is gone.
 
         Sends made while the CONNECT is being decided (an endpoint flushing queued messages)
-        wait for the CONNACK, which must be the first packet the client gets.
+        wait for the CONNACK, which must be the first packet the client gets; sends made while
+        the client's PUBLISH is being decided wait for its PUBACK.
         """
         if not self.is_open():
             return
-        if self.engine.state is ConnectionState.CONNECTING:
+        if self.deferring or self.engine.state is ConnectionState.CONNECTING:
             self._pending.append((topic, payload))
             return
         self.write(self.engine.send(Publish(topic=topic, payload=payload, qos=1)))
@@ -294,6 +412,13 @@ class _Connection:
             return
         self.closed = True
         self._pending.clear()
+        if self._held and self._releasing is not None:
+            return  # `_release` sends what is held once it is durable, then closes
+        self._close_writer()
+
+    def _close_writer(self) -> None:
+        if self._writer.is_closing():
+            return
         if self._aborting():
             self._writer.transport.abort()
         else:

@@ -346,7 +346,11 @@ class AdminApi:
         canonical = enrollment_id(find_enrollment(dps.config, kind, name))[1]
         dps.replace_config(change(dps.config))
         if self._emulator.state is not None:
-            await self._emulator.state.flush()  # an operator's edit is on disk when we answer
+            self._emulator.state.enrollments_changed()
+            try:
+                await self._emulator.state.barrier()  # an operator's edit is on disk when answered
+            except OSError as error:
+                raise AdminError(503, "StateNotKept", str(error)) from None
         return canonical
 
     async def _registrations(self, request: _Request, _: tuple[str, ...]) -> Reply:

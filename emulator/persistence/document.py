@@ -3,6 +3,7 @@
 What survives a restart with `--state-dir` (the certificates live beside it, see `certs`):
 
     {"format": "azure-iot-emulator-state", "version": 1,
+     "journal_seq":   N,                                  changes up to journal entry N are in
      "enrollments":   [EnrollmentOverride as JSON ...],   operator edits (keys, enabled)
      "registrations": [RegistrationRecord as JSON ...],   DPS's memory of assignments
      "hubs": {"<hub>": [{"identity": {...}, "twin": {...}}, ...]}}
@@ -39,7 +40,13 @@ __all__ = [
     "DeviceState",
     "Snapshot",
     "StateError",
+    "device_to_json",
+    "enrollments_to_json",
+    "parse_device",
+    "parse_enrollments",
+    "parse_record",
     "parse_snapshot",
+    "record_to_json",
     "snapshot_to_json",
 ]
 
@@ -72,6 +79,7 @@ class Snapshot:
     enrollments: tuple[EnrollmentOverride, ...] = ()
     registrations: tuple[RegistrationRecord, ...] = ()
     hubs: Mapping[str, tuple[DeviceState, ...]] = field(default_factory=dict)
+    journal_seq: int = 0  # the last journal entry this snapshot holds (`journal`)
 
 
 def snapshot_to_json(snapshot: Snapshot) -> dict[str, Any]:
@@ -79,26 +87,58 @@ def snapshot_to_json(snapshot: Snapshot) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "version": VERSION,
-        "enrollments": [
-            {
-                "kind": edit.kind.value,
-                "id": edit.id,
-                "primary_key": edit.primary_key,
-                "secondary_key": edit.secondary_key,
-                "enabled": edit.enabled,
-                "base": edit.base,
-            }
-            for edit in snapshot.enrollments
-        ],
-        "registrations": [_fields(record) for record in snapshot.registrations],
+        "journal_seq": snapshot.journal_seq,
+        "enrollments": enrollments_to_json(snapshot.enrollments),
+        "registrations": [record_to_json(record) for record in snapshot.registrations],
         "hubs": {
-            hub: [
-                {"identity": _fields(device.identity), "twin": _fields(device.twin)}
-                for device in devices
-            ]
+            hub: [device_to_json(device) for device in devices]
             for hub, devices in snapshot.hubs.items()
         },
     }
+
+
+def enrollments_to_json(edits: Sequence[EnrollmentOverride]) -> list[dict[str, Any]]:
+    """Enrollment edits as JSON (they hold keys)."""
+    return [
+        {
+            "kind": edit.kind.value,
+            "id": edit.id,
+            "primary_key": edit.primary_key,
+            "secondary_key": edit.secondary_key,
+            "enabled": edit.enabled,
+            "base": edit.base,
+        }
+        for edit in edits
+    ]
+
+
+def record_to_json(record: RegistrationRecord) -> dict[str, Any]:
+    """A DPS registration record as JSON."""
+    return _fields(record)
+
+
+def device_to_json(device: DeviceState) -> dict[str, Any]:
+    """A device's identity (with its keys) and twin as JSON."""
+    return {"identity": _fields(device.identity), "twin": _fields(device.twin)}
+
+
+def parse_enrollments(value: object, *, path: str, location: str) -> tuple[EnrollmentOverride, ...]:
+    """`enrollments_to_json`'s output back, or StateError."""
+    check = _Checker(path)
+    return tuple(
+        check.enrollment(f"{location}[{index}]", entry)
+        for index, entry in enumerate(check.array(location, value))
+    )
+
+
+def parse_record(value: object, *, path: str, location: str) -> RegistrationRecord:
+    """`record_to_json`'s output back, or StateError."""
+    return _Checker(path).record(location, value)
+
+
+def parse_device(value: object, *, path: str, location: str) -> DeviceState:
+    """`device_to_json`'s output back, or StateError."""
+    return _Checker(path).device(location, value)
 
 
 def parse_snapshot(data: object, *, path: str) -> Snapshot:
@@ -114,10 +154,10 @@ def parse_snapshot(data: object, *, path: str) -> Snapshot:
         raise check.fail(
             "version", f"{version} is from a newer emulator; this one reads version {VERSION}"
         )
-    enrollments = tuple(
-        check.enrollment(f"enrollments[{index}]", entry)
-        for index, entry in enumerate(check.array("enrollments", top.get("enrollments", [])))
-    )
+    journal_seq = top.get("journal_seq", 0)
+    if not isinstance(journal_seq, int) or isinstance(journal_seq, bool) or journal_seq < 0:
+        raise check.fail("journal_seq", "expected a non-negative integer")
+    enrollments = parse_enrollments(top.get("enrollments", []), path=path, location="enrollments")
     registrations = tuple(
         check.record(f"registrations[{index}]", entry)
         for index, entry in enumerate(check.array("registrations", top.get("registrations", [])))
@@ -128,7 +168,9 @@ def parse_snapshot(data: object, *, path: str) -> Snapshot:
             check.device(f"hubs.{hub}[{index}]", entry)
             for index, entry in enumerate(check.array(f"hubs.{hub}", devices))
         )
-    return Snapshot(enrollments=enrollments, registrations=registrations, hubs=hubs)
+    return Snapshot(
+        enrollments=enrollments, registrations=registrations, hubs=hubs, journal_seq=journal_seq
+    )
 
 
 def _fields(value: Any) -> dict[str, Any]:

@@ -46,6 +46,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from allocation.errors import RequestError
+from allocation.strict_json import decode
 from devtools.keys import new_key
 from emulator.hub.directory import Hubs
 from emulator.hub.endpoint import Hub
@@ -477,9 +479,9 @@ def _body(request: Request) -> Any:
     if not request.body.strip():
         return None
     try:
-        return json.loads(request.body)
-    except (UnicodeDecodeError, ValueError):
-        raise ServiceError(400, "ArgumentInvalid", "body: expected JSON") from None
+        return decode(request.body)
+    except RequestError as error:
+        raise ServiceError(400, "ArgumentInvalid", str(error)) from None
 
 
 def _if_match(request: Request) -> str | None:

@@ -19,7 +19,7 @@ import logging
 import socket
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from starlette.requests import Request as HttpRequest
@@ -57,7 +57,9 @@ class ServiceServer:
         ports: Sequence[ServiceEndpoint],
         limits: HttpLimits | None = None,
         clock: Callable[[], float] = time.time,
+        barrier: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        self._barrier = barrier  # the state journal: a response waits until its change is on disk
         self._api = api
         self._ssl = ssl_context
         self._host = host
@@ -130,6 +132,13 @@ class ServiceServer:
         except Exception:
             log.exception("service api failed method=%s", request.method)
             reply = self._api.error(500, "ServerError", "internal error", now=self._clock())
+        if self._barrier is not None:
+            try:
+                await self._barrier()
+            except OSError:
+                reply = self._api.error(
+                    503, "ServiceUnavailable", "the emulator cannot keep state", now=self._clock()
+                )
         log.info("service %s %s -> %d hub=%s", request.method, scope["path"], reply.status, hub)
         await _response(reply)(scope, receive, send)
 

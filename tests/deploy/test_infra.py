@@ -158,7 +158,10 @@ def test_secret_settings_are_key_vault_references() -> None:
     ):
         block = re.search(rf"name: '{setting}'\n\s+value: '([^']+)'", BICEP)
         assert block, setting
-        assert block.group(1) == f"@Microsoft.KeyVault(VaultName=${{vaultName}};SecretName={secret})"
+        assert (
+            block.group(1) == f"@Microsoft.KeyVault(VaultName=${{vaultName}};SecretName={secret})"
+        )
     replay = re.search(r"resource replaySecret [^\n]+\n(?:.+\n)+?}\n", BICEP)
-    assert replay and "guid(storage.listKeys()" in replay.group(0)
+    assert replay
+    assert "guid(storage.listKeys()" in replay.group(0)
     assert "newGuid" not in _code_only(BICEP)

@@ -72,7 +72,13 @@ def build_app() -> func.FunctionApp:
 @pytest.fixture
 def host() -> Iterator[FunctionsHost]:
     """The test app served on a free port."""
-    served = FunctionsHost(build_app(), function_key=FUNCTION_KEY, master_key=MASTER_KEY, port=0)
+    served = FunctionsHost(
+        build_app(),
+        function_key=FUNCTION_KEY,
+        master_key=MASTER_KEY,
+        system_key=SYSTEM_KEY,
+        port=0,
+    )
     with LoopThread("functions-host") as loop:
         loop.run(served.start())
         received_events.clear()
@@ -162,7 +168,42 @@ def test_keys_never_reach_the_log(host: FunctionsHost, caplog: pytest.LogCapture
     assert "wrong-key-789" not in caplog.text
 
 
-EVENT_GRID = "/runtime/webhooks/EventGrid?functionName=OnDeviceEvent"
+SYSTEM_KEY = "eventgrid-system-key-456"
+EVENT_GRID = f"/runtime/webhooks/EventGrid?functionName=OnDeviceEvent&code={SYSTEM_KEY}"
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        ("", 401),
+        ("&code=not-the-key", 401),
+        (f"&code={FUNCTION_KEY}", 401),
+        (f"&code={MASTER_KEY}", 202),
+    ],
+)
+def test_event_grid_needs_the_system_key(
+    host: FunctionsHost, code: str, status: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Event Grid delivers with the app's system key (`eventgrid_extension`) in `code`; the master
+    key also works, a function key does not, nothing is 401, and no key reaches the log. A forged
+    DeviceCreated without the key invokes nothing."""
+    events = (FIXTURES / "eventgrid" / "device-created.json").read_bytes()
+    path = "/runtime/webhooks/EventGrid?functionName=OnDeviceEvent" + code
+    assert request(host, "POST", path, events, headers={"aeg-event-type": "Notification"})[0] == (
+        status
+    )
+    assert len(received_events) == (1 if status == 202 else 0)
+    for key in (SYSTEM_KEY, MASTER_KEY, FUNCTION_KEY, "not-the-key"):
+        assert key not in caplog.text
+
+
+def test_event_grid_event_type_header_is_case_insensitive(host: FunctionsHost) -> None:
+    """`aeg-event-type: notification` is a Notification, as the Functions host compares it."""
+    events = (FIXTURES / "eventgrid" / "device-created.json").read_bytes()
+    status, _, _ = request(
+        host, "POST", EVENT_GRID, events, headers={"aeg-event-type": "notification"}
+    )
+    assert (status, len(received_events)) == (202, 1)
 
 
 def test_event_grid_notification_invokes_the_function(host: FunctionsHost) -> None:
@@ -200,7 +241,7 @@ def test_event_grid_failure_is_500(host: FunctionsHost) -> None:
         (EVENT_GRID, {"aeg-event-type": "Other"}, 400),
         (EVENT_GRID, {"aeg-event-type": "Unsubscribe"}, 202),
         (
-            "/runtime/webhooks/eventgrid?functionName=Missing",
+            f"/runtime/webhooks/eventgrid?functionName=Missing&code={SYSTEM_KEY}",
             {"aeg-event-type": "Notification"},
             404,
         ),

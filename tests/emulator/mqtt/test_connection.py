@@ -49,17 +49,19 @@ def test_refusing_connack_closes() -> None:
     assert server.receive_data(client.publish("t", b"x")) == []
 
 
-def test_qos1_publish_is_acknowledged_before_any_reply() -> None:
-    """The automatic PUBACK leaves before a PUBLISH the server derives from the request."""
+def test_qos1_publish_is_acknowledged_only_when_accepted() -> None:
+    """The engine sends no PUBACK by itself: a QoS 1 PUBLISH is acknowledged when the shell
+    accepts it (`acknowledge`), after whatever it queued before; a refused one never is."""
     client, server = accepted_pair()
     [event] = server.receive_data(client.publish("$dps/registrations/PUT/x", b"{}"))
     assert isinstance(event, Publish)
     assert (event.topic, event.payload, event.qos) == ("$dps/registrations/PUT/x", b"{}", 1)
-    reply = server.send(Publish(topic="$dps/registrations/res/202/", payload=b"{}", qos=1))
-    packets = client.receive_data(reply)
-    assert packets[0] == Puback(event.packet_id or 0)
-    assert isinstance(packets[1], Publish)
-    assert packets[1].topic == "$dps/registrations/res/202/"
+    assert server.data_to_send() == b""
+    packets = client.receive_data(server.acknowledge(event.packet_id or 0))
+    assert packets == [Puback(event.packet_id or 0)]
+    [refused] = server.receive_data(client.publish("devices/other/messages/events/", b"{}"))
+    assert isinstance(refused, Publish)
+    assert server.data_to_send() == b""
 
 
 def test_qos0_publish_gets_no_puback() -> None:

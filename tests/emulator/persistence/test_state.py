@@ -2,61 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import stat
 from pathlib import Path
 
 import pytest
 
-from emulator.config import parse_config
-from emulator.dps.edits import EnrollmentKind, KeySlot, with_key
-from emulator.dps.service import DpsService
-from emulator.dps.webhook import FunctionWebhook, WebhookResponse
-from emulator.dps.wire import RegistrationRecord, Substatus
 from emulator.hub.directory import Hubs
 from emulator.persistence.document import StateError, parse_snapshot, snapshot_to_json
-from emulator.persistence.writer import StateWriter, collect, read_state, restore, write_state
-
-NOW = 1_700_000_000.0
-HUB = "toasters.azure-devices.net"
-KEY = "DZPe4q3my4xZRYespJ9DC5wu5B5SWQOjY81pkl/cYJY="
-NEW_KEY = "OSANXEslinwdWI7CugTZIIMS97VdG65m3pD753neq7E="
-CONFIG = parse_config(
-    {
-        "hubs": [{"name": HUB}],
-        "enrollment_groups": [{"id": "contoso", "primary_key": KEY, "secondary_key": KEY}],
-    },
-    source="e.toml",
+from emulator.persistence.writer import collect, read_state, restore, write_state
+from tests.emulator.persistence.sample import (
+    CONFIG,
+    HUB,
+    NOW,
+    RECORD,
+    populated,
+    running,
 )
-RECORD = RegistrationRecord(
-    registration_id="dev-1",
-    device_id="dev-1",
-    assigned_hub=HUB,
-    substatus=Substatus.INITIAL_ASSIGNMENT,
-    created="2023-11-14T22:13:20.0000000Z",
-    last_updated="2023-11-14T22:13:20.0000000Z",
-    generation=1,
-)
-
-
-def running() -> tuple[DpsService, Hubs]:
-    hubs = Hubs([HUB], clock=lambda: NOW)
-    dps = DpsService(CONFIG, hubs, FunctionWebhook(lambda u, b: WebhookResponse(500)))
-    return dps, hubs
-
-
-def populated() -> tuple[DpsService, Hubs]:
-    dps, hubs = running()
-    hub = hubs.hub(HUB)
-    hub.upsert_device("dev-1", primary_key=KEY, secondary_key=KEY, twin=None, now=NOW)
-    hub.update_desired("dev-1", {"target": 21.5, "mode": {"fan": "auto"}}, now=NOW + 1)
-    hub.upsert_device(
-        "dev-2", primary_key=KEY, secondary_key=KEY, twin=None, now=NOW, enabled=False
-    )
-    dps.restore_records([RECORD])
-    dps.replace_config(with_key(CONFIG, EnrollmentKind.GROUP, "contoso", KeySlot.PRIMARY, NEW_KEY))
-    return dps, hubs
 
 
 def test_snapshot_round_trips_through_json() -> None:
@@ -144,22 +106,3 @@ def test_corrupt_file_is_reported_and_left_alone(tmp_path: Path) -> None:
     with pytest.raises(StateError, match=f"{path}: file: expected JSON"):
         read_state(path)
     assert path.read_bytes().endswith(b'"version": 1,')
-
-
-def test_writer_writes_only_after_a_change(tmp_path: Path) -> None:
-    """StateWriter.flush writes once per change and not at all while nothing changed."""
-
-    async def scenario() -> list[bool]:
-        dps, hubs = running()
-        writer = StateWriter(tmp_path / "state.json", CONFIG, dps, hubs)
-        results = [await writer.flush()]
-        hubs.hub(HUB).upsert_device("d", primary_key=KEY, secondary_key=KEY, twin=None, now=NOW)
-        results += [await writer.flush(), await writer.flush()]
-        hubs.hub(HUB).update_desired("d", {"x": 1}, now=NOW)
-        results.append(await writer.flush())
-        return results
-
-    assert asyncio.run(scenario()) == [False, True, False, True]
-    snapshot = read_state(tmp_path / "state.json")
-    assert snapshot is not None
-    assert snapshot.hubs[HUB][0].twin.desired == {"x": 1}
