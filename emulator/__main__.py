@@ -16,7 +16,7 @@ first run; see `emulator.up`. `run` starts the emulator alone, every part chosen
 
 Both run until interrupted (Ctrl-C / SIGTERM), then stop every component in reverse order. State:
 with `--state-dir DIR` given to `run`, devices, twins, registrations and enrollment edits are kept
-in DIR/state.json across restarts; without it (or with `--in-memory`) they live in memory only,
+in DIR/state.json and a journal synced before each acknowledgement, across restarts; without it (or with `--in-memory`) they live in memory only,
 while the CA, certificates and keys still go to the state directory (default `.emulator`), where
 clients find `ca.pem` and the operator commands find the admin API. `up` always keeps state.
 

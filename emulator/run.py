@@ -8,7 +8,7 @@
 
 Runs until interrupted (Ctrl-C / SIGTERM), then stops every component in reverse order. With
 `--state-dir DIR`, devices, twins, registrations and enrollment edits are kept in DIR/state.json
-across restarts; without it (or with `--in-memory`) they live in memory only, while the CA,
+and a journal synced before each acknowledgement, across restarts; without it (or with `--in-memory`) they live in memory only, while the CA,
 certificates and keys still go to the state directory (default `.emulator`), where clients find
 `ca.pem` and the operator commands find the admin API.
 """
@@ -64,8 +64,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         "--state-dir",
         type=Path,
         default=None,
-        help="keep devices, twins, registrations and enrollment edits in DIR/state.json across "
-        "restarts; the CA, certificates and keys live there too (default: .emulator, state in "
+        help="keep devices, twins, registrations and enrollment edits in DIR across restarts "
+        "(state.json, and a journal synced before each acknowledgement); the CA, certificates and keys live there too (default: .emulator, state in "
         "memory)",
     )
     parser.add_argument(

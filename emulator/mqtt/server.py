@@ -5,9 +5,10 @@ what the engine returns, and hands each event to the endpoint the CONNECT userna
 (`ports.MqttEndpoint`): DPS or one of the hubs. It decides nothing about DPS or hubs itself.
 
 Per-connection rules (one bad client costs only its own connection; the server keeps serving):
-- the TLS handshake and the whole CONNECT packet must arrive within `connect_timeout` of the
-  connection, however the bytes trickle in; afterwards a complete packet within 1.5 x keep-alive
-  of the previous one (bytes of an unfinished packet do not count) -> else closed;
+- the TLS handshake must finish within `connect_timeout`, then the whole CONNECT packet must
+  arrive within `connect_timeout` of it, however the bytes trickle in; afterwards a complete
+  packet within 1.5 x keep-alive of the previous one (bytes of an unfinished packet do not
+  count) -> else closed;
 - at most `max_connections_per_address` connections from one address (a fleet simulator on one
   machine opens thousands, so the default is high) -> more are closed at once;
 - a `ProtocolViolation` (malformed, QoS 2, oversized, out of order) -> logged and closed;
