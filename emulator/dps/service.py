@@ -355,12 +355,15 @@ class DpsService:
             return
         send(reply_topic(200, query.rid), operation_body(operation))
 
+    def _update(self, operation: Operation) -> None:
+        """Replace a kept operation with its new state; one already dropped stays dropped (its
+        device polled too late or registered again too often: it would evict a newer one)."""
+        if operation.operation_id in self._operations:
+            self._operations[operation.operation_id] = operation
+
     def _store(self, operation: Operation) -> None:
-        """Keep an operation (new, or updated): each registration id's last few, fairly."""
-        known = operation.operation_id in self._operations
+        """Keep a new operation: each registration id's last few, fairly."""
         self._operations[operation.operation_id] = operation
-        if known:
-            return
         mine = self._operations_of.setdefault(operation.registration_id.lower(), deque())
         mine.append(operation.operation_id)
         while len(mine) > OPERATIONS_PER_REGISTRATION:
@@ -554,7 +557,7 @@ class DpsService:
             assigned_hub=record.assigned_hub if record else None,
             device_id=record.device_id if record else None,
         )
-        self._store(
+        self._update(
             dataclasses.replace(
                 operation,
                 status=status,

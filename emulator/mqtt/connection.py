@@ -138,6 +138,8 @@ class ServerConnection:
             event = self._receive_packet(packet)
             if event is not None:
                 events.append(event)
+        if self.closed:
+            self._inbox.clear()  # what follows a DISCONNECT or a violation is never read
         return events
 
     def _receive_packet(self, packet: Packet) -> Event | None:

@@ -12,6 +12,8 @@ Limits, the same for every listener, so that one client never stops a server or 
 - A request's header section larger than `max_header_bytes`: 431 (`Limits`); beyond four times
   that, h11 gives up first: 400.
 - A body larger than `max_body_bytes`: 413, before the app reads it.
+- A POST, PUT or PATCH with neither `Content-Length` nor `Transfer-Encoding`: 411, as Azure's
+  front ends answer (HTTP clients send `Content-Length: 0` for an empty body).
 - The request line and headers must arrive within `header_timeout` seconds of the connection
   (or of the previous response), and the body within `body_timeout` of the headers, however slowly
   the bytes trickle in: a client that sends one byte at a time is closed (or answered 408).
@@ -46,6 +48,7 @@ __all__ = ["HttpLimits", "HttpServer", "Limits", "bind"]
 log = logging.getLogger(__name__)
 
 ErrorBuilder = Callable[[int, str, str], Response]
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 SHUTDOWN_GRACE = 1.0  # seconds a response in progress may take to finish when the server stops
 
 
@@ -96,7 +99,15 @@ class Limits:
         if sum(len(name) + len(value) + 4 for name, value in headers) > limits.max_header_bytes:
             await self._refuse(431, "HeadersTooLarge", "header section too large", scope, send)
             return
-        declared = dict(headers).get(b"content-length")
+        named = dict(headers)
+        declared = named.get(b"content-length")
+        if (
+            scope.get("method") in _BODY_METHODS
+            and declared is None
+            and b"transfer-encoding" not in named
+        ):
+            await self._refuse(411, "LengthRequired", "Content-Length required", scope, send)
+            return
         if declared is not None and declared.isdigit() and int(declared) > limits.max_body_bytes:
             await self._refuse(413, "MessageTooLarge", "body too large", scope, send)
             return

@@ -108,6 +108,21 @@ def test_declared_body_too_large_is_413_before_it_is_sent() -> None:
     run(test)
 
 
+def test_a_body_method_without_a_length_is_411() -> None:
+    """POST without Content-Length or Transfer-Encoding: 411; with `Content-Length: 0`, served."""
+
+    async def test() -> None:
+        async with serving() as port:
+            answer = await exchange(port, b"POST / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert answer.startswith(b"HTTP/1.1 411 "), answer[:80]
+            answer = await exchange(port, b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+            assert answer.startswith(b"HTTP/1.1 200 "), answer[:80]
+            answer = await exchange(port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert answer.startswith(b"HTTP/1.1 200 "), answer[:80]
+
+    run(test)
+
+
 def test_chunked_body_too_large_is_413() -> None:
     async def test() -> None:
         async with serving() as port:
