@@ -9,6 +9,7 @@ import sys
 
 SUITES = {
     "allocation": "bench.allocation_bench",
+    "dps": "bench.dps_bench",
     "durability": "bench.durability_bench",
     "emulator": "bench.emulator_bench",
     "fleet": "bench.fleet_bench",
