@@ -285,6 +285,9 @@ def _parser() -> Lark:
 
 def _syntax_error(error: UnexpectedInput, text: str) -> QueryError:
     at = f"line {error.line}, column {error.column}"
+    if isinstance(error, UnexpectedToken) and error.token.type == "$END":
+        body = text.rstrip()  # lark places the end at the last token; say where the text ends
+        at = f"line {body.count(chr(10)) + 1}, column {len(body) - body.rfind(chr(10))}"
     if isinstance(error, UnexpectedCharacters):
         char = text[error.pos_in_stream or 0]
         if char in "'\"":
