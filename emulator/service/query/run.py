@@ -310,7 +310,7 @@ class Query:
             if document is None or not self.matches(document):
                 continue
             if len(items) >= limit:
-                more = True
+                more = room is None or len(items) < room  # another match, and TOP allows it
                 break
             items.append(self.row(document))
             last = device_id

@@ -71,19 +71,24 @@ def twin(device_id: str, **fields: Any) -> dict[str, Any]:
     return document
 
 
-def run(text: str, documents: list[Mapping[str, Any]], size: int = MAX_PAGE_SIZE) -> list[Any]:
-    """Every page of `text` over `documents` (keyed by deviceId), followed through its tokens."""
+def pages(text: str, documents: list[Mapping[str, Any]], size: int = MAX_PAGE_SIZE) -> list[Any]:
+    """The items of each page of `text` over `documents` (keyed by deviceId), tokens followed."""
     query = parse(text)
     by_id = {document["deviceId"]: document for document in documents}
-    items: list[Any] = []
+    found: list[Any] = []
     token: str | None = None
     for _ in range(len(documents) + 2):
         page = query.page(sorted(by_id), by_id.get, decode_cursor(token, query), size)
-        items += page.items
+        found.append(page.items)
         token = page.continuation
         if token is None:
-            return items
+            return found
     raise AssertionError("paging did not end")
+
+
+def run(text: str, documents: list[Mapping[str, Any]], size: int = MAX_PAGE_SIZE) -> list[Any]:
+    """Every item of every page of `text` over `documents`."""
+    return [item for page in pages(text, documents, size) for item in page]
 
 
 def where(condition: str, document: Mapping[str, Any] = DOC_TWIN) -> bool:
@@ -354,8 +359,12 @@ def test_pages_follow_device_ids_and_stop_at_top() -> None:
     assert [row["deviceId"] for row in run("SELECT * FROM devices", documents, size=2)] == [
         f"d{index:02}" for index in range(9)
     ]
-    rows = run("SELECT TOP 5 deviceId FROM devices", documents, size=2)
-    assert rows == [{"deviceId": f"d{index:02}"} for index in range(5)]
+    assert [len(page) for page in pages("SELECT * FROM devices", documents, size=3)] == [3, 3, 3]
+    top = pages("SELECT TOP 5 deviceId FROM devices", documents, size=2)
+    assert [len(page) for page in top] == [2, 2, 1]
+    assert [row for page in top for row in page] == [
+        {"deviceId": f"d{index:02}"} for index in range(5)
+    ]
     assert run("SELECT TOP 0 * FROM devices", documents, size=2) == []
     groups = run("SELECT deviceId AS id, COUNT() AS n FROM devices GROUP BY deviceId", documents, 4)
     assert [row["id"] for row in groups] == [f"d{index:02}" for index in range(9)]
