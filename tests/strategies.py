@@ -75,7 +75,7 @@ def allocation_requests(draw: st.DrawFn) -> dict[str, object]:
     return document
 
 
-# --- emulator.service.query: twins and IoT Hub queries (docs/protocol/hub-service-rest.md §13) ---
+# --- emulator.service.query: twins and IoT Hub queries (docs/protocol/hub-service-rest.md §11) ---
 
 # Small pools, so that generated conditions and generated twins often meet.
 _query_strings = st.sampled_from(["a", "b", "US", "Redmond43", "", "wifi"])

@@ -4,7 +4,7 @@
 what was expected there (`syntax`); `Query.page(ids, load, cursor, size)` runs it over the hub's
 twins and returns one page and the continuation token of the next; `page_size` and
 `decode_cursor` read the paging headers (`run`). Values and the syntax tree: `tree`. Facts and
-their sources: docs/protocol/hub-service-rest.md §13.
+their sources: docs/protocol/hub-service-rest.md §11.
 
 The language (IoT Hub's "query language for device and module twins"):
 

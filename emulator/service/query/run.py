@@ -1,7 +1,7 @@
 """Running a checked query over twins, a page at a time. Pure.
 
 Semantics, as IoT Hub's documents say or as the SQL dialect it descends from behaves (sources in
-docs/protocol/hub-service-rest.md §13):
+docs/protocol/hub-service-rest.md §11):
 
 - Comparing values of different types, or anything with undefined, an object or an array, gives
   undefined, never an error. AND, OR and NOT are three-valued: false AND undefined is false, true

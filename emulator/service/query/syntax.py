@@ -5,7 +5,7 @@ uses) parses in linear time, its contextual lexer lets a property be called `sel
 while `SELECT` stays a keyword, and its errors carry the position and the expected terminals. The
 syntax tree is built by an inline transformer during the parse: nothing recurses over the input.
 
-Lexical rules (docs/protocol/hub-service-rest.md §13): keywords are case-insensitive; a name is
+Lexical rules (docs/protocol/hub-service-rest.md §11): keywords are case-insensitive; a name is
 letters, digits, `_` and `$`, not starting with a digit, and may contain `-` between them (IoT Hub
 accepts property names such as `KeyQuery-1b2c` unquoted, so `a-b` is one name: write `a - b` to
 subtract); after a dot a segment may also start with a digit; `[[any name]]` escapes a segment,
