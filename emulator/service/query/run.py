@@ -147,14 +147,16 @@ def _logic(conjunction: bool, operands: tuple[Node, ...], document: Document) ->
 
 def _member(node: Member, value: Any) -> Any:
     type_ = kind(value)
-    if type_ not in PRIMITIVES:
+    if not node.keys:
+        found = False  # an OR of no equalities
+    elif type_ not in PRIMITIVES:
         return UNDEFINED
-    if (type_, value) in node.keys:
+    elif (type_, value) in node.keys:
         found = True
-    elif type_ in node.kinds or not node.keys:
+    elif node.kinds <= {type_}:
         found = False
     else:
-        return UNDEFINED  # every comparison in the list was between different types
+        return UNDEFINED  # no match, and `x = c` is undefined for a constant of another type
     return found is not node.negated
 
 

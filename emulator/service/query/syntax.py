@@ -430,7 +430,8 @@ class _Builder(Transformer[Token, Any]):
         return ("group_by", children[0])
 
     def or_(self, children: list[Any]) -> Node:
-        return Logic(conjunction=False, operands=tuple(map(_expression, children)))
+        operands = _merge_equalities([_expression(child) for child in children])
+        return operands[0] if len(operands) == 1 else Logic(conjunction=False, operands=operands)
 
     def and_(self, children: list[Any]) -> Node:
         return Logic(conjunction=True, operands=tuple(map(_expression, children)))
@@ -530,6 +531,43 @@ class _Builder(Transformer[Token, Any]):
             else:
                 segments.append(token.value)
         return Path(_canonical(segments))
+
+
+def _merge_equalities(operands: list[Node]) -> tuple[Node, ...]:
+    """`p = 'a' OR p = 'b' OR ...` as `p IN ['a', 'b', ...]`: the same three-valued result, one
+    set lookup per twin instead of one comparison per constant (lists of ids are often long)."""
+    merged: list[Node | None] = []
+    slots: dict[Path, int] = {}  # where each path's IN goes: where its first equality was
+    keys: dict[Path, frozenset[tuple[str, Any]]] = {}
+    for operand in operands:
+        equality = _equality(operand)
+        if equality is None:
+            merged.append(operand)
+            continue
+        path, constants = equality
+        if path not in slots:
+            slots[path] = len(merged)
+            merged.append(None)
+        keys[path] = keys.get(path, frozenset()) | constants
+    for path, slot in slots.items():
+        merged[slot] = Member(operand=path, keys=keys[path], negated=False)
+    return tuple(node for node in merged if node is not None)
+
+
+def _equality(node: Node) -> tuple[Path, frozenset[tuple[str, Any]]] | None:
+    """`path = constant`, `constant = path` or `path IN [...]` as the path and its constants."""
+    if isinstance(node, Member) and not node.negated and isinstance(node.operand, Path):
+        return node.operand, node.keys
+    if not isinstance(node, Compare) or node.operator != "=":
+        return None
+    for path, constant in ((node.left, node.right), (node.right, node.left)):
+        if (
+            isinstance(path, Path)
+            and isinstance(constant, Const)
+            and kind(constant.value) in PRIMITIVES
+        ):
+            return path, frozenset({(kind(constant.value), constant.value)})
+    return None
 
 
 def _arity(token: Token, args: tuple[Node, ...], count: int) -> None:

@@ -60,7 +60,7 @@ DOC_TWIN: dict[str, Any] = {
     },
 }
 
-FUZZ = settings(max_examples=300, deadline=1000, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=150, deadline=1000, suppress_health_check=[HealthCheck.too_slow])
 
 
 def twin(device_id: str, **fields: Any) -> dict[str, Any]:
@@ -187,6 +187,10 @@ def test_count_without_group_by_is_one_row_even_when_nothing_matches() -> None:
         ("version IN [2.0]", True),
         ("capabilities.iotEdge IN [1]", False),
         ("deviceId IN []", False),
+        ("deviceId IN ['myDeviceId', 1]", True),
+        ("deviceId IN ['x', 1]", False),
+        ("deviceId NIN ['x', 1]", False),  # 'myDeviceId' = 1 is undefined, so is the NIN
+        ("deviceId = 'x' OR deviceId = 'myDeviceId' OR version = 3", True),
         # ordering within a type
         ("deviceId > 'my'", True),
         ("deviceId < 'my'", False),
@@ -449,6 +453,28 @@ def test_generated_queries_parse_and_run(text: str, documents: list[dict[str, An
     page = query.page(sorted(by_id), by_id.get, Cursor(), 3)
     assert len(page.items) <= 3
     json.dumps(page.items, allow_nan=False)
+
+
+@FUZZ
+@given(
+    path=st.sampled_from(["deviceId", "version", "tags.site", "tags.floor", "tags.location"]),
+    constants=st.lists(st.sampled_from(["'a'", "'US'", "2", "2.0", "true", "null"]), max_size=4),
+    document=twin_documents(),
+)
+def test_in_and_nin_are_or_of_equalities_and_its_negation(
+    path: str, constants: list[str], document: dict[str, Any]
+) -> None:
+    """`p IN [..]`, `p = a OR p = b` and the same ORs kept apart by `AND true` agree, and NIN
+    is their NOT, for every twin."""
+    listed = f"[{', '.join(constants)}]"
+    kept_apart = " OR ".join(f"({path} = {constant} AND true)" for constant in constants)
+    chained = " OR ".join(f"{path} = {constant}" for constant in constants)
+    if not constants:
+        kept_apart = chained = "false"
+    expected = where(kept_apart, document)
+    assert where(f"{path} IN {listed}", document) is expected
+    assert where(chained, document) is expected
+    assert where(f"{path} NIN {listed}", document) is where(f"NOT ({kept_apart})", document)
 
 
 @FUZZ
