@@ -47,6 +47,7 @@ PURE = [
     "emulator.hub.directory",
     "emulator.service.api",
     "emulator.service.views",
+    "emulator.service.query",
     "emulator.events.eventgrid",
     "emulator.faults.spec",
     "emulator.persistence.document",

@@ -21,8 +21,9 @@ creates (409 DeviceAlreadyExists if taken); `If-Match: "*"` (quoted or not) is u
 creates a missing device; any other etag must be current (412 PreconditionFailed, 404 if absent).
 Empty or missing symmetric keys are generated. Twin PATCH merges `tags` and
 `properties.desired`, PUT replaces them; other fields (reported, `$metadata`, `$version`) are
-ignored as the service does. The query language is `SELECT * FROM devices` only, paged by
-`x-ms-max-item-count` with an opaque `x-ms-continuation`, omitted on the last page.
+ignored as the service does. Queries are IoT Hub's query language over device twins (`query`:
+parse, run, page); pages of `x-ms-max-item-count` (at most 100) with an opaque `x-ms-continuation`,
+omitted on the last page; a bad query is 400 ArgumentInvalid naming where and what was expected.
 
 Every error is built by `error_response`: the semicolon body
 `{"Message": "ErrorCode:<Name>;<text>", "ExceptionMessage": "Tracking ID:...-TimeStamp:..."}` and
@@ -36,8 +37,6 @@ Errors (internal; all become responses):
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -61,6 +60,7 @@ from emulator.hub.registry import (
     UnknownHub,
 )
 from emulator.hub.twin import TwinError
+from emulator.service import query
 from emulator.service.views import device_json, twin_json
 from sas import SasError, decode_key, parse_sas_token, verify_sas_token
 from sas.errors import KeyFormatError
@@ -77,11 +77,9 @@ __all__ = [
 ]
 
 JSON_TYPE = "application/json; charset=utf-8"
-DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 DEFAULT_METHOD_TIMEOUT = 30
 _DEVICE_ID = re.compile(r"[A-Za-z0-9\-.+%_#*?!(),=@$':;]{1,128}")
-_QUERY = re.compile(r"select\s+\*\s+from\s+devices", re.IGNORECASE)
 
 
 def generate_device_key() -> str:
@@ -368,25 +366,19 @@ class ServiceApi:
     def _query(self, hub: Hub, request: Request) -> ServiceResponse:
         body = _body(request)
         text = body.get("query") if isinstance(body, dict) else None
-        if not isinstance(text, str) or not _QUERY.fullmatch(text.strip()):
-            raise ServiceError(
-                400, "ArgumentInvalid", "query: only 'SELECT * FROM devices' is emulated"
-            )
-        size_text = request.headers.get("x-ms-max-item-count", str(DEFAULT_PAGE_SIZE))
-        if not size_text.isdigit() or not 1 <= int(size_text) <= MAX_PAGE_SIZE:
-            raise ServiceError(
-                400, "ArgumentInvalid", f"x-ms-max-item-count: expected 1 to {MAX_PAGE_SIZE}"
-            )
-        size = int(size_text)
-        ids = hub.device_ids()
-        after = _continuation(request.headers.get("x-ms-continuation"))
-        if after is not None:
-            ids = [device_id for device_id in ids if device_id > after]
-        page, more = ids[:size], len(ids) > size
-        headers = [("x-ms-item-type", "twin")]
-        if more:
-            headers.append(("x-ms-continuation", _encode_continuation(page[-1])))
-        return _json(200, [twin_json(_view(hub, device_id)) for device_id in page], *headers)
+        if not isinstance(text, str):
+            raise ServiceError(400, "ArgumentNull", 'query: expected a body {"query": "..."}')
+        try:
+            parsed = query.parse(text)
+            size = query.page_size(request.headers.get("x-ms-max-item-count"))
+            cursor = query.decode_cursor(request.headers.get("x-ms-continuation"), parsed)
+        except query.QueryError as error:
+            raise ServiceError(400, "ArgumentInvalid", str(error)) from None
+        page = parsed.page(hub.device_ids(), lambda device_id: _twin(hub, device_id), cursor, size)
+        headers = [("x-ms-item-type", page.item_type)]
+        if page.continuation is not None:
+            headers.append(("x-ms-continuation", page.continuation))
+        return _json(200, page.items, *headers)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -468,6 +460,11 @@ def _method_call(hub: Hub, device_id: str, body: object) -> MethodCall:
     )
 
 
+def _twin(hub: Hub, device_id: str) -> dict[str, Any] | None:
+    view = hub.device_view(device_id)
+    return None if view is None else twin_json(view)
+
+
 def _view(hub: Hub, device_id: str) -> Any:
     view = hub.device_view(device_id)
     if view is None:
@@ -507,25 +504,6 @@ def _check_device_id(device_id: str) -> None:
             "ArgumentInvalid",
             "deviceId: expected 1 to 128 letters, digits or - . + % _ # * ? ! ( ) , = @ $ ' : ;",
         )
-
-
-def _encode_continuation(last_id: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"after": last_id}).encode("utf-8")).decode("ascii")
-
-
-def _continuation(token: str | None) -> str | None:
-    if not token:
-        return None
-    try:
-        value = json.loads(base64.urlsafe_b64decode(token.encode("ascii")))
-    except (binascii.Error, UnicodeError, ValueError):
-        raise ServiceError(
-            400, "ArgumentInvalid", "x-ms-continuation: not a token this hub issued"
-        ) from None
-    after = value.get("after") if isinstance(value, dict) else None
-    if not isinstance(after, str):
-        raise ServiceError(400, "ArgumentInvalid", "x-ms-continuation: not a token this hub issued")
-    return after
 
 
 def _unauthorized() -> ServiceError:

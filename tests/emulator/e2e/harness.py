@@ -136,6 +136,14 @@ def regenerate_group_key(emulator: BackgroundEmulator, group: str, slot: str) ->
     return key
 
 
+def service_connection_strings(emulator: BackgroundEmulator) -> dict[str, str]:
+    """Each hub's service connection string (iothubowner), from the emulator's hubs.json."""
+    loaded: dict[str, str] = json.loads(
+        (emulator.emulator.options.state_dir / "hubs.json").read_text()
+    )
+    return loaded
+
+
 def wait_for(condition: Callable[[], Any], timeout: float = 10) -> None:
     """Poll `condition` until it is true; fail the test after `timeout` seconds."""
     deadline = time.monotonic() + timeout

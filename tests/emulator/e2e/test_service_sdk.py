@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import socket
 import ssl
 import stat
@@ -21,7 +20,13 @@ from msrest.exceptions import HttpOperationError
 from store.memory import MemoryStore
 from store.records import DeviceRecord
 from store.retire import RegistryManagerHub, retire
-from tests.emulator.e2e.harness import RunningEmulator, device_client, options, wait_for
+from tests.emulator.e2e.harness import (
+    RunningEmulator,
+    device_client,
+    options,
+    service_connection_strings,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -44,16 +49,10 @@ def trust(emulator: RunningEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(emulator.emulator.ca_path))
 
 
-def connection_strings(emulator: RunningEmulator) -> dict[str, str]:
-    path = emulator.emulator.options.state_dir / "hubs.json"
-    loaded: dict[str, str] = json.loads(path.read_text())
-    return loaded
-
-
 @pytest.fixture
 def registry(emulator: RunningEmulator, trust: None) -> IoTHubRegistryManager:
     """A registry manager for the toasters hub, from hubs.json."""
-    return IoTHubRegistryManager.from_connection_string(connection_strings(emulator)[HUB])
+    return IoTHubRegistryManager.from_connection_string(service_connection_strings(emulator)[HUB])
 
 
 def status_of(call: Any) -> tuple[int, str]:
@@ -71,7 +70,7 @@ def test_hubs_json_lists_every_hub_privately(emulator: RunningEmulator) -> None:
     """hubs.json is 0600 and maps each hub to HostName=<bind>:<port> with the iothubowner policy."""
     path = emulator.emulator.options.state_dir / "hubs.json"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    strings = connection_strings(emulator)
+    strings = service_connection_strings(emulator)
     assert strings[HUB].startswith(f"HostName={BIND}:8443;SharedAccessKeyName=iothubowner;")
     assert strings[OTHER_HUB].startswith(f"HostName={BIND}:8444;")
 
@@ -221,7 +220,7 @@ def test_retire_disables_device_and_refuses_next_connect(
         "retire-1",
         lambda _: DeviceRecord(registration_id="retire-1", device_id="retire-1", hub=HUB),
     )
-    strings = connection_strings(emulator)
+    strings = service_connection_strings(emulator)
     result = retire(
         store,
         "retire-1",
@@ -243,7 +242,7 @@ def test_wrong_key_is_401_and_host_header_picks_the_hub(
     emulator: RunningEmulator, trust: None
 ) -> None:
     """A wrong policy key answers 401; the other hub's port serves the other hub's registry."""
-    strings = connection_strings(emulator)
+    strings = service_connection_strings(emulator)
     wrong = strings[HUB].rsplit("SharedAccessKey=", 1)[0] + f"SharedAccessKey={WRONG_KEY}"
     bad = IoTHubRegistryManager.from_connection_string(wrong)
     assert status_of(bad.get_device_registry_statistics) == (

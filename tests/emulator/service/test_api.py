@@ -167,6 +167,67 @@ def test_query_pages_and_rejects_foreign_tokens() -> None:
     assert answer(service, forged).status == 400
 
 
+def test_query_shapes_item_types_and_page_cap() -> None:
+    """A projection answers raw objects; twins come at most 100 a page even when 1000 are asked."""
+    service, _ = api()
+    for index in range(101):
+        answer(service, request("PUT", f"/devices/p{index:03}", {}))
+    projection = answer(
+        service,
+        request(
+            "POST",
+            "/devices/query",
+            {"query": "SELECT deviceId FROM devices WHERE deviceId < 'p002'"},
+        ),
+    )
+    assert json.loads(projection.body) == [{"deviceId": "p000"}, {"deviceId": "p001"}]
+    assert dict(projection.headers)["x-ms-item-type"] == "raw"
+    capped = answer(
+        service,
+        request(
+            "POST", "/devices/query", {"query": "SELECT * FROM devices"}, x_ms_max_item_count="1000"
+        ),
+    )
+    assert len(json.loads(capped.body)) == 100
+    assert "x-ms-continuation" in dict(capped.headers)
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "code", "text"),
+    [
+        (
+            {"query": "SELECT * FROM devices.modules"},
+            {},
+            "ArgumentInvalid",
+            "query: FROM devices.modules",
+        ),
+        (
+            {"query": "SELECT * FROM devices WHERE"},
+            {},
+            "ArgumentInvalid",
+            "query: at line 1, column 28",
+        ),
+        (
+            {"query": "SELECT * FROM devices"},
+            {"x_ms_max_item_count": "0"},
+            "ArgumentInvalid",
+            "x-ms-max-item-count: ",
+        ),
+        ({"query": 5}, {}, "ArgumentNull", "query: expected a body"),
+        (None, {}, "ArgumentNull", "query: expected a body"),
+    ],
+)
+def test_bad_queries_are_400_with_iot_hubs_error_body(
+    body: Any, headers: dict[str, str], code: str, text: str
+) -> None:
+    """A query the language refuses is 400 with the semicolon body naming what is wrong."""
+    service, _ = api()
+    response = answer(service, request("POST", "/devices/query", body, **headers))
+    assert response.status == 400
+    assert error_code(response) == code
+    assert json.loads(response.body)["Message"].startswith(f"ErrorCode:{code};{text}")
+
+
 def test_direct_method_round_trip_and_timeout() -> None:
     """A MethodCall goes to the connected device; its answer is 200, no answer is 504."""
     service, hubs = api()
