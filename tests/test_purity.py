@@ -48,6 +48,8 @@ PURE = [
     "emulator.service.api",
     "emulator.service.views",
     "emulator.events.eventgrid",
+    "emulator.events.policy",
+    "emulator.dps.codes",
     "emulator.faults.spec",
     "emulator.persistence.document",
 ]
