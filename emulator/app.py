@@ -31,13 +31,16 @@ Service side: right after the MQTT server, the service REST API (`service.server
 (`service_port` for the first hub, +1 per hub; 0 = free ports) and `<state-dir>/hubs.json`
 (`service.credentials`). The hubs hand lifecycle events over from the start; they wait until the
 Functions host is up, then go (`events.delivery`) to `events_url`, else its `device_lifecycle`
-trigger (with `--host-functions`), else nowhere.
+trigger (with `--host-functions`), else nowhere; the URL must first pass Event Grid's subscription
+validation handshake, else the start fails.
 
 `close()` stops them in reverse order. Nothing else in the package wires components together.
 
 Errors (the CLI turns each into one line and exit status 2):
 
     ListenError     a port cannot be bound; names the option that sets it
+    events.delivery.SubscriptionValidationFailed   the events URL does not echo Event Grid's
+                    validation code (names the URL without its key, and what it answered)
     AppNotReady     the hosted app cannot serve (names the setting) or an enrollment's webhook URL
                     does not match the local host (names the enrollment)
 """
@@ -290,7 +293,10 @@ class Emulator:
         early, self._early_events = self._early_events, []
         if url is None:
             return
-        self.delivery = EventDelivery(url, HttpEventPoster())
+        hubs = self.config.hubs if self.config is not None else ()
+        self.delivery = EventDelivery(
+            url, HttpEventPoster(), sources=hubs, scale=self.options.time_scale
+        )
         for event in early:
             self.delivery.enqueue(event)
         await self.delivery.start()

@@ -21,6 +21,7 @@ from devtools.checkout import CHECKOUT
 from emulator.app import AppNotReady, Emulator, ListenError, Options
 from emulator.certs import CertificateError
 from emulator.config import ConfigError
+from emulator.events.delivery import SubscriptionValidationFailed
 from emulator.functions.host import FunctionsHostError
 from emulator.functions.settings import (
     SAMPLE_FILE,
@@ -104,6 +105,7 @@ def run_until_stopped(options: Options, announce: Announce) -> int:
         ListenError,
         FunctionsHostError,
         LocalSettingsError,
+        SubscriptionValidationFailed,
     ) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_PROBLEM

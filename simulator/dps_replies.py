@@ -9,9 +9,10 @@ stage. `DpsReplies` is a logging handler on that one logger (not propagated, so 
 and no other handler sees it) that keeps each registration id's last error. A DPS reply carries no
 key (symmetric-key registrations get none back).
 
-`likely_cause(code, message)` turns DPS's error into what to look at. Both are best effort: if a
-later SDK words its log line differently, registrations still work and failures are reported
-without DPS's code.
+`likely_cause(code, message)` turns DPS's error into what to look at: the custom-allocation
+codes (4002xx) and every other code DPS (and so the emulator's DPS, `emulator.dps.codes`) sends.
+Both are best effort: if a later SDK words its log line differently, registrations still work and
+failures are reported without DPS's code.
 """
 
 from __future__ import annotations
@@ -94,6 +95,33 @@ class DpsReplies(logging.Handler):
             return self._errors.get(registration_id.lower())
 
 
+_GENERAL_CAUSES = {
+    400004: (
+        "DPS found no operation in the request (an operation id is missing, or the topic is not "
+        "one of DPS's)"
+    ),
+    400012: (
+        "DPS could not read the register request: its body must be a JSON object with only "
+        "registrationId, payload (and tpm); a device's own data such as modelId goes inside "
+        "payload"
+    ),
+    401002: (
+        "DPS refused the credentials: the key does not match the enrollment, the token expired, "
+        "or the request names another registration id than the one it was signed for"
+    ),
+    404201: "DPS has no such enrollment: check the ID scope and the enrollment or group",
+    404202: (
+        "DPS has no such registration operation: it is gone (polled too late, or the device "
+        "registered again many times) or belongs to another registration; register again"
+    ),
+    429001: (
+        "DPS is throttling: too many requests for the instance (1,000 registrations a minute "
+        "per unit); the SDK retries after retry-after"
+    ),
+    500001: "DPS failed while assigning the device; register again later",
+}
+
+
 def likely_cause(code: int | None, message: str = "") -> str:
     """What a DPS error code (and its message) most likely means for this project's setup."""
     status = re.search(r"status code: (\d+)", message)
@@ -105,6 +133,8 @@ def likely_cause(code: int | None, message: str = "") -> str:
         )
     if code == 400208:
         return "the webhook answered without a hub (iotHubHostName empty)"
+    if code is not None and code in _GENERAL_CAUSES:
+        return _GENERAL_CAUSES[code]
     if code != 400207:
         return "see DPS's error code in the provisioning documentation"
     if webhook_status == 400:

@@ -7,6 +7,9 @@ every POST (`received`; `requests` holds their JSON bodies) and answers from scr
 is used once, the last one for good; an unscripted request gets 404. With `key`, a request whose
 query is not `code=<key>` gets 401, as from a function's key check. Requests to a path in `stalled`
 are held until `release` is set (or 5 s), as by a hung function; leaving the `with` block sets it.
+With `validates`, it is also an Event Grid endpoint: a POST with `aeg-event-type:
+SubscriptionValidation` gets 200 `{"validationResponse": <data.validationCode>}` (after the key
+check), as the Functions Event Grid trigger answers; `notifications` are the event arrays posted.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ class ScriptedWebhook:
     by_path: dict[str, list[Reply]] = field(default_factory=dict)
     by_registration: dict[str, list[Reply]] = field(default_factory=dict)
     stalled: set[str] = field(default_factory=set)
+    validates: bool = False
     received: list[Received] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)
 
@@ -80,6 +84,15 @@ class ScriptedWebhook:
         """The JSON bodies received, in order."""
         return [request.json() for request in self.received]
 
+    @property
+    def notifications(self) -> list[Any]:
+        """The bodies of the Event Grid `Notification` POSTs received, in order."""
+        return [
+            request.json()
+            for request in self.received
+            if request.headers.get("aeg-event-type") == "Notification"
+        ]
+
     def requests_for(self, registration_id: str) -> list[dict[str, Any]]:
         """The JSON bodies received for one registration id, in order."""
         return [body for body in self.requests if _registration_id(body) == registration_id]
@@ -91,6 +104,8 @@ class ScriptedWebhook:
         split = urlsplit(request.path)
         if self.key is not None and parse_qs(split.query).get("code") != [self.key]:
             return 401, None
+        if self.validates and request.headers.get("aeg-event-type") == "SubscriptionValidation":
+            return 200, {"validationResponse": _validation_code(request.json())}
         if split.path in self.stalled:
             self.release.wait(STALL_LIMIT)
         with self._lock:
@@ -117,6 +132,13 @@ def _registration_id(body: Any) -> str | None:
     context = body.get("deviceRuntimeContext") if isinstance(body, dict) else None
     found = context.get("registrationId") if isinstance(context, dict) else None
     return found if isinstance(found, str) else None
+
+
+def _validation_code(body: Any) -> Any:
+    """`data.validationCode` of Event Grid's SubscriptionValidationEvent array, if there."""
+    event = body[0] if isinstance(body, list) and body else None
+    data = event.get("data") if isinstance(event, dict) else None
+    return data.get("validationCode") if isinstance(data, dict) else None
 
 
 def _handler(webhook: ScriptedWebhook) -> type[BaseHTTPRequestHandler]:

@@ -49,6 +49,8 @@ PURE = [
     "emulator.service.views",
     "emulator.service.query",
     "emulator.events.eventgrid",
+    "emulator.events.policy",
+    "emulator.dps.codes",
     "emulator.faults.spec",
     "emulator.persistence.document",
 ]

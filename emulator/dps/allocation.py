@@ -2,14 +2,17 @@
 
 - `static` is the one linked hub; `hashed` a stable hash of the lower-cased registration id over
   the linked hubs; under the `never` re-provisioning policy the linked hubs are the current hub
-  only (`linked_hubs`).
+  only (`linked_hubs`), and a webhook's choice of hub is not applied (`pinned`): DPS "calls the
+  webhook in case there's new ReturnData, but the device doesn't change its assigned hub"
+  (docs/protocol/webhook.md §5).
 - `custom` calls the webhook with an AllocationRequest (`allocation_request`: key material stripped,
   the webhook URL's query masked as `?****`; docs/protocol/webhook.md §2) and maps its answer as DPS
   documents (§4):
 
       200 + hub in linkedHubs         -> assigned (its initialTwin and payload honoured)
       200 + hub "" / null / absent    -> failed 400208
-      200 + hub not in linkedHubs     -> failed 400207 (undocumented; inference)
+      200 + hub not in linkedHubs     -> failed 400207 (undocumented; inference); under
+                                         `never` (`pinned`) any hub: the device keeps its hub
       200 + unreadable body           -> failed 400207
       401                             -> failed 400209
       429, 5xx, unreachable           -> retried after 1, 10, 19, ... 82 s (ten retries), then 400207
@@ -27,6 +30,7 @@ from typing import Any
 
 from devtools.urls import mask_url
 from emulator.dps.auth import Registrant
+from emulator.dps.codes import DpsErrorCode
 from emulator.dps.enrollments import Allocation, Enrollment, EnrollmentGroup, Reprovision
 from emulator.dps.wire import RegistrationRecord
 from emulator.hub.twin import InitialTwin, TwinError
@@ -35,9 +39,9 @@ ALLOCATION_API_VERSION = "2021-10-01"
 WEBHOOK_RETRIES = 10
 WEBHOOK_FIRST_DELAY = 1.0
 WEBHOOK_DELAY_INCREMENT = 9.0
-ERROR_CUSTOM_ALLOCATION_FAILED = 400207
-ERROR_HUB_NOT_SPECIFIED = 400208
-ERROR_WEBHOOK_UNAUTHORIZED = 400209
+ERROR_CUSTOM_ALLOCATION_FAILED = DpsErrorCode.CUSTOM_ALLOCATION_FAILED
+ERROR_HUB_NOT_SPECIFIED = DpsErrorCode.CUSTOM_ALLOCATION_HUB_NOT_SPECIFIED
+ERROR_WEBHOOK_UNAUTHORIZED = DpsErrorCode.CUSTOM_ALLOCATION_UNAUTHORIZED
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,7 +83,7 @@ def choose_native_hub(
 ) -> Assigned | Failed:
     """Allocate `static` and `hashed` enrollments without a webhook."""
     if not hubs:
-        return Failed(400, "No IoT hub is linked to the enrollment.")
+        return Failed(DpsErrorCode.ARGUMENT_INVALID, "No IoT hub is linked to the enrollment.")
     if enrollment.allocation is Allocation.STATIC:
         return Assigned(hub=hubs[0])
     digest = hashlib.sha256(registration_id.lower().encode("utf-8")).digest()
@@ -161,8 +165,15 @@ def _custom_failed(status: int) -> Failed:
     )
 
 
-def webhook_outcome(status: int, body: bytes, linked: Sequence[str]) -> WebhookOutcome:
-    """Map one webhook HTTP answer to DPS's outcome (table in the module docstring)."""
+def webhook_outcome(
+    status: int, body: bytes, linked: Sequence[str], *, pinned: str | None = None
+) -> WebhookOutcome:
+    """Map one webhook HTTP answer to DPS's outcome (table in the module docstring).
+
+    `pinned` is the device's current hub when the `never` policy keeps it there: the answer must
+    still be a valid one (a hub named, a readable initialTwin), but whichever hub it names, the
+    outcome is `pinned`.
+    """
     if status == 401:
         return Failed(ERROR_WEBHOOK_UNAUTHORIZED, "Custom allocation failed: unauthorized access.")
     if status >= 429:
@@ -181,6 +192,8 @@ def webhook_outcome(status: int, body: bytes, linked: Sequence[str]) -> WebhookO
             ERROR_HUB_NOT_SPECIFIED, "Custom allocation did not specify an IoT hub host name."
         )
     by_name = {name.lower(): name for name in linked}
+    if isinstance(hub, str) and pinned is not None:
+        by_name = {hub.lower(): pinned}
     if not isinstance(hub, str) or hub.lower() not in by_name:
         return Failed(
             ERROR_CUSTOM_ALLOCATION_FAILED,

@@ -2,13 +2,23 @@
 
     policy   hub re-evaluated  device data            substatus (hub changed / same hub)
     migrate  yes               twin moves with it     deviceDataMigrated / reprovisionedToInitialAssignment
-    reset    yes               initial twin again     deviceDataReset / deviceDataReset
-    never    no (webhook still called with linkedHubs = [current hub]; its hub is ignored)
+    reset    yes               initial twin again     deviceDataReset / reprovisionedToInitialAssignment
+    never    no (webhook still called with linkedHubs = [current hub]; whatever hub it names,
+             the device stays: `allocation.webhook_outcome(pinned=...)`)
                                kept                   - / reprovisionedToInitialAssignment
 
-When the hub changes the device is removed from the old hub. The substatus for the same hub is
-undocumented (docs/protocol/webhook.md §8): `reprovisionedToInitialAssignment` is this emulator's
-choice. A disabled enrollment never gets here: its registrations end `disabled`, no hub touched.
+The initial twin is the webhook's `initialTwin`, else the enrollment's. Under `reset` it replaces
+the device's twin on every re-registration, the hub changed or not: Microsoft's reprovisioning
+concepts page calls that policy "often used for a factory reset without changing IoT hubs", and
+the custom-allocation page applies a webhook's initialTwin "when re-provisioning with reset to
+initial config" (docs/protocol/webhook.md §5). When the hub changes the device is removed from the
+old hub.
+
+Substatus: the REST spec defines `deviceDataMigrated` and `deviceDataReset` as "assigned to a
+*different* IoT hub" and `reprovisionedToInitialAssignment` as "re-provisioned to a previously
+assigned IoT hub", so a re-registration that stays on its hub gets the latter under every policy
+(the same-hub substatus is not otherwise documented: this reading of the spec is the emulator's
+choice). A disabled enrollment never gets here: its registrations end `disabled`, no hub touched.
 """
 
 from __future__ import annotations
@@ -64,13 +74,14 @@ def plan_assignment(
         hub = assigned.hub
         moved = hub.lower() != record.assigned_hub.lower() or device_id != record.device_id
         delete_from = record.assigned_hub if moved else None
-        if enrollment.reprovision is Reprovision.RESET:
-            substatus, source = Substatus.DEVICE_DATA_RESET, TwinSource.INITIAL
-        elif moved:
-            substatus, source = Substatus.DEVICE_DATA_MIGRATED, TwinSource.MIGRATE
-        else:
+        reset = enrollment.reprovision is Reprovision.RESET
+        source = TwinSource.INITIAL if reset else TwinSource.MIGRATE if moved else TwinSource.KEEP
+        if not moved:
             substatus = Substatus.REPROVISIONED_TO_INITIAL_ASSIGNMENT
-            source = TwinSource.KEEP
+        elif reset:
+            substatus = Substatus.DEVICE_DATA_RESET
+        else:
+            substatus = Substatus.DEVICE_DATA_MIGRATED
     new_record = RegistrationRecord(
         registration_id=registrant.registration_id,
         device_id=device_id,

@@ -9,16 +9,20 @@ the pure modules beside it (`wire`, `auth`, `allocation`, `reprovision`); this o
               -> task: enabled? -> allocate (static | hashed | webhook with retries)
                        -> plan_assignment (reprovision policy) -> hubs via ports.HubDirectory
                        -> operation (assigned | failed | disabled)
-    poll      -> 202 while assigning, else 200 with the final body; unknown operation -> 404
+    poll      -> 202 while assigning, else 200 with the final body; unknown operation -> 404 404202
 
 The webhook is reached through the `webhook_client.Webhook` seam; the clock and the sleep between
-webhook retries are injected (`time_scale` shrinks DPS's retry schedule for tests). Nothing here
-logs a key, a token or a webhook URL's query.
+webhook retries are injected. `time_scale` shrinks DPS's timings for tests: the webhook retry
+schedule, and the `retry-after` of its 202s (3 s, never below 1 s: the SDK reads an integer).
+Nothing here logs a key, a token or a webhook URL's query.
 
 Besides DPS's own records (assigned devices), the service keeps each registration id's latest
 `Attempt` for operators: in flight (with the webhook's last answer and when DPS calls it again),
-failed (DPS's error code and message) or disabled. Real DPS shows the same in its portal's
-registration records; here `python -m emulator registrations` and the simulator read it.
+failed (DPS's error code and message) or disabled, and the IoT Plug and Play model the device
+announced in its payload (`{"modelId": "dtmi:..."}`, the PnP convention). Real DPS shows much the
+same in its portal's registration records; here `python -m emulator registrations` and the
+simulator read it. DPS does not put that model into the hub's twin: the twin's `modelId` comes
+from the device's hub CONNECT (`hub.registry.Registry.announce_model`).
 
 `publish` must be called from the event loop's thread (it starts tasks); `aclose()` cancels the
 allocations still running.
@@ -50,11 +54,12 @@ from emulator.dps.allocation import (
     webhook_outcome,
 )
 from emulator.dps.auth import AuthenticationError, Registrant, authenticate
-from emulator.dps.enrollments import Allocation, IndividualEnrollment
+from emulator.dps.codes import DpsErrorCode
+from emulator.dps.enrollments import Allocation, IndividualEnrollment, Reprovision
 from emulator.dps.reprovision import HubPlan, TwinSource, plan_assignment
 from emulator.dps.webhook import Webhook, WebhookUnavailable
 from emulator.dps.wire import (
-    ERROR_OPERATION_NOT_FOUND,
+    RETRY_AFTER,
     DpsRequestError,
     Operation,
     Register,
@@ -72,18 +77,17 @@ from emulator.dps.wire import (
 from emulator.endpoints import CONNACK_ACCEPTED, Close, HubDirectory, Send
 from emulator.hub.twin import TwinDocument
 
-__all__ = ["Attempt", "DpsService"]
+__all__ = ["Attempt", "DpsService", "retry_after"]
 
 log = logging.getLogger(__name__)
 
-POLL_RETRY_AFTER = 1  # seconds, an integer: the SDK parses `retry-after` with int()
 MAX_OPERATIONS = 100_000
 # A registration id polls one operation at a time; older ones only matter to a late poll. Keeping a
 # few per id means one device's register flood can only evict its own operations.
 OPERATIONS_PER_REGISTRATION = 4
 MAX_ATTEMPTS = 10_000
 MAX_ANSWER_CHARS = 300
-ERROR_INTERNAL = 500000  # inference: DPS's code for an internal failure is undocumented
+MAX_MODEL_ID_CHARS = 256
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -105,6 +109,7 @@ class Attempt:
     error_message: str | None = None
     assigned_hub: str | None = None
     device_id: str | None = None
+    model_id: str | None = None  # the payload's IoT Plug and Play `modelId`, if it sent one
 
     def to_json(self, now: float) -> dict[str, object]:
         """The attempt for the admin API (times as seconds ago / from now)."""
@@ -127,6 +132,7 @@ class Attempt:
             "error_message": self.error_message,
             "assigned_hub": self.assigned_hub,
             "device_id": self.device_id,
+            "model_id": self.model_id,
         }
 
 
@@ -150,6 +156,7 @@ class DpsService:
         self._hubs = hubs
         self._webhook = webhook
         self._delays = retry_delays(time_scale)
+        self._retry_after = retry_after(time_scale)
         self._clock = clock
         self._sleep = sleep
         self._entropy = entropy
@@ -261,7 +268,7 @@ class DpsService:
             if error.rid is not None:
                 send(
                     reply_topic(error.status, error.rid),
-                    error_body(error.error_code, error.message, now=now),
+                    error_body(error.code, error.message, now=now),
                 )
             return True
         if isinstance(request, Register):
@@ -317,6 +324,7 @@ class DpsService:
             started=now,
             updated=now,
             webhook_max_calls=len(self._delays) + 1,
+            model_id=_announced_model(request.payload),
         )
         while len(self._attempts) > MAX_ATTEMPTS:
             self._attempts.popitem(last=False)
@@ -327,7 +335,7 @@ class DpsService:
             operation.operation_id,
         )
         send(
-            reply_topic(202, request.rid, retry_after=POLL_RETRY_AFTER),
+            reply_topic(202, request.rid, retry_after=self._retry_after),
             operation_body(operation),
         )
         task = asyncio.get_running_loop().create_task(
@@ -342,15 +350,16 @@ class DpsService:
         if operation is None or (
             operation.registration_id.lower() != registrant.registration_id.lower()
         ):
+            code = DpsErrorCode.REGISTRATION_NOT_FOUND
             send(
-                reply_topic(404, query.rid),
-                error_body(ERROR_OPERATION_NOT_FOUND, "Operation not found.", now=now),
+                reply_topic(code.status, query.rid),
+                error_body(code, "Registration operation not found.", now=now),
             )
             return
         if operation.status is RegistrationStatus.ASSIGNING:
             send(
-                reply_topic(202, query.rid, retry_after=POLL_RETRY_AFTER),
-                operation_body(operation),
+                reply_topic(202, query.rid, retry_after=self._retry_after),
+                operation_body(operation, polled=True),
             )
             return
         send(reply_topic(200, query.rid), operation_body(operation))
@@ -392,7 +401,9 @@ class DpsService:
             self._finish(
                 operation,
                 RegistrationStatus.FAILED,
-                error=Failed(ERROR_INTERNAL, "Internal error while assigning the device."),
+                error=Failed(
+                    DpsErrorCode.SERVER_ERROR, "Internal error while assigning the device."
+                ),
             )
 
     async def _allocate_unguarded(
@@ -451,6 +462,11 @@ class DpsService:
             enrollment_created=self._started,
         )
         body = json.dumps(request).encode("utf-8")
+        pinned = (
+            record.assigned_hub
+            if record is not None and registrant.enrollment.reprovision is Reprovision.NEVER
+            else None
+        )
         last = Retry(None)
         who = registrant.registration_id
         for attempt in range(len(self._delays) + 1):
@@ -479,7 +495,7 @@ class DpsService:
                     webhook_error=str(error),
                 )
             else:
-                outcome = webhook_outcome(answer.status, answer.body, linked)
+                outcome = webhook_outcome(answer.status, answer.body, linked, pinned=pinned)
                 self._activity.publish(
                     "dps.webhook",
                     self._clock(),
@@ -568,6 +584,21 @@ class DpsService:
                 error_message=error.message if error else None,
             )
         )
+
+
+def retry_after(time_scale: float = 1.0) -> int:
+    """The `retry-after` of DPS's 202s: 3 s, times `time_scale`, at least 1 (the SDK int()s it)."""
+    return max(1, round(RETRY_AFTER * time_scale))
+
+
+def _announced_model(payload: object) -> str | None:
+    """The IoT Plug and Play model id a register payload announces (`{"modelId": "dtmi:..."}`)."""
+    if not isinstance(payload, dict):
+        return None
+    model = payload.get("modelId")
+    if not isinstance(model, str) or not model:
+        return None
+    return model[:MAX_MODEL_ID_CHARS]
 
 
 def _excerpt(body: bytes) -> str:

@@ -6,16 +6,23 @@ What the device SDKs send and get (docs/protocol/dps-mqtt.md §3-§5):
   poll `$dps/registrations/GET/iotdps-get-operationstatus/?$rid=R&operationId=O`; replies on
   `$dps/registrations/res/{status}/?$rid=R[&retry-after=N]` (lowercase `retry-after`, which is all
   the SDK reads); the only subscription DPS grants is `$dps/registrations/res/#`.
-- Register answers 202 `assigning` with an operation id; polls answer 202 while the allocation
-  runs, then 200 with `assigned`, `failed` or `disabled` (`operation_body`); an error status carries
-  `{"errorCode", "trackingId", "message", "timestampUtc"}` (`error_body`).
+- Register answers 202 `assigning` with an operation id (`{"operationId", "status"}`); polls answer
+  202 while the allocation runs, their body adding `registrationState: {"registrationId", "status":
+  "assigning"}` as DPS's does, then 200 with `assigned`, `failed` or `disabled`
+  (`operation_body`); both 202s carry `retry-after` (3 s on DPS). An error status carries
+  `{"errorCode", "trackingId", "message", "timestampUtc"}` (`error_body`) with one of DPS's codes
+  (`codes.DpsErrorCode`).
+- A register body is a DeviceRegistration: `registrationId`, `payload`, `tpm` (member names
+  matched without regard to case, as DPS's deserializer does); anything else, or a body that is
+  not a JSON object, is DPS's 400012 "Deserialization error."; a `registrationId` other than the
+  connection's is 401002.
 - DPS's memory of an assignment (`RegistrationRecord`) and of one register call (`Operation`).
 
 Errors:
 
     DpsError
-    └── DpsRequestError   a PUBLISH DPS cannot serve; `status` is the reply topic status,
-                          `error_code` DPS's six-digit code, `rid` the request id if known
+    └── DpsRequestError   a PUBLISH DPS cannot serve; `code` is DPS's error code (its `status` the
+                          reply topic's status), `rid` the request id if known
 """
 
 from __future__ import annotations
@@ -32,12 +39,15 @@ from urllib.parse import unquote
 
 from allocation.errors import RequestError
 from allocation.strict_json import decode
+from emulator.dps.codes import DpsErrorCode
 
 RESPONSE_TOPIC_FILTER = "$dps/registrations/res/#"
 REGISTER_TOPIC = "$dps/registrations/PUT/iotdps-register/"
 STATUS_TOPIC = "$dps/registrations/GET/iotdps-get-operationstatus/"
-ERROR_BAD_REQUEST = 400001  # inference: DPS's code for a malformed device request is undocumented
-ERROR_OPERATION_NOT_FOUND = 404001  # inference, as above
+RETRY_AFTER = 3  # seconds, on every 202 DPS sends (docs/protocol/dps-mqtt.md §8)
+REGISTER_MEMBERS = ("registrationId", "payload", "tpm")  # DeviceRegistration, REST spec 2021-10-01
+DESERIALIZATION_ERROR = "Deserialization error."  # DPS's message for 400012, word for word
+MAX_NAME_SHOWN = 64
 
 
 class DpsError(Exception):
@@ -47,12 +57,16 @@ class DpsError(Exception):
 class DpsRequestError(DpsError):
     """A device request DPS answers with an error status on the response topic."""
 
-    def __init__(self, status: int, error_code: int, message: str, *, rid: str | None) -> None:
+    def __init__(self, code: DpsErrorCode, message: str, *, rid: str | None) -> None:
         super().__init__(message)
-        self.status = status
-        self.error_code = error_code
+        self.code = code
         self.message = message
         self.rid = rid
+
+    @property
+    def status(self) -> int:
+        """The status of the reply topic that answers the request."""
+        return self.code.status
 
 
 class RegistrationStatus(StrEnum):
@@ -131,33 +145,66 @@ def parse_request(topic: str, payload: bytes, *, registration_id: str) -> Regist
         pairs.setdefault(name, value)  # raw: the reply echoes `$rid` exactly as sent
     rid = pairs.get("$rid")
     if not question or not rid:
-        raise DpsRequestError(400, ERROR_BAD_REQUEST, "Request id ($rid) is missing.", rid=rid)
+        raise DpsRequestError(
+            DpsErrorCode.ARGUMENT_INVALID, "Request id ($rid) is missing.", rid=rid or None
+        )
     if path == REGISTER_TOPIC:
         return Register(rid=rid, payload=_register_payload(payload, registration_id, rid))
     if path == STATUS_TOPIC:
         operation_id = unquote(pairs.get("operationId", ""))
         if not operation_id:
-            raise DpsRequestError(400, ERROR_BAD_REQUEST, "operationId is missing.", rid=rid)
+            raise DpsRequestError(DpsErrorCode.ARGUMENT_INVALID, "operationId is missing.", rid=rid)
         return StatusQuery(rid=rid, operation_id=operation_id)
-    raise DpsRequestError(404, ERROR_OPERATION_NOT_FOUND, "Unknown DPS topic.", rid=rid)
+    raise DpsRequestError(
+        DpsErrorCode.ARGUMENT_INVALID,
+        "Unknown DPS topic: expected a register or an operation status request.",
+        rid=rid,
+    )
+
+
+def _shown(name: str) -> str:
+    return repr(name if len(name) <= MAX_NAME_SHOWN else name[:MAX_NAME_SHOWN] + "...")
 
 
 def _register_payload(payload: bytes, registration_id: str, rid: str) -> object:
+    """The device's payload from a register body (None when absent); refusals as DPS's."""
+
+    def refused(detail: str) -> DpsRequestError:
+        return DpsRequestError(
+            DpsErrorCode.DESERIALIZATION_ERROR, f"{DESERIALIZATION_ERROR} {detail}", rid=rid
+        )
+
+    if not payload.strip():
+        return None
     try:
-        body = decode(payload, field="register body") if payload.strip() else {}
+        body = decode(payload, field="register body")
     except RequestError as error:
-        raise DpsRequestError(400, ERROR_BAD_REQUEST, f"{error}.", rid=rid) from None
+        raise refused(f"{error}.") from None
     if not isinstance(body, dict):
-        raise DpsRequestError(400, ERROR_BAD_REQUEST, "Register body: expected an object.", rid=rid)
-    sent_id = body.get("registrationId", registration_id)
-    if not isinstance(sent_id, str) or sent_id.lower() != registration_id.lower():
+        raise refused("Register body: expected a JSON object.")
+    known = {name.lower(): name for name in REGISTER_MEMBERS}
+    members: dict[str, object] = {}
+    for name, value in body.items():
+        member = known.get(name.lower())
+        if member is None:
+            raise refused(
+                f"Register body: unknown member {_shown(name)}; expected only "
+                f"{', '.join(REGISTER_MEMBERS)} (a device's own data goes in payload)."
+            )
+        if member in members:
+            raise refused(f"Register body: {member} appears twice.")
+        members[member] = value
+    sent_id = members.get("registrationId", registration_id)
+    if not isinstance(sent_id, str):
+        raise refused("Register body: registrationId: expected a string.")
+    if sent_id.lower() != registration_id.lower():
         raise DpsRequestError(
-            400,
-            ERROR_BAD_REQUEST,
-            "Register body: registrationId must match the connection's registration id.",
+            DpsErrorCode.UNAUTHORIZED,
+            "Unauthorized: the body's registrationId is not the registration the connection "
+            "authenticated.",
             rid=rid,
         )
-    return body.get("payload")
+    return members.get("payload")
 
 
 def reply_topic(status: int, rid: str, *, retry_after: int | None = None) -> str:
@@ -181,15 +228,15 @@ def new_operation_id(entropy: bytes) -> str:
     return f"{entropy[0] % 10}.{entropy[1:9].hex()}.{uuid.UUID(bytes=entropy[8:24])}"
 
 
-def error_body(error_code: int, message: str, *, now: float) -> bytes:
+def error_body(code: int, message: str, *, now: float) -> bytes:
     """The body of an error status on the response topic (dps-mqtt.md §5)."""
     body = {
-        "errorCode": error_code,
+        "errorCode": int(code),
         "trackingId": "",
         "message": message,
         "timestampUtc": format_dps_timestamp(now),
     }
-    return json.dumps(body).encode("utf-8")
+    return json.dumps(body, separators=(",", ":")).encode("utf-8")
 
 
 def _etag(registration_id: str, generation: int) -> str:
@@ -197,11 +244,20 @@ def _etag(registration_id: str, generation: int) -> str:
     return base64.b64encode(f'"{uuid.UUID(bytes=seed[:16])}"'.encode()).decode("ascii")
 
 
-def operation_body(operation: Operation) -> bytes:
-    """The RegistrationOperationStatus JSON for an operation, as far as it has got."""
+def operation_body(operation: Operation, *, polled: bool = False) -> bytes:
+    """The RegistrationOperationStatus JSON for an operation, as far as it has got.
+
+    While assigning, the answer to the register is `{"operationId", "status"}`; a poll's answer
+    adds `registrationState: {"registrationId", "status"}`, as DPS's do.
+    """
     body: dict[str, Any] = {"operationId": operation.operation_id, "status": operation.status.value}
     if operation.status is RegistrationStatus.ASSIGNING:
-        return json.dumps(body).encode("utf-8")
+        if polled:
+            body["registrationState"] = {
+                "registrationId": operation.registration_id,
+                "status": operation.status.value,
+            }
+        return json.dumps(body, separators=(",", ":")).encode("utf-8")
     state: dict[str, Any] = {
         "registrationId": operation.registration_id,
         "createdDateTimeUtc": operation.created,
@@ -225,4 +281,4 @@ def operation_body(operation: Operation) -> bytes:
     if operation.status is RegistrationStatus.ASSIGNED and operation.payload is not None:
         state["payload"] = operation.payload
     body["registrationState"] = state
-    return json.dumps(body).encode("utf-8")
+    return json.dumps(body, separators=(",", ":")).encode("utf-8")

@@ -23,7 +23,7 @@ from typing import Any
 from emulator.hub.device_events import LifecycleEvent
 from emulator.service.views import twin_json
 
-__all__ = ["event_grid_event", "event_time", "hub_resource_name"]
+__all__ = ["event_grid_event", "event_time", "hub_resource_name", "hub_topic"]
 
 _TOPIC = "/SUBSCRIPTIONS/00000000-0000-0000-0000-000000000000/RESOURCEGROUPS/emulator/PROVIDERS/MICROSOFT.DEVICES/IOTHUBS/{hub}"
 
@@ -35,6 +35,11 @@ def hub_resource_name(host: str) -> str:
     except ValueError:
         return host.split(".", 1)[0]
     return host
+
+
+def hub_topic(host: str) -> str:
+    """The Event Grid `topic` of a hub's events: its resource id, upper-cased as IoT Hub's are."""
+    return _TOPIC.format(hub=hub_resource_name(host).upper())
 
 
 def event_time(now: float) -> str:
@@ -58,7 +63,7 @@ def event_grid_event(event: LifecycleEvent, *, event_id: str) -> dict[str, Any]:
         data = {"twin": twin, "hubName": name, "deviceId": event.device_id}
     return {
         "id": event_id,
-        "topic": _TOPIC.format(hub=name.upper()),
+        "topic": hub_topic(event.hub),
         "subject": f"devices/{event.device_id}",
         "eventType": event.kind.value,
         "eventTime": event_time(event.time),

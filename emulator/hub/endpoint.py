@@ -7,7 +7,8 @@ no clock reads (`now` is an argument; `clock` only for the calls whose protocol 
 Protocol (docs/protocol/hub-mqtt.md):
 - CONNECT: username `{host}/{deviceId}/?...` (host and device are the first two `/` segments),
   client id = device id, password a SAS token for `{host}/devices/{deviceId}` signed by the
-  device's primary or secondary key. Unknown, disabled, wrong key, expired -> CONNACK 5.
+  device's primary or secondary key. Unknown, disabled, wrong key, expired -> CONNACK 5. A
+  `model-id` in the username's query (IoT Plug and Play) becomes the twin's `modelId`.
 - One connection per device id: a new CONNECT closes the older connection (§1).
 - Sessions are kept per client id across connections whatever the CleanSession flag: the SDK
   never re-subscribes after a reconnect (§7). C2D waits in the session while the device is
@@ -30,7 +31,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from allocation.errors import RequestError
 from allocation.strict_json import decode
@@ -259,6 +260,7 @@ class Hub(Registry):
         self._last_activity[device_id] = now
         self._connection_changed(LifecycleKind.CONNECTED, device_id, now)
         self._sessions.setdefault(device_id, _Session())
+        self.announce_model(device_id, _announced_model(username))
         self._flush_c2d(device_id)
         return CONNACK_ACCEPTED
 
@@ -385,3 +387,12 @@ class Hub(Registry):
         except (ValueError, RequestError):
             status, body = 500, None
         pending[1](MethodResponse(status, body))
+
+
+def _announced_model(username: str) -> str | None:
+    """The IoT Plug and Play `model-id` of a CONNECT username's query, decoded; None without."""
+    for pair in username.partition("?")[2].split("&"):
+        name, _, value = pair.partition("=")
+        if name == "model-id" and value:
+            return unquote(value)
+    return None

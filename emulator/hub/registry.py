@@ -174,6 +174,18 @@ class Registry:
             self._identity_disabled(device_id, now)
         return identity
 
+    def announce_model(self, device_id: str, model_id: str | None) -> None:
+        """A device connected announcing an IoT Plug and Play model: its twin's `modelId` is it.
+
+        A CONNECT without one leaves the last announced model (inference: IoT Hub documents how
+        the model id gets into the twin, not that a plain connection clears it).
+        """
+        twin = self._twins.get(device_id)
+        if model_id is None or twin is None or twin.model_id == model_id:
+            return
+        self._twins[device_id] = twin.with_model_id(model_id)
+        self._changed(device_id)
+
     def restore_device(self, identity: DeviceIdentity, twin: TwinDocument) -> None:
         """Put back a persisted device (`emulator.persistence`): no lifecycle event, no checks."""
         self._devices[identity.device_id] = identity

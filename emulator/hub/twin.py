@@ -17,6 +17,9 @@ Rules (docs/protocol/hub-mqtt.md §5, hub-service-rest.md §7):
   8 KB and desired/reported at most 32 KB each, as compact JSON.
 - The device sees `{"desired": {..., "$version": N}, "reported": {..., "$version": M}}` (no tags, no
   metadata); a desired push is the patch plus `"$version"`.
+- `modelId` is the IoT Plug and Play model the device announced when it last connected with one
+  (`model-id` in its MQTT username; "" until then). Only the device sets it: no patch or replace
+  touches it, and it moves with the twin (docs/protocol/hub-mqtt.md §1).
 
 Errors:
 
@@ -112,6 +115,7 @@ class TwinDocument:
     desired_metadata: Mapping[str, Any]
     reported_metadata: Mapping[str, Any]
     tags_updated: str
+    model_id: str = ""
 
     @classmethod
     def new(cls, initial: InitialTwin | None, *, now: float) -> TwinDocument:
@@ -136,6 +140,10 @@ class TwinDocument:
     def etag(self) -> str:
         """The twin etag: base64 of an 8-byte big-endian counter (`AAAAAAAAAAE=` for 1)."""
         return base64.b64encode(self.etag_counter.to_bytes(8, "big")).decode("ascii")
+
+    def with_model_id(self, model_id: str) -> TwinDocument:
+        """The twin with the model its device announced at CONNECT."""
+        return _replace(self, model_id=model_id)
 
     def patch_reported(self, patch: object, *, now: float) -> TwinDocument:
         """Apply a device's reported-properties PATCH; the new `$version` is `reported_version`."""
@@ -224,6 +232,7 @@ class TwinDocument:
         """The twin as the service REST API returns it (hub-service-rest.md §7)."""
         return {
             "deviceId": device_id,
+            "modelId": self.model_id,
             "etag": self.etag,
             "version": self.version,
             "tags": copy.deepcopy(dict(self.tags)),

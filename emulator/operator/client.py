@@ -208,6 +208,8 @@ def registration_line(entry: dict[str, Any]) -> str:
         detail = f"-> {entry['assigned_hub']} as {entry['device_id']}"
         if entry.get("substatus"):
             detail += f" ({entry['substatus']})"
+        if entry.get("model_id"):
+            detail += f", model {entry['model_id']}"
         return f"{name:<40} assigned {detail}"
     if status == "assigning":
         return f"{name:<40} assigning: {waiting_reason(entry)}"

@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from emulator.dps.allocation import Failed, Retry, exhausted_outcome, webhook_outcome
+from emulator.dps.codes import DpsErrorCode
 from emulator.dps.wire import Operation, RegistrationStatus, operation_body, reply_topic
 from simulator import dps_replies
 from simulator.dps_replies import SDK_LOGGER, DpsError, DpsReplies, likely_cause
@@ -213,10 +214,21 @@ def outcome(failed: object) -> tuple[int, str]:
             "not linked to the enrollment",
         ),
         (outcome(webhook_outcome(200, b"{", ["h"])), "did not assign the device"),
-        ((401002, "Unauthorized"), "provisioning documentation"),
+        ((401002, "Unauthorized"), "refused the credentials"),
+        ((400012, "Deserialization error."), "inside payload"),
+        ((404202, "Registration operation not found."), "register again"),
+        ((429001, "Operations are being throttled"), "retry-after"),
+        ((409001, "Conflict"), "provisioning documentation"),
         ((None, ""), "provisioning documentation"),
     ],
 )
 def test_likely_cause_of_each_error_dps_gives(error: tuple[int | None, str], expected: str) -> None:
     """Each of DPS's errors (as the emulator's DPS words them) maps to what to look at."""
     assert expected in likely_cause(*error)
+
+
+def test_every_code_the_emulators_dps_sends_has_its_own_explanation() -> None:
+    """The simulator explains each of DPS's codes the emulator uses (the two stay in step)."""
+    generic = likely_cause(None)
+    for code in DpsErrorCode:
+        assert likely_cause(int(code), "Custom allocation failed with status code: 400") != generic

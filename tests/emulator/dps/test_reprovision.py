@@ -28,7 +28,7 @@ WEBHOOK_TWIN = InitialTwin(tags={"from": "webhook"})
             None,
         ),
         ("reset", HUBS[0], HUBS[1], "deviceDataReset", TwinSource.INITIAL, HUBS[0]),
-        ("reset", HUBS[0], HUBS[0], "deviceDataReset", TwinSource.INITIAL, None),
+        ("reset", HUBS[0], HUBS[0], "reprovisionedToInitialAssignment", TwinSource.INITIAL, None),
         (
             "never",
             HUBS[0],

@@ -87,6 +87,7 @@ class Device:
         self.key = key
         self.received: list[tuple[str, dict[str, Any]]] = []
         self.rid = 0
+        self.retry_after = 3  # what DPS's 202s say at time scale 1
 
     def send(self, topic: str, payload: bytes) -> None:
         """The shell's Send: record what DPS publishes to this client."""
@@ -120,7 +121,10 @@ class Device:
         self.rid += 1
         body = json.dumps({"payload": payload, "registrationId": self.registration_id}).encode()
         topic, answer = self.publish(REGISTER.format(rid=self.rid), body)
-        assert topic == f"$dps/registrations/res/202/?$rid={self.rid}&retry-after=1"
+        assert (
+            topic == f"$dps/registrations/res/202/?$rid={self.rid}&retry-after={self.retry_after}"
+        )
+        assert set(answer) == {"operationId", "status"}  # the register's 202: no state yet
         assert answer["status"] == "assigning"
         return str(answer["operationId"])
 
@@ -201,9 +205,9 @@ def test_custom_group_registration_assigns_with_twin_and_payload() -> None:
 
 
 def test_poll_while_the_webhook_runs_answers_202() -> None:
-    """Until the webhook answers, polls get 202 assigning with retry-after."""
+    """Until the webhook answers, polls get 202 with retry-after 3 and DPS's assigning state."""
 
-    async def scenario() -> tuple[str, str]:
+    async def scenario() -> tuple[str, dict[str, Any], str, str]:
         gate = asyncio.Event()
 
         async def slow(url: str, body: Any) -> WebhookResponse:
@@ -214,15 +218,23 @@ def test_poll_while_the_webhook_runs_answers_202() -> None:
         device = group_device(service)
         operation_id = device.register()
         await asyncio.sleep(0)
-        during, _ = device.poll(operation_id)
+        during, assigning = device.poll(operation_id)
         gate.set()
         await service.idle()
         after, body = device.poll(operation_id)
-        return during.split("?")[0] + body["status"], after.split("?")[0]
+        return during, assigning, body["status"], after.split("?")[0]
 
-    during, after = asyncio.run(scenario())
-    assert during == "$dps/registrations/res/202/assigned"
-    assert after == "$dps/registrations/res/200/"
+    during, assigning, final, after = asyncio.run(scenario())
+    assert during.startswith("$dps/registrations/res/202/")
+    assert during.endswith("&retry-after=3")
+    assert assigning["status"] == "assigning"
+    assert assigning["registrationState"] == {"registrationId": "dev-001", "status": "assigning"}
+    assert (final, after) == ("assigned", "$dps/registrations/res/200/")
+
+
+def test_time_scale_shrinks_retry_after_but_never_below_one_second() -> None:
+    """retry-after is DPS's 3 s scaled by time_scale, an integer of at least 1."""
+    assert [dps_service.retry_after(scale) for scale in (1.0, 2.0, 0.5, 0.01)] == [3, 6, 2, 1]
 
 
 def test_hashed_and_static_allocation_need_no_webhook() -> None:
@@ -308,7 +320,9 @@ def test_time_scale_shrinks_the_retry_waits() -> None:
     webhook = answering(FunctionWebhook.json(502, {}), to_hub(TOASTERS))
     hubs = Hubs(config.hubs, clock=lambda: NOW)
     service = DpsService(config, hubs, webhook, time_scale=0.01, clock=lambda: NOW, sleep=sleeps)
-    asyncio.run(group_device(service).provision())
+    device = group_device(service)
+    device.retry_after = 1
+    asyncio.run(device.provision())
     assert sleeps.waits == [pytest.approx(0.01)]
 
 
@@ -382,14 +396,65 @@ def test_reset_starts_the_twin_again() -> None:
     assert hubs.hub(TOASTERS).device("dev-001") is None
 
 
+def test_reset_on_the_same_hub_is_a_factory_reset() -> None:
+    """Reset without a hub change: the webhook's initial twin replaces the twin all the same."""
+    body, hubs, _ = reprovision("reset", TOASTERS)
+    state = body["registrationState"]
+    assert (state["assignedHub"], state["substatus"]) == (
+        TOASTERS,
+        "reprovisionedToInitialAssignment",
+    )
+    twin = hubs.device_twin(TOASTERS, "dev-001")
+    assert twin is not None
+    assert (twin.reported, twin.tags) == ({}, {"round": 2})
+
+
 def test_never_keeps_the_device_where_it_is() -> None:
-    """Never: the webhook sees only the current hub and its other choice is not applied."""
+    """Never: the webhook sees only the current hub; the device and its twin stay."""
     body, hubs, webhook = reprovision("never", TOASTERS)
     assert body["registrationState"]["assignedHub"] == TOASTERS
     assert webhook.calls[1][1]["linkedHubs"] == [TOASTERS]
     twin = hubs.device_twin(TOASTERS, "dev-001")
     assert twin is not None
     assert twin.reported == {"kept": True}
+
+
+def test_never_ignores_a_webhook_naming_another_hub() -> None:
+    """Never: a webhook naming another (even unlinked) hub does not fail the registration; the
+    device stays on its hub, its twin untouched, and gets the webhook's new payload."""
+    for other in (HEATPUMPS, "elsewhere.azure-devices.net"):
+        webhook = answering(
+            to_hub(TOASTERS),
+            to_hub(other, initialTwin={"tags": {"round": 2}}, payload={"round": 2}),
+        )
+        service, hubs = build(webhook, reprovision="never")
+
+        async def scenario(service: DpsService = service) -> dict[str, Any]:
+            device = group_device(service)
+            await device.provision()
+            return await device.provision()
+
+        state = asyncio.run(scenario())["registrationState"]
+        assert (state["assignedHub"], state["payload"]) == (TOASTERS, {"round": 2})
+        assert state["substatus"] == "reprovisionedToInitialAssignment"
+        twin = hubs.device_twin(TOASTERS, "dev-001")
+        assert twin is not None
+        assert twin.tags == {"from": "enrollment"}  # the first assignment's, not round 2
+        assert hubs.hub(HEATPUMPS).device("dev-001") is None
+
+
+def test_never_still_fails_a_webhook_that_refuses() -> None:
+    """Never keeps the hub, not a refusal: a 400 from the webhook still fails with 400207."""
+    webhook = answering(to_hub(TOASTERS), FunctionWebhook.json(400, {"error": "no"}))
+    service, _ = build(webhook, reprovision="never")
+
+    async def scenario() -> dict[str, Any]:
+        device = group_device(service)
+        await device.provision()
+        return await device.provision()
+
+    state = asyncio.run(scenario())["registrationState"]
+    assert (state["status"], state["errorCode"]) == ("failed", 400207)
 
 
 def test_bad_credentials_are_refused_with_connack_5() -> None:
@@ -401,20 +466,60 @@ def test_bad_credentials_are_refused_with_connack_5() -> None:
     assert Device(service, "dev-001", good_key).connect() == 0
 
 
-def test_unknown_operation_and_bad_requests_get_errors() -> None:
-    """Polling an unknown operation gives 404; a malformed register gives 400."""
+@pytest.mark.parametrize(
+    ("topic", "body", "status", "code", "words"),
+    [
+        (POLL.format(rid="p", op="0.0000000000000000.nope"), b" ", 404, 404202, "not found"),
+        (POLL.format(rid="p", op=""), b" ", 400, 400004, "operationId"),
+        ("$dps/registrations/PUT/iotdps-elsewhere/?$rid=p", b"{}", 400, 400004, "topic"),
+        (REGISTER.format(rid="p"), b"not json", 400, 400012, "Deserialization error."),
+        (REGISTER.format(rid="p"), b"[1]", 400, 400012, "JSON object"),
+        (
+            REGISTER.format(rid="p"),
+            b'{"registrationId": "dev-001", "modelId": "dtmi:x;1"}',
+            400,
+            400012,
+            "'modelId'",
+        ),
+        (REGISTER.format(rid="p"), b'{"registrationId": 7}', 400, 400012, "registrationId"),
+        (REGISTER.format(rid="p"), b'{"registrationId": "dev-002"}', 401, 401002, "Unauthorized"),
+    ],
+)
+def test_bad_requests_get_dps_error_codes(
+    topic: str, body: bytes, status: int, code: int, words: str
+) -> None:
+    """Each malformed request is answered on res/{status} with DPS's own error code."""
     service, _ = build(answering(to_hub(TOASTERS)))
+    reply_topic, answer = group_device(service).publish(topic, body)
+    assert reply_topic == f"$dps/registrations/res/{status}/?$rid=p"
+    assert (answer["errorCode"], answer["trackingId"]) == (code, "")
+    assert words in answer["message"]
 
-    async def scenario() -> tuple[str, str]:
+
+def test_register_body_member_names_match_without_case() -> None:
+    """`RegistrationId` and `Payload` are DPS's members too; the payload reaches the webhook."""
+    webhook = answering(to_hub(TOASTERS))
+    service, _ = build(webhook)
+
+    async def scenario() -> str:
         device = group_device(service)
-        missing, _ = device.poll("0.0000000000000000.nope")
-        bad, body = device.publish(REGISTER.format(rid="x"), b"not json")
-        assert body["errorCode"] == 400001
-        return missing, bad
+        topic, _ = device.publish(
+            REGISTER.format(rid="c"), b'{"RegistrationId": "DEV-001", "Payload": {"a": 1}}'
+        )
+        await service.idle()
+        return topic
 
-    missing, bad = asyncio.run(scenario())
-    assert missing.startswith("$dps/registrations/res/404/")
-    assert bad == "$dps/registrations/res/400/?$rid=x"
+    assert asyncio.run(scenario()).startswith("$dps/registrations/res/202/")
+    assert webhook.calls[0][1]["deviceRuntimeContext"]["payload"] == {"a": 1}
+
+
+def test_a_payload_model_id_is_recorded_for_operators() -> None:
+    """The PnP modelId of a register payload is kept on the attempt operators see."""
+    service, _ = build(answering(to_hub(TOASTERS)))
+    asyncio.run(group_device(service).provision({"modelId": "dtmi:com:example:Thermostat;1"}))
+    attempt = service.attempt("dev-001")
+    assert attempt is not None
+    assert attempt.to_json(NOW)["model_id"] == "dtmi:com:example:Thermostat;1"
 
 
 def test_subscriptions_grant_only_the_response_topic() -> None:

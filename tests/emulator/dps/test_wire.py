@@ -6,7 +6,10 @@ import json
 import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from emulator.dps.codes import DpsErrorCode
 from emulator.dps.wire import (
     DpsRequestError,
     Operation,
@@ -15,6 +18,7 @@ from emulator.dps.wire import (
     RegistrationStatus,
     StatusQuery,
     Substatus,
+    error_body,
     format_dps_timestamp,
     new_operation_id,
     operation_body,
@@ -47,22 +51,71 @@ def test_poll_request_is_parsed() -> None:
     assert request == StatusQuery(rid="r2", operation_id="5.ab.c/d")
 
 
+REGISTER = "$dps/registrations/PUT/iotdps-register/?$rid=1"
+
+
 @pytest.mark.parametrize(
-    ("topic", "payload", "status"),
+    ("topic", "payload", "code"),
     [
-        ("$dps/registrations/PUT/iotdps-register/", b"{}", 400),
-        ("$dps/registrations/PUT/iotdps-register/?$rid=1", b"{not json", 400),
-        ("$dps/registrations/PUT/iotdps-register/?$rid=1", b"[1]", 400),
-        ("$dps/registrations/PUT/iotdps-register/?$rid=1", b'{"registrationId": "x"}', 400),
-        ("$dps/registrations/GET/iotdps-get-operationstatus/?$rid=1", b" ", 400),
-        ("$dps/registrations/DELETE/x/?$rid=1", b"", 404),
+        ("$dps/registrations/PUT/iotdps-register/", b"{}", 400004),
+        (REGISTER, b"{not json", 400012),
+        (REGISTER, b"[1]", 400012),
+        (REGISTER, b'{"registrationId": "dev-001", "modelId": "dtmi:x;1"}', 400012),
+        (REGISTER, b'{"registrationId": "dev-001", "RegistrationId": "dev-001"}', 400012),
+        (REGISTER, b'{"registrationId": null}', 400012),
+        (REGISTER, b'{"registrationId": "x"}', 401002),
+        ("$dps/registrations/GET/iotdps-get-operationstatus/?$rid=1", b" ", 400004),
+        ("$dps/registrations/DELETE/x/?$rid=1", b"", 400004),
     ],
 )
-def test_bad_requests_get_error_statuses(topic: str, payload: bytes, status: int) -> None:
-    """Malformed requests raise DpsRequestError with the status for the response topic."""
+def test_bad_requests_get_dps_error_codes(topic: str, payload: bytes, code: int) -> None:
+    """Malformed requests raise DpsRequestError with DPS's code and its reply status."""
     with pytest.raises(DpsRequestError) as caught:
         parse_request(topic, payload, registration_id="dev-001")
-    assert caught.value.status == status
+    assert (caught.value.code, caught.value.status) == (code, code // 1000)
+
+
+def test_a_deserialization_error_starts_with_dps_words_and_names_the_member() -> None:
+    """400012's message is DPS's "Deserialization error." followed by what was wrong."""
+    with pytest.raises(DpsRequestError) as caught:
+        parse_request(REGISTER, b'{"modelId": "dtmi:x;1"}', registration_id="dev-001")
+    assert caught.value.message.startswith("Deserialization error. ")
+    assert "'modelId'" in caught.value.message
+    assert "payload" in caught.value.message
+
+
+def test_register_members_match_without_regard_to_case() -> None:
+    """`RegistrationId`, `PAYLOAD` and `tpm` are accepted as DPS's deserializer accepts them."""
+    body = b'{"RegistrationId": "DEV-001", "PAYLOAD": [1], "tpm": null}'
+    assert parse_request(REGISTER, body, registration_id="dev-001") == Register(
+        rid="1", payload=[1]
+    )
+
+
+def refusal(topic: str, payload: bytes) -> DpsRequestError | None:
+    """The DpsRequestError a publish gets, or None when it parses."""
+    try:
+        parse_request(topic, payload, registration_id="dev-001")
+    except DpsRequestError as error:
+        return error
+    return None
+
+
+@given(st.binary(max_size=300), st.text(max_size=80))
+def test_any_publish_parses_or_raises_a_dps_request_error(payload: bytes, topic_tail: str) -> None:
+    """Whatever a device publishes, parsing yields a request or one of DPS's request errors."""
+    for topic in (REGISTER, "$dps/registrations/" + topic_tail):
+        error = refusal(topic, payload)
+        if error is not None:
+            assert error.code in set(DpsErrorCode)
+            assert error.status in (400, 401)
+
+
+def test_error_body_is_dps_compact_error_shape() -> None:
+    """An error body is {"errorCode","trackingId","message","timestampUtc"}, compact JSON."""
+    body = error_body(DpsErrorCode.DESERIALIZATION_ERROR, "Deserialization error.", now=NOW)
+    assert body.startswith(b'{"errorCode":400012,"trackingId":"",')
+    assert set(json.loads(body)) == {"errorCode", "trackingId", "message", "timestampUtc"}
 
 
 def test_reply_topic_uses_lowercase_retry_after() -> None:
@@ -129,13 +182,20 @@ def test_failed_body_carries_error_code_and_message() -> None:
     assert "assignedHub" not in body["registrationState"]
 
 
-def test_assigning_body_is_minimal() -> None:
-    """While assigning the body is just operationId and status."""
+def test_assigning_bodies_match_dps_byte_for_byte() -> None:
+    """The register's 202 is {operationId, status}; a poll's adds {registrationId, status}: the
+    94 and 173 bytes of a real DPS trace (MicrosoftDocs includes/iot-central-connect-device-c.md)."""
     operation = Operation(
-        operation_id="op",
-        registration_id="r",
+        operation_id="4.2f792ade0a5c3e68.baf0e879-d88a-4153-afef-71aff51fd847",
+        registration_id="sample-device-01",
         status=RegistrationStatus.ASSIGNING,
         created="c",
         last_updated="c",
     )
-    assert json.loads(operation_body(operation)) == {"operationId": "op", "status": "assigning"}
+    register, poll = operation_body(operation), operation_body(operation, polled=True)
+    assert json.loads(register) == {"operationId": operation.operation_id, "status": "assigning"}
+    assert json.loads(poll)["registrationState"] == {
+        "registrationId": "sample-device-01",
+        "status": "assigning",
+    }
+    assert (len(register), len(poll)) == (94, 173)

@@ -99,14 +99,18 @@ def register(
     return client.register()
 
 
-def device_client(emulator: BackgroundEmulator, hub: str, device_id: str, key: str) -> Any:
-    """A real IoTHubDeviceClient for a device of one of the emulator's hubs (not connected yet)."""
+def device_client(
+    emulator: BackgroundEmulator, hub: str, device_id: str, key: str, **extra: Any
+) -> Any:
+    """A real IoTHubDeviceClient for a device of one of the emulator's hubs (not connected yet);
+    `extra` are further SDK options (`product_info=<dtmi>` for IoT Plug and Play)."""
     return IoTHubDeviceClient.create_from_symmetric_key(
         symmetric_key=key,
         hostname=hub,
         device_id=device_id,
         gateway_hostname=emulator.emulator.options.bind,
         server_verification_cert=emulator.ca_pem,
+        **extra,
     )
 
 

@@ -263,7 +263,9 @@ def test_reprovision_migrate_moves_device_and_twin(
 def test_reprovision_reset_restores_the_initial_twin(
     emulator: RunningEmulator, webhook: ScriptedWebhook
 ) -> None:
-    """Under reset, re-registering on the same hub gives deviceDataReset and a fresh twin."""
+    """Under reset, re-registering on the same hub resets the twin to the webhook's initial twin
+    (a factory reset); the substatus is reprovisionedToInitialAssignment, as the REST spec keeps
+    deviceDataReset for a move to a different hub."""
     key = derive_device_key(RESET_KEY, "reset-1")
     answer = {
         "iotHubHostName": TOASTERS,
@@ -279,7 +281,10 @@ def test_reprovision_reset_restores_the_initial_twin(
         lambda c: c.patch_twin_reported_properties({"battery": 90}),
     )
     second = register(emulator, "reset-1", key).registration_state
-    assert (second.assigned_hub, second.sub_status) == (TOASTERS, "deviceDataReset")
+    assert (second.assigned_hub, second.sub_status) == (
+        TOASTERS,
+        "reprovisionedToInitialAssignment",
+    )
     twin = on_hub(emulator, TOASTERS, "reset-1", key, lambda c: c.get_twin())
     assert "battery" not in twin["reported"]
     assert twin["desired"]["mode"] == "factory"
@@ -288,10 +293,14 @@ def test_reprovision_reset_restores_the_initial_twin(
 def test_reprovision_never_keeps_the_hub(
     emulator: RunningEmulator, webhook: ScriptedWebhook
 ) -> None:
-    """Under never, the webhook still runs but is offered only the current hub; the device and
-    its twin stay where they are."""
+    """Under never, the webhook still runs, offered only the current hub; when it names another
+    hub the registration still succeeds (no 400207): the device and its twin stay where they are
+    and the device gets the webhook's new payload."""
     key = derive_device_key(NEVER_KEY, "never-1")
-    webhook.by_registration["never-1"] = [(200, {"iotHubHostName": TOASTERS})]
+    webhook.by_registration["never-1"] = [
+        (200, {"iotHubHostName": TOASTERS}),
+        (200, {"iotHubHostName": HEATPUMPS, "payload": {"firmware": "2.0"}}),
+    ]
     assert register(emulator, "never-1", key).registration_state.assigned_hub == TOASTERS
     on_hub(
         emulator,
@@ -303,6 +312,8 @@ def test_reprovision_never_keeps_the_hub(
     second = register(emulator, "never-1", key).registration_state
     assert second.assigned_hub == TOASTERS
     assert second.sub_status == "reprovisionedToInitialAssignment"
+    assert json.loads(second.response_payload) == {"firmware": "2.0"}
+    assert emulator.call(lambda: emulator.emulator.hub(HEATPUMPS).device("never-1")) is None
     first_request, second_request = webhook.requests_for("never-1")
     assert sorted(first_request["linkedHubs"]) == sorted([TOASTERS, HEATPUMPS])
     assert second_request["linkedHubs"] == [TOASTERS]

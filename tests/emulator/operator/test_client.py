@@ -218,6 +218,8 @@ def test_an_assigned_registration_shows_hub_device_and_substatus() -> None:
         f"{'dev-1':<40} assigned -> toasters.azure-devices.net as dev-1 (initialAssignment)"
     )
     assert registration_line({**entry, "substatus": None}).endswith("as dev-1")
+    with_model = registration_line({**entry, "model_id": "dtmi:com:example:Thermostat;1"})
+    assert with_model.endswith("(initialAssignment), model dtmi:com:example:Thermostat;1")
 
 
 def test_an_assigning_registration_before_any_webhook_answer_is_allocating() -> None:
