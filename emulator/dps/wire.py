@@ -82,6 +82,16 @@ class Register:
 
 
 @dataclass(frozen=True)
+class Reply:
+    """DPS's answer to a register or a poll, whatever carries it: the status (the MQTT reply
+    topic's, or the HTTP response's), the JSON body and the `retry-after` seconds, if any."""
+
+    status: int
+    body: bytes
+    retry_after: int | None = None
+
+
+@dataclass(frozen=True)
 class StatusQuery:
     """An operation-status poll."""
 
@@ -133,7 +143,7 @@ def parse_request(topic: str, payload: bytes, *, registration_id: str) -> Regist
     if not question or not rid:
         raise DpsRequestError(400, ERROR_BAD_REQUEST, "Request id ($rid) is missing.", rid=rid)
     if path == REGISTER_TOPIC:
-        return Register(rid=rid, payload=_register_payload(payload, registration_id, rid))
+        return Register(rid=rid, payload=register_payload(payload, registration_id, rid=rid))
     if path == STATUS_TOPIC:
         operation_id = unquote(pairs.get("operationId", ""))
         if not operation_id:
@@ -142,7 +152,8 @@ def parse_request(topic: str, payload: bytes, *, registration_id: str) -> Regist
     raise DpsRequestError(404, ERROR_OPERATION_NOT_FOUND, "Unknown DPS topic.", rid=rid)
 
 
-def _register_payload(payload: bytes, registration_id: str, rid: str) -> object:
+def register_payload(payload: bytes, registration_id: str, *, rid: str | None = None) -> object:
+    """The device's custom payload from a register body (MQTT or HTTPS), or DpsRequestError."""
     try:
         body = decode(payload, field="register body") if payload.strip() else {}
     except RequestError as error:

@@ -30,7 +30,7 @@ from emulator.hub.messages import MethodResponse
 from emulator.service.api import MethodCall, Request, ServiceApi, ServiceResponse
 from emulator.web.server import HttpLimits, HttpServer, Limits, bind
 
-__all__ = ["DEFAULT_SERVICE_PORT", "ServiceEndpoint", "ServiceServer"]
+__all__ = ["DEFAULT_SERVICE_PORT", "ServiceEndpoint", "ServiceServer", "http_response"]
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ class ServiceServer:
             self._server = None
 
     def _error(self, status: int, code: str, message: str) -> Response:
-        return _response(self._api.error(status, code, message, now=self._clock()))
+        return http_response(self._api.error(status, code, message, now=self._clock()))
 
     async def _app(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -140,7 +140,7 @@ class ServiceServer:
                     503, "ServiceUnavailable", "the emulator cannot keep state", now=self._clock()
                 )
         log.info("service %s %s -> %d hub=%s", request.method, scope["path"], reply.status, hub)
-        await _response(reply)(scope, receive, send)
+        await http_response(reply)(scope, receive, send)
 
     async def _answer(self, request: Request, hub: str) -> ServiceResponse:
         result = self._api.handle(request, port_hub=hub, now=self._clock())
@@ -167,7 +167,8 @@ class ServiceServer:
         return self._api.method_result(response)
 
 
-def _response(reply: ServiceResponse) -> Response:
+def http_response(reply: ServiceResponse) -> Response:
+    """A core's `ServiceResponse` as a Starlette response (the HTTPS gateway's too)."""
     response = Response(content=reply.body, status_code=reply.status)
     for name, value in reply.headers:
         if name.lower() == "content-type":
