@@ -73,3 +73,19 @@ def allocation_requests(draw: st.DrawFn) -> dict[str, object]:
     else:
         document["individualEnrollment"] = {"registrationId": context["registrationId"]}
     return document
+
+
+# --- emulator: what reaches the HTTPS port (docs/protocol/transports.md) ---
+
+
+def header_values() -> st.SearchStrategy[str]:
+    """Values an HTTP header can carry: visible ASCII and spaces, no CR or LF."""
+    return st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40)
+
+
+def url_paths(prefixes: list[str]) -> st.SearchStrategy[str]:
+    """Paths: one of `prefixes` (to get past routing) or nothing, then arbitrary segments,
+    percent-escapes and `..` included."""
+    segment = st.text(string.ascii_letters + string.digits + "-._~%$!'()*+,;=:@", max_size=12)
+    tail = st.lists(segment, max_size=6).map("/".join)
+    return st.builds(lambda head, rest: head + rest, st.sampled_from(["/", *prefixes]), tail)
