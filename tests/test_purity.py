@@ -49,6 +49,8 @@ PURE = [
     "emulator.service.views",
     "emulator.events.eventgrid",
     "emulator.faults.spec",
+    "emulator.https.dps_api",
+    "emulator.https.hub_api",
     "emulator.persistence.document",
 ]
 

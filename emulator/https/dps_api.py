@@ -29,10 +29,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote
 
 from emulator.dps.auth import AuthenticationError, Registrant, authorize
-from emulator.dps.service import DpsService
 from emulator.dps.wire import (
     ERROR_BAD_REQUEST,
     ERROR_OPERATION_NOT_FOUND,
@@ -41,8 +41,11 @@ from emulator.dps.wire import (
     error_body,
     register_payload,
 )
-from emulator.faults.gate import THROTTLED_ERROR_CODE, THROTTLED_MESSAGE
+from emulator.faults.spec import THROTTLED_ERROR_CODE, THROTTLED_MESSAGE
 from emulator.service.api import Request, ServiceResponse
+
+if TYPE_CHECKING:
+    from emulator.dps.service import DpsService
 
 __all__ = ["DpsHttpApi", "is_dps_path"]
 
