@@ -27,7 +27,6 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
-from starlette.requests import Request as HttpRequest
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -36,7 +35,7 @@ from emulator.https.hub_api import HubHttpApi, hub_of_token
 from emulator.mqtt.server import MqttServer
 from emulator.mqtt.websocket import MqttWebSocket
 from emulator.service.api import Request, ServiceResponse, error_response
-from emulator.service.server import http_response
+from emulator.service.server import http_response, read_request
 from emulator.web.server import HttpLimits, HttpServer, Limits, bind
 
 __all__ = ["DEFAULT_HTTPS_PORT", "HttpsGateway"]
@@ -117,16 +116,7 @@ class HttpsGateway:
     async def _app(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        incoming = HttpRequest(scope, receive)
-        target = scope.get("raw_path", scope["path"].encode()).decode("latin-1")
-        if scope.get("query_string"):
-            target += "?" + scope["query_string"].decode("latin-1")
-        request = Request(
-            method=scope["method"],
-            target=target,
-            headers={name.lower(): value for name, value in incoming.headers.items()},
-            body=await incoming.body(),
-        )
+        request = await read_request(scope, receive)
         try:
             where, reply = self._answer(request)
         except Exception:

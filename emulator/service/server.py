@@ -30,7 +30,13 @@ from emulator.hub.messages import MethodResponse
 from emulator.service.api import MethodCall, Request, ServiceApi, ServiceResponse
 from emulator.web.server import HttpLimits, HttpServer, Limits, bind
 
-__all__ = ["DEFAULT_SERVICE_PORT", "ServiceEndpoint", "ServiceServer", "http_response"]
+__all__ = [
+    "DEFAULT_SERVICE_PORT",
+    "ServiceEndpoint",
+    "ServiceServer",
+    "http_response",
+    "read_request",
+]
 
 log = logging.getLogger(__name__)
 
@@ -115,18 +121,9 @@ class ServiceServer:
     async def _app(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        incoming = HttpRequest(scope, receive)
         port = scope["server"][1] if scope.get("server") else 0
         hub = self._hub_by_port.get(port, self._endpoints[0].hub if self._endpoints else "")
-        target = scope.get("raw_path", scope["path"].encode()).decode("latin-1")
-        if scope.get("query_string"):
-            target += "?" + scope["query_string"].decode("latin-1")
-        request = Request(
-            method=scope["method"],
-            target=target,
-            headers={name.lower(): value for name, value in incoming.headers.items()},
-            body=await incoming.body(),
-        )
+        request = await read_request(scope, receive)
         try:
             reply = await self._answer(request, hub)
         except Exception:
@@ -165,6 +162,21 @@ class ServiceServer:
         except TimeoutError:
             return self._api.method_timeout(call, sent, now=self._clock())
         return self._api.method_result(response)
+
+
+async def read_request(scope: Scope, receive: Receive) -> Request:
+    """An HTTP request as a core's `Request` (the HTTPS gateway's too): raw path and query, header
+    names lower-cased, the whole body (bounded by `web.server.Limits`)."""
+    incoming = HttpRequest(scope, receive)
+    target = scope.get("raw_path", scope["path"].encode()).decode("latin-1")
+    if scope.get("query_string"):
+        target += "?" + scope["query_string"].decode("latin-1")
+    return Request(
+        method=scope["method"],
+        target=target,
+        headers={name.lower(): value for name, value in incoming.headers.items()},
+        body=await incoming.body(),
+    )
 
 
 def http_response(reply: ServiceResponse) -> Response:
