@@ -9,10 +9,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+# The Node.js device SDKs the end-to-end tests drive (HTTPS, MQTT over WebSockets): test-only.
+NODE_TEST_STAMP := tests/node/node_modules/.installed
 
 .PHONY: install test check format bench demo up clean
 
-install: $(PY_STAMP) $(NODE_STAMP)
+install: $(PY_STAMP) $(NODE_STAMP) $(NODE_TEST_STAMP)
 
 $(PY_STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +23,10 @@ $(PY_STAMP): requirements.txt requirements-dev.txt pyproject.toml
 
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(NODE_TEST_STAMP): tests/node/package.json tests/node/package-lock.json
+	npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
 	touch $@
 
 test: install
@@ -45,4 +51,4 @@ bench: install
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules tests/node/node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -1,11 +1,13 @@
 """A local emulator of Azure IoT Hub Device Provisioning Service and IoT Hub: the local cloud.
 
-`python -m emulator up` serves DPS and any number of IoT hubs over MQTT 3.1.1 / TLS 1.2 so that the
-unmodified Azure IoT device SDKs talk to it, each hub's service REST API over HTTPS for
+`python -m emulator up` serves DPS and any number of IoT hubs over MQTT 3.1.1 / TLS 1.2, and on
+the HTTPS port over MQTT/WebSockets and HTTPS, so that the unmodified Azure IoT device SDKs talk
+to it, each hub's service REST API over HTTPS for
 azure-iot-hub, and this repository's Functions app, so that DPS reaches the custom-allocation
 webhook over real HTTP. Layers, each a sub-package that says what it owns:
 
-- `mqtt/`: the MQTT 3.1.1 codec and engine (pure) and its asyncio TLS server.
+- `mqtt/`: the MQTT 3.1.1 codec and engine (pure) and its asyncio shell, over TLS or WebSockets.
+- `https/`: the HTTPS port devices reach: DPS's and the hubs' HTTPS device APIs, WebSockets.
 - `dps/`: the Device Provisioning Service: enrollments, auth, wire format, allocation,
   re-provisioning (pure), and its endpoint.
 - `hub/`: IoT Hub's identity registry, twins and device endpoint (pure).

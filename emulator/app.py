@@ -27,7 +27,14 @@
    (`AppNotReady`) instead of failing every device after minutes of DPS retries;
 8. `<state-dir>/admin.json` (`admin_client`): written last, so its presence means "ready".
 
-Service side: right after the MQTT server, the service REST API (`service.server`) on `--bind`
+Devices' other transports: right after the MQTT server, the HTTPS port (`https.gateway`, on
+`--bind`:`https_port`, 443 by default): MQTT over WebSockets into the same MQTT server, and DPS's
+and the hubs' HTTPS device APIs over the same DPS and hubs. Binding 443 needs privileges on many
+machines: when the default port is refused for that reason the rest runs without it and
+`notices` says what is off and how to enable it; a port the user chose (`https_port_required`)
+that cannot be bound is a `ListenError` like any other.
+
+Service side: after that, the service REST API (`service.server`) on `--bind`
 (`service_port` for the first hub, +1 per hub; 0 = free ports) and `<state-dir>/hubs.json`
 (`service.credentials`). The hubs hand lifecycle events over from the start; they wait until the
 Functions host is up, then go (`events.delivery`) to `events_url`, else its `device_lifecycle`
@@ -71,6 +78,9 @@ from emulator.events.delivery import EventDelivery, HttpEventPoster, functions_h
 from emulator.faults.gate import DelayedWebhook, FaultGate, drop_connections
 from emulator.faults.spec import DPS_TARGET, Faults
 from emulator.functions.host import FunctionsHost, FunctionsHostError, state_key
+from emulator.https.dps_api import DpsHttpApi
+from emulator.https.gateway import DEFAULT_HTTPS_PORT, HttpsGateway
+from emulator.https.hub_api import HubHttpApi
 from emulator.hub.device_events import LifecycleEvent
 from emulator.hub.directory import Hubs
 from emulator.hub.endpoint import Hub
@@ -98,6 +108,8 @@ class Options:
     state_dir: Path
     bind: str = "127.0.0.1"
     mqtt_port: int = MQTT_TLS_PORT
+    https_port: int = DEFAULT_HTTPS_PORT  # MQTT over WebSockets and the HTTPS device APIs
+    https_port_required: bool = False  # the user chose it: failing to bind it stops the start
     host_functions: bool = False
     function_key: str | None = field(default=None, repr=False)
     functions_bind: str = "127.0.0.1"  # tests move it off 127.0.0.1 to run side by side
@@ -164,6 +176,8 @@ class Emulator:
         self.dps: DpsService | None = None
         self.certificates: CertificatePaths | None = None
         self.server: MqttServer | None = None
+        self.https: HttpsGateway | None = None
+        self.notices: list[str] = []  # what runs without something, and how to enable it
         self.functions: FunctionsHost | None = None
         self.function_key: str | None = None
         self.function_key_generated = False
@@ -226,6 +240,7 @@ class Emulator:
             durability=self.state.journal if self.state is not None else None,
         )
         await _listen("--mqtt-port", f"{options.bind}:{options.mqtt_port}", self.server.start())
+        await self._start_https(config, hubs, self.dps, self.server, self.faults)
         await _listen(
             "--service-port",
             f"{options.bind}:{options.service_port}",
@@ -257,6 +272,41 @@ class Emulator:
     def service_endpoints(self) -> tuple[ServiceEndpoint, ...]:
         """Each hub's service API port (once started)."""
         return self.service.endpoints if self.service is not None else ()
+
+    async def _start_https(
+        self, config: EmulatorConfig, hubs: Hubs, dps: DpsService, mqtt: MqttServer, faults: Faults
+    ) -> None:
+        options = self.options
+        assert self.certificates is not None  # noqa: S101 -- made just before
+        gateway = HttpsGateway(
+            dps=DpsHttpApi(dps, throttle=lambda now: faults.throttle(DPS_TARGET, now)),
+            hubs=HubHttpApi(hubs),
+            hub_names=config.hubs,
+            dps_host=config.dps.host,
+            mqtt=mqtt,
+            ssl_context=server_ssl_context(self.certificates),
+            host=options.bind,
+            port=options.https_port,
+            barrier=self.state.barrier if self.state is not None else None,
+        )
+        address = f"{options.bind}:{options.https_port}"
+        try:
+            await gateway.start()
+        except PermissionError as error:
+            if options.https_port_required:
+                raise ListenError("--https-port", address, error.strerror or str(error)) from None
+            notice = (
+                f"MQTT over WebSockets and the HTTPS device APIs are off: port "
+                f"{options.https_port} on {options.bind} needs privileges here; run with "
+                f"--https-port N, or allow it with `sudo sysctl "
+                f"net.ipv4.ip_unprivileged_port_start={options.https_port}`"
+            )
+            self.notices.append(notice)
+            log.warning("%s", notice)
+            return
+        except OSError as error:
+            raise ListenError("--https-port", address, error.strerror or str(error)) from None
+        self.https = gateway
 
     def _on_event(self, event: LifecycleEvent) -> None:
         """What the hubs hand their lifecycle events to (never blocks)."""
@@ -317,6 +367,7 @@ class Emulator:
             "url": self.admin.url if self.admin is not None else None,
             "bind": self.options.bind,
             "mqtt_port": self.options.mqtt_port,
+            "https_port": self.https.port if self.https is not None else None,
             "ca": str(self.ca_path.resolve()),
             "config": str(self.options.config_path.resolve()),
             "functions_url": self.functions.base_url if self.functions is not None else None,
@@ -343,6 +394,9 @@ class Emulator:
             self._fault_task.cancel()
             await asyncio.gather(self._fault_task, return_exceptions=True)
             self._fault_task = None
+        if self.https is not None:
+            await self.https.close()
+            self.https = None
         if self.server is not None:
             await self.server.close()
             self.server = None

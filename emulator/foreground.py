@@ -1,6 +1,6 @@
 """The emulator in the foreground, as `python -m emulator run` and `up` start it.
 
-What both commands share: logging (`--log-level`; the Azure SDKs' HTTP chatter stays at WARNING
+What both commands share: `--https-port`, logging (`--log-level`; the Azure SDKs' HTTP chatter stays at WARNING
 unless debugging), the hosted app's settings (`local.settings.json` under the environment, as
 `func start` gives them), and running until SIGINT or SIGTERM with every problem the emulator can
 name reported in one line and exit status 2.
@@ -31,14 +31,17 @@ from emulator.functions.settings import (
     merged,
     read_values,
 )
+from emulator.https.gateway import DEFAULT_HTTPS_PORT
 from emulator.persistence.document import StateError
 
 __all__ = [
     "EXIT_PROBLEM",
     "Announce",
+    "add_https_port",
     "add_log_level",
     "app_settings",
     "configure_logging",
+    "https_port_options",
     "run_until_stopped",
     "serve",
 ]
@@ -60,6 +63,27 @@ def add_log_level(parser: argparse.ArgumentParser, default: str = "info") -> Non
         default=default,
         help=f"emulator log level (default {default}); debug also shows the Azure SDKs' HTTP logs",
     )
+
+
+def add_https_port(parser: argparse.ArgumentParser) -> None:
+    """`--https-port`, shared by `run` and `up`."""
+    parser.add_argument(
+        "--https-port",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"port of MQTT over WebSockets and the HTTPS device APIs (default "
+        f"{DEFAULT_HTTPS_PORT}, the SDKs'; when binding it needs privileges the rest runs without "
+        "it; a port given here must be had, or the start fails; 0: any free port)",
+    )
+
+
+def https_port_options(port: int | None) -> tuple[int, bool]:
+    """`Options.https_port` and `.https_port_required` for `--https-port`: the default port may
+    be skipped when it needs privileges, a port the user chose may not."""
+    if port is None:
+        return DEFAULT_HTTPS_PORT, False
+    return port, True
 
 
 def configure_logging(level: str) -> None:

@@ -1,7 +1,7 @@
 """`python -m emulator run`: the emulator alone, every part chosen by an option.
 
     python -m emulator [run] --config FILE [--bind 127.0.0.1] [--state-dir DIR] [--in-memory]
-                       [--mqtt-port 8883] [--admin-port 0] [--service-port 8443]
+                       [--mqtt-port 8883] [--https-port 443] [--admin-port 0] [--service-port 8443]
                        [--host-functions] [--functions-port 7071] [--functions-settings FILE]
                        [--function-key KEY] [--time-scale 1.0] [--events-url URL]
                        [--log-level LEVEL]
@@ -26,9 +26,11 @@ from urllib.parse import urlsplit
 from emulator.app import Emulator, Options
 from emulator.foreground import (
     EXIT_PROBLEM,
+    add_https_port,
     add_log_level,
     app_settings,
     configure_logging,
+    https_port_options,
     run_until_stopped,
 )
 from emulator.functions.settings import SAMPLE_FILE, SETTINGS_FILE, LocalSettingsError
@@ -76,6 +78,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument(
         "--mqtt-port", type=int, default=8883, help="MQTT/TLS port (default 8883, the SDK's)"
     )
+    add_https_port(parser)
     parser.add_argument(
         "--admin-port",
         type=int,
@@ -130,15 +133,20 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     args = parser.parse_args(argv)
     for option in ("--service-port", "--mqtt-port", "--admin-port", "--functions-port"):
         _port(parser, option, getattr(args, option[2:].replace("-", "_")))
+    if args.https_port is not None:
+        _port(parser, "--https-port", args.https_port)
     if args.events_url is not None and urlsplit(args.events_url).scheme not in ("http", "https"):
         parser.error("--events-url: expected an http:// or https:// URL")
     if args.time_scale <= 0:
         parser.error("--time-scale: expected a number greater than 0")
+    https_port, https_required = https_port_options(args.https_port)
     return Options(
         config_path=args.config,
         state_dir=args.state_dir or DEFAULT_STATE_DIR,
         persist=args.state_dir is not None and not args.in_memory,
         mqtt_port=args.mqtt_port,
+        https_port=https_port,
+        https_port_required=https_required,
         admin_port=args.admin_port,
         bind=args.bind,
         host_functions=args.host_functions,
@@ -159,6 +167,14 @@ def _announce_run(emulator: Emulator) -> None:
         f"emulator ready on {options.bind}:{options.mqtt_port}; CA certificate: {emulator.ca_path}",
         flush=True,
     )
+    if emulator.https is not None:
+        print(
+            f"MQTT over WebSockets and the HTTPS device APIs on {options.bind}:"
+            f"{emulator.https.port}",
+            flush=True,
+        )
+    for notice in emulator.notices:
+        print(f"note: {notice}", flush=True)
     if emulator.state is not None:
         print(f"state kept in {emulator.state.path}", flush=True)
     if emulator.admin is not None:

@@ -19,7 +19,8 @@
    exists exactly while the cloud is up.
 
 Everything listens on `--bind` (default 127.0.0.1, or `$EMULATOR_BIND`): DPS and the hubs on 8883,
-the service API on 8443 and up, the app on 7071; a config made from the example gets its webhook
+and on 443 over WebSockets and HTTPS (`--https-port`; skipped with one line saying how to enable
+it when the port needs privileges), the service API on 8443 and up, the app on 7071; a config made from the example gets its webhook
 URL on that address. The test suite sets `EMULATOR_BIND` (and `AzureWebJobsStorage`, which the
 environment overrides) so that the documented commands run beside a developer's own cloud.
 
@@ -47,9 +48,11 @@ from devtools.files import write_private
 from emulator.app import Emulator, Options
 from emulator.foreground import (
     EXIT_PROBLEM,
+    add_https_port,
     add_log_level,
     app_settings,
     configure_logging,
+    https_port_options,
     run_until_stopped,
 )
 from emulator.functions.settings import SAMPLE_FILE, SETTINGS_FILE, LocalSettingsError
@@ -98,6 +101,7 @@ def _parser() -> argparse.ArgumentParser:
         help=f"address of DPS, the hubs and the app (default ${BIND_VARIABLE}, else 127.0.0.1)",
     )
     parser.add_argument("--mqtt-port", type=int, default=8883, help="MQTT/TLS port (8883)")
+    add_https_port(parser)
     parser.add_argument(
         "--functions-port", type=int, default=7071, help="the Functions app's port (7071)"
     )
@@ -133,12 +137,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_PROBLEM
     if created:
         print(f"created {settings_path} from {SAMPLE_FILE}", flush=True)
+    https_port, https_required = https_port_options(args.https_port)
     options = Options(
         config_path=args.config,
         state_dir=state_dir,
         persist=True,
         bind=args.bind,
         mqtt_port=args.mqtt_port,
+        https_port=https_port,
+        https_port_required=https_required,
         host_functions=True,
         functions_bind=args.bind,
         functions_port=args.functions_port,
@@ -285,6 +292,11 @@ def _announce(emulator: Emulator, settings_path: Path, storage: str) -> None:
         f"  DPS       {config.dps.host} at {options.bind}:{options.mqtt_port}, "
         f"ID scope {config.dps.id_scope}",
     ]
+    if emulator.https is not None:
+        lines.append(
+            f"  443       MQTT over WebSockets and HTTPS for DPS and the hubs at "
+            f"{options.bind}:{emulator.https.port}"
+        )
     for index, hub in enumerate(config.hubs):
         label = "hubs" if index == 0 else ""
         lines.append(
@@ -305,4 +317,5 @@ def _announce(emulator: Emulator, settings_path: Path, storage: str) -> None:
         "  .venv/bin/python -m simulator run --local",
         "",
     ]
+    lines += [f"note: {notice}" for notice in emulator.notices]
     print("\n".join(lines), flush=True)

@@ -220,3 +220,22 @@ def broken_queries(draw: st.DrawFn) -> str:
     start = draw(st.integers(0, len(text)))
     end = draw(st.integers(start, len(text)))
     return text[:start] + draw(st.sampled_from(_QUERY_PIECES)) + text[end:]
+
+
+# --- emulator: what reaches the HTTPS port (docs/protocol/transports.md) ---
+
+
+def header_values() -> st.SearchStrategy[str]:
+    """Values an HTTP header can carry: visible ASCII and inner spaces, no CR or LF (a client
+    such as h11 refuses to send leading or trailing whitespace, which a server strips anyway)."""
+    return st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40).map(
+        str.strip
+    )
+
+
+def url_paths(prefixes: list[str]) -> st.SearchStrategy[str]:
+    """Paths: one of `prefixes` (to get past routing) or nothing, then arbitrary segments,
+    percent-escapes and `..` included."""
+    segment = st.text(string.ascii_letters + string.digits + "-._~%$!'()*+,;=:@", max_size=12)
+    tail = st.lists(segment, max_size=6).map("/".join)
+    return st.builds(lambda head, rest: head + rest, st.sampled_from(["/", *prefixes]), tail)

@@ -52,6 +52,8 @@ PURE = [
     "emulator.events.policy",
     "emulator.dps.codes",
     "emulator.faults.spec",
+    "emulator.https.dps_api",
+    "emulator.https.hub_api",
     "emulator.persistence.document",
 ]
 

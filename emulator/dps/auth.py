@@ -1,11 +1,13 @@
-"""Who may register: a DPS CONNECT decided against the enrollments. Pure (`now` is an argument).
+"""Who may register: a DPS CONNECT or HTTPS request decided against the enrollments. Pure.
 
-Username `{idScope}/registrations/{registrationId}/api-version=...` (no `?`), client id = the
-registration id, password a SAS token for `{idScope}/registrations/{registrationId}` (with or
-without `skn=registration`; docs/protocol/sas-and-keys.md §4). An individual enrollment of the
-registration id wins over groups; its primary then secondary key is tried. Otherwise each group's
-keys derived for the registration id, primary then secondary. Anything else (expired, wrong
-resource, wrong key, unknown id scope, malformed) refuses the connection: CONNACK 5.
+Over MQTT: username `{idScope}/registrations/{registrationId}/api-version=...` (no `?`), client
+id = the registration id, password a SAS token. Over HTTPS: the id scope and registration id are
+in the path, the token in the `Authorization` header (`authorize`). Either way the token is for
+`{idScope}/registrations/{registrationId}` (with or without `skn=registration`;
+docs/protocol/sas-and-keys.md §4). An individual enrollment of the registration id wins over
+groups; its primary then secondary key is tried. Otherwise each group's keys derived for the
+registration id, primary then secondary. Anything else (expired, wrong resource, wrong key,
+unknown id scope, malformed) is refused: CONNACK 5 over MQTT, 401 over HTTPS.
 
 Errors: `AuthenticationError` (a `wire.DpsError`): `connack` is 5, `reason` a short word, never a
 token or a key.
@@ -74,14 +76,28 @@ def authenticate(
 ) -> Registrant:
     """Decide a DPS CONNECT: the registrant, or AuthenticationError (CONNACK 5)."""
     scope, registration_id = parse_username(username)
-    if scope.lower() != config.dps.id_scope.lower():
-        raise AuthenticationError("unknown id scope")
-    if registration_id != client_id:
+    if scope.lower() == config.dps.id_scope.lower() and registration_id != client_id:
         raise AuthenticationError("client id differs from the username's registration id")
-    if password is None:
+    return authorize(
+        config, id_scope=scope, registration_id=registration_id, token=password, now=now
+    )
+
+
+def authorize(
+    config: EmulatorConfig,
+    *,
+    id_scope: str,
+    registration_id: str,
+    token: bytes | None,
+    now: float,
+) -> Registrant:
+    """Decide whether `token` lets `registration_id` register in `id_scope` (MQTT or HTTPS)."""
+    if id_scope.lower() != config.dps.id_scope.lower():
+        raise AuthenticationError("unknown id scope")
+    if token is None:
         raise AuthenticationError("no password")
     try:
-        token = parse_sas_token(password.decode("utf-8"))
+        parsed = parse_sas_token(token.decode("utf-8"))
     except (UnicodeDecodeError, SasError):
         raise AuthenticationError("malformed token") from None
     resource = f"{config.dps.id_scope}/registrations/{registration_id}"
@@ -103,7 +119,7 @@ def authenticate(
     reason = "no enrollment for the registration id"
     for enrollment, keys in candidates:
         try:
-            verify_sas_token(token, keys, expected_resource=resource, now=now)
+            verify_sas_token(parsed, keys, expected_resource=resource, now=now)
         except SasError as error:
             reason = error.reason
             continue

@@ -11,6 +11,9 @@ the pure modules beside it (`wire`, `auth`, `allocation`, `reprovision`); this o
                        -> operation (assigned | failed | disabled)
     poll      -> 202 while assigning, else 200 with the final body; unknown operation -> 404 404202
 
+`register` and `poll` are that sequence once, for every transport: the MQTT endpoint methods
+below put their `Reply` on a reply topic, the HTTPS device API (`https.dps_api`) in a response.
+
 The webhook is reached through the `webhook_client.Webhook` seam; the clock and the sleep between
 webhook retries are injected. `time_scale` shrinks DPS's timings for tests: the webhook retry
 schedule, and the `retry-after` of its 202s (3 s, never below 1 s: the SDK reads an integer).
@@ -65,7 +68,7 @@ from emulator.dps.wire import (
     Register,
     RegistrationRecord,
     RegistrationStatus,
-    StatusQuery,
+    Reply,
     error_body,
     format_dps_timestamp,
     new_operation_id,
@@ -272,9 +275,10 @@ class DpsService:
                 )
             return True
         if isinstance(request, Register):
-            self._register(registrant, request, send, now)
+            reply = self.register(registrant, request.payload, now=now)
         else:
-            self._poll(registrant, request, send, now)
+            reply = self.poll(registrant, request.operation_id, now=now)
+        send(reply_topic(reply.status, request.rid, retry_after=reply.retry_after), reply.body)
         return True
 
     def _traced(self, client_id: str, send: Send) -> Send:
@@ -303,9 +307,10 @@ class DpsService:
         """Forget the connection; allocations already started still finish."""
         self._registrants.pop(client_id, None)
 
-    # -- requests -------------------------------------------------------------------------------
+    # -- requests, whatever the transport -------------------------------------------------------
 
-    def _register(self, registrant: Registrant, request: Register, send: Send, now: float) -> None:
+    def register(self, registrant: Registrant, payload: object, *, now: float) -> Reply:
+        """Start a registration (the allocation runs as a task): 202 `assigning`."""
         stamp = format_dps_timestamp(now)
         operation = Operation(
             operation_id=new_operation_id(self._entropy(24)),
@@ -324,7 +329,7 @@ class DpsService:
             started=now,
             updated=now,
             webhook_max_calls=len(self._delays) + 1,
-            model_id=_announced_model(request.payload),
+            model_id=_announced_model(payload),
         )
         while len(self._attempts) > MAX_ATTEMPTS:
             self._attempts.popitem(last=False)
@@ -334,35 +339,27 @@ class DpsService:
             _enrollment_name(registrant),
             operation.operation_id,
         )
-        send(
-            reply_topic(202, request.rid, retry_after=self._retry_after),
-            operation_body(operation),
-        )
         task = asyncio.get_running_loop().create_task(
-            self._allocate(operation, registrant, request.payload),
+            self._allocate(operation, registrant, payload),
             name=f"dps-allocate-{registrant.registration_id}",
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return Reply(202, operation_body(operation), self._retry_after)
 
-    def _poll(self, registrant: Registrant, query: StatusQuery, send: Send, now: float) -> None:
-        operation = self._operations.get(query.operation_id)
+    def poll(self, registrant: Registrant, operation_id: str, *, now: float) -> Reply:
+        """An operation's status: 202 while assigning, 200 once final, 404 if unknown."""
+        operation = self._operations.get(operation_id)
         if operation is None or (
             operation.registration_id.lower() != registrant.registration_id.lower()
         ):
             code = DpsErrorCode.REGISTRATION_NOT_FOUND
-            send(
-                reply_topic(code.status, query.rid),
-                error_body(code, "Registration operation not found.", now=now),
+            return Reply(
+                code.status, error_body(code, "Registration operation not found.", now=now)
             )
-            return
         if operation.status is RegistrationStatus.ASSIGNING:
-            send(
-                reply_topic(202, query.rid, retry_after=self._retry_after),
-                operation_body(operation, polled=True),
-            )
-            return
-        send(reply_topic(200, query.rid), operation_body(operation))
+            return Reply(202, operation_body(operation, polled=True), self._retry_after)
+        return Reply(200, operation_body(operation))
 
     def _update(self, operation: Operation) -> None:
         """Replace a kept operation with its new state; one already dropped stays dropped (its

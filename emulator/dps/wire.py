@@ -96,6 +96,16 @@ class Register:
 
 
 @dataclass(frozen=True)
+class Reply:
+    """DPS's answer to a register or a poll, whatever carries it: the status (the MQTT reply
+    topic's, or the HTTP response's), the JSON body and the `retry-after` seconds, if any."""
+
+    status: int
+    body: bytes
+    retry_after: int | None = None
+
+
+@dataclass(frozen=True)
 class StatusQuery:
     """An operation-status poll."""
 
@@ -149,7 +159,7 @@ def parse_request(topic: str, payload: bytes, *, registration_id: str) -> Regist
             DpsErrorCode.ARGUMENT_INVALID, "Request id ($rid) is missing.", rid=rid or None
         )
     if path == REGISTER_TOPIC:
-        return Register(rid=rid, payload=_register_payload(payload, registration_id, rid))
+        return Register(rid=rid, payload=register_payload(payload, registration_id, rid=rid))
     if path == STATUS_TOPIC:
         operation_id = unquote(pairs.get("operationId", ""))
         if not operation_id:
@@ -166,8 +176,9 @@ def _shown(name: str) -> str:
     return repr(name if len(name) <= MAX_NAME_SHOWN else name[:MAX_NAME_SHOWN] + "...")
 
 
-def _register_payload(payload: bytes, registration_id: str, rid: str) -> object:
-    """The device's payload from a register body (None when absent); refusals as DPS's."""
+def register_payload(payload: bytes, registration_id: str, *, rid: str | None = None) -> object:
+    """The device's payload from a register body, MQTT or HTTPS (None when absent); refusals as
+    DPS's."""
 
     def refused(detail: str) -> DpsRequestError:
         return DpsRequestError(

@@ -20,12 +20,9 @@ from emulator.endpoints import (
     MqttEndpoint,
     Send,
 )
-from emulator.faults.spec import DPS_TARGET, Faults
+from emulator.faults.spec import DPS_TARGET, THROTTLED_ERROR_CODE, THROTTLED_MESSAGE, Faults
 
 __all__ = ["DelayedWebhook", "FaultGate", "drop_connections"]
-
-THROTTLED_ERROR_CODE = 429001  # wire-traces D7
-THROTTLED_MESSAGE = "Operations are being throttled for this tenant."
 
 
 def drop_connections(faults: Faults, name: str, client_id: str | None = None) -> int:

@@ -37,12 +37,18 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DPS_TARGET",
+    "THROTTLED_ERROR_CODE",
+    "THROTTLED_MESSAGE",
     "FaultError",
     "FaultSpec",
     "Faults",
     "parse_fault_spec",
     "parse_fault_table",
 ]
+
+# What a throttled DPS answers, over MQTT and HTTPS alike (wire-traces D7).
+THROTTLED_ERROR_CODE = 429001
+THROTTLED_MESSAGE = "Operations are being throttled for this tenant."
 
 DPS_TARGET = "dps"
 _DPS_ONLY = ("throttle_seconds", "throttle_requests", "retry_after", "webhook_latency")

@@ -388,6 +388,26 @@ class Hub(Registry):
             status, body = 500, None
         pending[1](MethodResponse(status, body))
 
+    # -- what the HTTPS device API asks of the hub (https.hub_api) -----------------------------
+
+    def refusal(self, device_id: str, password: bytes | None, now: float) -> str | None:
+        """Why a device's SAS token does not let it in (None: it does), as for a CONNECT."""
+        return self._refusal(device_id, device_id, self._devices.get(device_id), password, now)
+
+    def take_c2d(self, device_id: str) -> tuple[str, bytes] | None:
+        """The oldest queued cloud-to-device message (topic, body), out of the queue."""
+        session = self._sessions.get(device_id)
+        if session is None or not session.c2d_queue:
+            return None
+        return session.c2d_queue.popleft()
+
+    def return_c2d(self, device_id: str, topic: str, body: bytes) -> None:
+        """Put a taken message back at the head of the queue (abandoned, or its lock expired)."""
+        if device_id not in self._twins:
+            return  # deleted meanwhile: the message went with the device
+        self._sessions.setdefault(device_id, _Session()).c2d_queue.appendleft((topic, body))
+        self._flush_c2d(device_id)
+
 
 def _announced_model(username: str) -> str | None:
     """The IoT Plug and Play `model-id` of a CONNECT username's query, decoded; None without."""

@@ -5,7 +5,8 @@
 - `connection`: `ServerConnection`, bytes in -> events out, `send(packet)` -> bytes.
 - `errors`: the exception tree.
 - `server`: the asyncio shell (TLS listener, one engine per connection, routing each CONNECT to
-  an `endpoints.MqttEndpoint`); the only module here that does I/O, and not re-exported below.
+  an `endpoints.MqttEndpoint`); `websocket`: the same shell's WebSocket transport (wsproto
+  framing, for the HTTPS port). The only modules here that do I/O, and not re-exported below.
 
 The engine opens no socket, reads no clock and authenticates no one: the shell does the I/O and
 the endpoints decide. Why a codec of our own: the protocol is the product here, and the sans-IO

@@ -1,8 +1,13 @@
-"""The asyncio shell: one TLS listener, one `ServerConnection` per client, endpoints by username.
+"""The asyncio shell: one `ServerConnection` per client, endpoints by username, over any byte stream.
 
-For each accepted TLS connection the shell reads bytes, feeds them to the sans-IO engine, writes
-what the engine returns, and hands each event to the endpoint the CONNECT username routed to
+For each client the shell reads bytes, feeds them to the sans-IO engine, writes what the engine
+returns, and hands each event to the endpoint the CONNECT username routed to
 (`ports.MqttEndpoint`): DPS or one of the hubs. It decides nothing about DPS or hubs itself.
+
+Two transports share everything below: the TLS listener here (port 8883), and MQTT over
+WebSockets (`mqtt.websocket`, on the HTTPS port), which hands each upgraded connection to
+`MqttServer.serve` as a `Channel` (where bytes go) and a `Receive` (where they come from). The
+rules, limits and the journal's hold on acknowledgements are the same for both.
 
 Per-connection rules (one bad client costs only its own connection; the server keeps serving):
 - the TLS handshake must finish within `connect_timeout`, then the whole CONNECT packet must
@@ -33,7 +38,7 @@ import logging
 import ssl
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from emulator.endpoints import MqttEndpoint
@@ -53,7 +58,7 @@ from emulator.mqtt import (
 )
 from emulator.mqtt.codec import DEFAULT_MAX_PACKET_SIZE
 
-__all__ = ["MQTT_TLS_PORT", "MqttServer", "Router"]
+__all__ = ["MQTT_TLS_PORT", "Channel", "MqttServer", "Receive", "Router"]
 
 # A fleet connecting at once queues its TCP handshakes here; asyncio's default is 100.
 LISTEN_BACKLOG = 2048
@@ -71,6 +76,32 @@ Router = Callable[[str], MqttEndpoint | None]
 """Pick the endpoint for a CONNECT username; None refuses the connection with CONNACK 5."""
 
 Clock = Callable[[], float]
+
+Receive = Callable[[], Awaitable[bytes]]
+"""The next bytes a client sent; b"" once its stream has ended."""
+
+
+class Channel(Protocol):
+    """Where the shell writes one client's bytes: a TLS stream, or a WebSocket's binary frames.
+
+    `write` never blocks: bytes are buffered in order, and `buffered` says how many still wait
+    to leave (the shell closes a client that lets too many pile up). `drain` waits until the
+    buffer is low again. `close` ends the stream after what is buffered; `abort` at once.
+    """
+
+    peer: str
+
+    def write(self, data: bytes) -> None: ...
+
+    def buffered(self) -> int: ...
+
+    async def drain(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+    def is_closing(self) -> bool: ...
 
 
 class Durability(Protocol):
@@ -153,10 +184,16 @@ class MqttServer:
         self._server = None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self.serve(_StreamChannel(writer), lambda: reader.read(64 * 1024))
+        with contextlib.suppress(ConnectionError, ssl.SSLError, TimeoutError):
+            await asyncio.wait_for(writer.wait_closed(), 1.0)
+
+    async def serve(self, channel: Channel, receive: Receive) -> None:
+        """Run one client's MQTT session over `channel` until it ends (any transport)."""
         engine = ServerConnection(
             max_packet_size=self._max_packet_size, connect_timeout=self._connect_timeout
         )
-        connection = _Connection(engine, writer, self._max_write_buffer, self._durability)
+        connection = _Connection(engine, channel, self._max_write_buffer, self._durability)
         address = connection.peer.rpartition(":")[0]
         self._addresses[address] += 1
         if self._addresses[address] > self._per_address:
@@ -170,7 +207,7 @@ class MqttServer:
             self._handlers.add(handler)
             handler.add_done_callback(self._handlers.discard)
         try:
-            await self._run(connection, reader)
+            await self._run(connection, receive)
         except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError) as error:
             log.info("connection lost peer=%s error=%s", connection.peer, type(error).__name__)
         except Exception:
@@ -185,15 +222,13 @@ class MqttServer:
             connection.close()
             if connection.endpoint is not None and not connection.closed_by_endpoint:
                 connection.endpoint.disconnect(client_id=connection.client_id)
-            with contextlib.suppress(ConnectionError, ssl.SSLError, TimeoutError):
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
 
     def _release(self, address: str) -> None:
         self._addresses[address] -= 1
         if self._addresses[address] <= 0:
             del self._addresses[address]
 
-    async def _run(self, connection: _Connection, reader: asyncio.StreamReader) -> None:
+    async def _run(self, connection: _Connection, receive: Receive) -> None:
         engine = connection.engine
         loop = asyncio.get_running_loop()
         last_packet, seen = loop.time(), 0  # the CONNECT's deadline runs from the connection
@@ -201,7 +236,7 @@ class MqttServer:
             timeout = engine.receive_timeout
             try:
                 async with asyncio.timeout_at(None if timeout is None else last_packet + timeout):
-                    data = await reader.read(64 * 1024)
+                    data = await receive()
             except TimeoutError:
                 log.info(
                     "keep-alive expired; closing peer=%s client_id=%s",
@@ -298,12 +333,12 @@ class MqttServer:
 
 
 class _Connection:
-    """The shell's handle on one client: engine, writer, and the callbacks endpoints get."""
+    """The shell's handle on one client: engine, channel, and the callbacks endpoints get."""
 
     def __init__(
         self,
         engine: ServerConnection,
-        writer: asyncio.StreamWriter,
+        channel: Channel,
         max_write_buffer: int,
         durability: Durability | None = None,
     ) -> None:
@@ -318,10 +353,9 @@ class _Connection:
         self.closed_by_endpoint = False
         self.deferring = False  # an endpoint is deciding on this client's PUBLISH
         self._pending: list[tuple[str, bytes]] = []
-        self._writer = writer
+        self._channel = channel
         self._max_write_buffer = max_write_buffer
-        peer = writer.get_extra_info("peername")
-        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self.peer = channel.peer
 
     def is_open(self) -> bool:
         return not self.closed and not self.engine.closed
@@ -374,11 +408,11 @@ class _Connection:
         finally:
             self._releasing = None
             if self.closed:  # closed while bytes were held: they went out first, now close
-                self._close_writer()
+                self._close_channel()
 
     def _write_now(self, data: bytes) -> None:
-        self._writer.write(data)
-        if self._writer.transport.get_write_buffer_size() > self._max_write_buffer:
+        self._channel.write(data)
+        if self._channel.buffered() > self._max_write_buffer:
             log.warning(
                 "client is not reading; closing peer=%s client_id=%s", self.peer, self.client_id
             )
@@ -387,7 +421,7 @@ class _Connection:
 
     async def drain(self) -> None:
         if not self.closed:
-            await self._writer.drain()
+            await self._channel.drain()
 
     def send(self, topic: str, payload: bytes) -> None:
         """`ports.Send`: a QoS 1 PUBLISH to this client, or nothing if it is gone.
@@ -415,15 +449,15 @@ class _Connection:
         self._pending.clear()
         if self._held and self._releasing is not None:
             return  # `_release` sends what is held once it is durable, then closes
-        self._close_writer()
+        self._close_channel()
 
-    def _close_writer(self) -> None:
-        if self._writer.is_closing():
+    def _close_channel(self) -> None:
+        if self._channel.is_closing():
             return
         if self._aborting():
-            self._writer.transport.abort()
+            self._channel.abort()
         else:
-            self._writer.close()
+            self._channel.close()
 
     def close_by_endpoint(self) -> None:
         """`ports.Close`: the endpoint ends this connection (a newer one took the device id)."""
@@ -432,7 +466,34 @@ class _Connection:
 
     def _aborting(self) -> bool:
         # A client that does not read would keep a graceful close waiting for its buffer.
-        return self._writer.transport.get_write_buffer_size() > self._max_write_buffer
+        return self._channel.buffered() > self._max_write_buffer
+
+
+class _StreamChannel:
+    """A `Channel` over an asyncio TLS stream (the 8883 listener)."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self._writer = writer
+        peer = writer.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+
+    def write(self, data: bytes) -> None:
+        self._writer.write(data)
+
+    def buffered(self) -> int:
+        return self._writer.transport.get_write_buffer_size()
+
+    async def drain(self) -> None:
+        await self._writer.drain()
+
+    def close(self) -> None:
+        self._writer.close()
+
+    def abort(self) -> None:
+        self._writer.transport.abort()
+
+    def is_closing(self) -> bool:
+        return self._writer.is_closing()
 
 
 def _shrink_tls_read_buffer() -> None:

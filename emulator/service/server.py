@@ -30,7 +30,13 @@ from emulator.hub.messages import MethodResponse
 from emulator.service.api import MethodCall, Request, ServiceApi, ServiceResponse
 from emulator.web.server import HttpLimits, HttpServer, Limits, bind
 
-__all__ = ["DEFAULT_SERVICE_PORT", "ServiceEndpoint", "ServiceServer"]
+__all__ = [
+    "DEFAULT_SERVICE_PORT",
+    "ServiceEndpoint",
+    "ServiceServer",
+    "http_response",
+    "read_request",
+]
 
 log = logging.getLogger(__name__)
 
@@ -110,23 +116,14 @@ class ServiceServer:
             self._server = None
 
     def _error(self, status: int, code: str, message: str) -> Response:
-        return _response(self._api.error(status, code, message, now=self._clock()))
+        return http_response(self._api.error(status, code, message, now=self._clock()))
 
     async def _app(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        incoming = HttpRequest(scope, receive)
         port = scope["server"][1] if scope.get("server") else 0
         hub = self._hub_by_port.get(port, self._endpoints[0].hub if self._endpoints else "")
-        target = scope.get("raw_path", scope["path"].encode()).decode("latin-1")
-        if scope.get("query_string"):
-            target += "?" + scope["query_string"].decode("latin-1")
-        request = Request(
-            method=scope["method"],
-            target=target,
-            headers={name.lower(): value for name, value in incoming.headers.items()},
-            body=await incoming.body(),
-        )
+        request = await read_request(scope, receive)
         try:
             reply = await self._answer(request, hub)
         except Exception:
@@ -140,7 +137,7 @@ class ServiceServer:
                     503, "ServiceUnavailable", "the emulator cannot keep state", now=self._clock()
                 )
         log.info("service %s %s -> %d hub=%s", request.method, scope["path"], reply.status, hub)
-        await _response(reply)(scope, receive, send)
+        await http_response(reply)(scope, receive, send)
 
     async def _answer(self, request: Request, hub: str) -> ServiceResponse:
         result = self._api.handle(request, port_hub=hub, now=self._clock())
@@ -167,7 +164,23 @@ class ServiceServer:
         return self._api.method_result(response)
 
 
-def _response(reply: ServiceResponse) -> Response:
+async def read_request(scope: Scope, receive: Receive) -> Request:
+    """An HTTP request as a core's `Request` (the HTTPS gateway's too): raw path and query, header
+    names lower-cased, the whole body (bounded by `web.server.Limits`)."""
+    incoming = HttpRequest(scope, receive)
+    target = scope.get("raw_path", scope["path"].encode()).decode("latin-1")
+    if scope.get("query_string"):
+        target += "?" + scope["query_string"].decode("latin-1")
+    return Request(
+        method=scope["method"],
+        target=target,
+        headers={name.lower(): value for name, value in incoming.headers.items()},
+        body=await incoming.body(),
+    )
+
+
+def http_response(reply: ServiceResponse) -> Response:
+    """A core's `ServiceResponse` as a Starlette response (the HTTPS gateway's too)."""
     response = Response(content=reply.body, status_code=reply.status)
     for name, value in reply.headers:
         if name.lower() == "content-type":

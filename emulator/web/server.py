@@ -21,6 +21,11 @@ Limits, the same for every listener, so that one client never stops a server or 
   finish in `handshake_timeout` is dropped.
 - At most `max_connections_per_peer` connections from one address: more are closed at once.
 
+WebSocket upgrades go to the asyncio protocol a server is given as `websocket` (the HTTPS port's
+MQTT over WebSockets, `mqtt.websocket`); a server without one answers them as plain HTTP
+requests. An upgraded connection leaves this module's per-address count and deadlines: its
+protocol's own rules take over.
+
 What answers look like for the limits is the app's (`Limits` takes its `error` builder): IoT Hub's
 error body on the service API, `{"error": ...}` on the operator API.
 """
@@ -182,6 +187,7 @@ class _Guarded(H11Protocol):
         self._deadline: asyncio.TimerHandle | None = None
         peer = self.client[0] if self.client else ""
         self._peer = peer
+        self._counted = True
         self.peers[peer] += 1
         if self.peers[peer] > self.limits.max_connections_per_peer:
             log.warning("http: too many connections from %s; closing one", peer)
@@ -191,10 +197,21 @@ class _Guarded(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
-        self.peers[self._peer] -= 1
-        if self.peers[self._peer] <= 0:
-            del self.peers[self._peer]
+        self._uncount()
         super().connection_lost(exc)
+
+    def handle_websocket_upgrade(self, event: h11.Request) -> None:
+        # The transport moves to the WebSocket protocol, which this one never hears of again.
+        self._disarm()
+        self._uncount()
+        super().handle_websocket_upgrade(event)
+
+    def _uncount(self) -> None:
+        if getattr(self, "_counted", False):
+            self._counted = False
+            self.peers[self._peer] -= 1
+            if self.peers[self._peer] <= 0:
+                del self.peers[self._peer]
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
@@ -235,12 +252,14 @@ class HttpServer:
         ssl_context: ssl.SSLContext | None = None,
         limits: HttpLimits | None = None,
         name: str = "http",
+        websocket: type[asyncio.Protocol] | None = None,
     ) -> None:
         self._limits = limits or HttpLimits()
         protocol = type("GuardedH11", (_Guarded,), {"limits": self._limits, "peers": Counter()})
         self._config = Config(
             app,
             http=protocol,
+            ws=websocket or "none",
             lifespan="off",
             log_config=None,
             access_log=False,

@@ -49,6 +49,23 @@ def test_every_option_is_parsed() -> None:
     assert options.time_scale == 0.01
 
 
+def test_https_port_chosen_by_the_user_must_be_had() -> None:
+    """Without --https-port, 443 may be skipped when it needs privileges; a port given is
+    required (the start fails without it); 0 picks a free one."""
+    default = parse_args(["--config", "c.toml"])
+    assert (default.https_port, default.https_port_required) == (443, False)
+    chosen = parse_args(["--config", "c.toml", "--https-port", "8443"])
+    assert (chosen.https_port, chosen.https_port_required) == (8443, True)
+    assert parse_args(["--config", "c.toml", "--https-port", "0"]).https_port == 0
+
+
+def test_https_port_out_of_range_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    """A port that cannot exist is refused naming the flag."""
+    with pytest.raises(SystemExit):
+        parse_args(["--config", "c.toml", "--https-port", "70000"])
+    assert "--https-port: expected a port number" in capsys.readouterr().err
+
+
 def test_time_scale_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:
     """A zero or negative time scale is refused naming the flag."""
     with pytest.raises(SystemExit):

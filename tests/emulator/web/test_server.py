@@ -86,6 +86,24 @@ def test_a_plain_request_is_answered() -> None:
     run(test)
 
 
+def test_a_websocket_upgrade_is_plain_http_on_a_server_without_websockets() -> None:
+    """The service API, operator API and Functions host take no WebSockets: an upgrade request
+    is answered as the plain request it also is (wsproto being installed changes nothing)."""
+
+    async def test() -> None:
+        async with serving() as port:
+            answer = await exchange(
+                port,
+                b"GET /$iothub/websocket HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+                b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n",
+            )
+            assert answer.startswith(b"HTTP/1.1 200 ")
+            assert answer.endswith(b"got 0")
+
+    run(test)
+
+
 def test_header_section_too_large_is_431() -> None:
     async def test() -> None:
         async with serving() as port:
