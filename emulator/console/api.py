@@ -17,7 +17,7 @@
     POST   /api/policy/moves                   {"template", "count", "add"|"drain",
                                                "enrollment"?}: what moves
     GET    /api/log/devices                    the inventory (the Functions app's admin route)
-    GET    /api/log/devices/{id}?limit=N       one device's registration log
+    GET    /api/log/devices/{id}?limit=N       one device's registration log (empty when none)
     GET    /api/log/rules                      devices per rule, from the registration log
     GET    /api/info                           what is running: hubs, the app, the policy file
 
@@ -420,6 +420,8 @@ class ConsoleApi:
         status, answer = await self._app().get(
             f"devices/{quote(request.path_params['id'], safe='')}?limit={limit}"
         )
+        if status == 404:  # never logged (denied before the app, or not custom allocation)
+            return _json({"device": None, "registrations": []})
         return _function_answer(status, answer)
 
     async def _log_rules(self, request: Request) -> Response:

@@ -427,10 +427,12 @@ async function viewProvisioning(main) {
     if (last) row.webhook = last;
   }
   const refetch = new Set();
+  let reloadAll = false;
   const fetchPending = debounce(async () => {
     const ids = [...refetch];
     refetch.clear();
-    if (ids.length > 25) {
+    if (reloadAll || ids.length > 25) {
+      reloadAll = false;
       const all = await api("GET", "/api/admin/registrations");
       for (const entry of all.registrations) merge({ ...entry, record: entry });
     } else {
@@ -444,7 +446,7 @@ async function viewProvisioning(main) {
 
   const stop = live.on((items) => {
     for (const item of items) {
-      if (item.kind === "gap") { refetch.add("*"); continue; }
+      if (item.kind === "gap") { reloadAll = true; continue; }
       if (item.kind === "dps.webhook") {
         exchanges.push(item);
         if (exchanges.length > 1000) exchanges.shift();
@@ -462,13 +464,14 @@ async function viewProvisioning(main) {
         if (body.status && body.status !== "assigning") refetch.add(item.registration_id);
         else if (!rows.get(item.registration_id.toLowerCase()).enrollment) refetch.add(item.registration_id);
       } else if (item.kind === "hub.lifecycle") {
-        refetch.add("*status");
+        statusSoon();
       }
     }
-    if (refetch.size) fetchPending();
+    if (refetch.size || reloadAll) fetchPending();
     redraw();
   });
   const timer = setInterval(() => loadStatus().catch(() => {}), 5000);
+  const statusSoon = debounce(() => loadStatus().catch(() => {}), 300);
 
   main.append(cards, h("div", { class: "panel" },
     h("div", { class: "toolbar" }, h("h2", { class: "grow" }, "Registrations"), filters.status, filters.enrollment, filters.hub, filters.text),
