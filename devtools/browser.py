@@ -59,9 +59,7 @@ def find_chromium() -> Path | None:
 
 def _install() -> Path | None:
     print("browser: installing Playwright's Chromium", flush=True)
-    subprocess.run(  # noqa: S603 -- our own interpreter, fixed arguments
-        [sys.executable, "-m", "playwright", "install", "chromium"], check=False
-    )
+    subprocess.run([sys.executable, "-m", "playwright", "install", "chromium"], check=False)
     found = find_chromium()
     if found is not None:
         return found

@@ -137,7 +137,7 @@ def toaster(cloud: RunningEmulator) -> Iterator[Any]:
             MethodResponse.create_from_method_request(request, 200, {"rebooted": request.payload})
         )
 
-    client.on_message_received = lambda message: client.received_messages.append(message)
+    client.on_message_received = client.received_messages.append
     client.on_twin_desired_properties_patch_received = client.received_patches.append
     client.on_method_request_received = on_method
     client.connect()
@@ -357,7 +357,7 @@ def test_a_stream_that_is_never_read_does_not_slow_devices(
 
     def stalled() -> None:
         with (
-            httpx.Client(timeout=None) as client,
+            httpx.Client(timeout=60) as client,
             client.stream(
                 "GET",
                 base(cloud) + f"api/stream?hub={TOASTERS}",
