@@ -4,7 +4,8 @@
                                                `static/console.js` from the API below)
     GET    /static/{name}                      the page's script, style sheet and icon
     GET    /api/stream?hub=H&device=D          server-sent events: JSON arrays of what happens
-                                               (`feed`); telemetry only of hub H (device D)
+                                               (`feed`); telemetry only of hub H (device D), at
+                                               most 200 messages a batch (the others counted)
     *      /api/admin/{path}                   the operator API (`operator.api`), in-process: the
                                                same handlers as `python -m emulator <command>`
     GET    /api/exchanges?registration_id=R    the last webhook exchanges DPS made
@@ -68,6 +69,7 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024
 MAX_STREAMS = 32
 TELEMETRY_SHOWN = 200
+TELEMETRY_PER_BATCH = 200  # a stream converts at most this many messages a batch; the rest counted
 BODY_SHOWN = 4096  # bytes of a message body sent to the page
 RULE_SAMPLE = 500  # devices whose latest log row is read for "devices per rule"
 LOG_CONCURRENCY = 8
@@ -213,7 +215,7 @@ class ConsoleApi:
                 if batch is None:
                     yield b": idle\n\n"
                     continue
-                items = [item for event in batch if (item := _item(event, hub, device))]
+                items = _items(batch, hub, device)
                 if items:
                     yield b"data: " + json.dumps(items).encode("utf-8") + b"\n\n"
 
@@ -540,6 +542,38 @@ def _exchange_json(event: ActivityEvent) -> dict[str, Any]:
         "answer": parsed if parsed is not None else answer,
         "error": fields.get("error"),
     }
+
+
+def _items(batch: list[ActivityEvent | Gap], hub: str | None, device: str | None) -> list[Any]:
+    """A batch for the page: every event it wants, but of a flood of telemetry only the newest
+    `TELEMETRY_PER_BATCH` messages, the others counted (`hub.telemetry.skipped`): a page shows
+    the newest anyway, and a fast device must not cost the emulator a conversion per message."""
+    wanted = [event for event in batch if _wanted(event, hub, device)]
+    telemetry = sum(1 for event in wanted if getattr(event, "kind", "") == "hub.telemetry")
+    skip = max(0, telemetry - TELEMETRY_PER_BATCH)
+    items: list[Any] = []
+    if skip:
+        items.append({"kind": "hub.telemetry.skipped", "hub": hub, "count": skip})
+    for event in wanted:
+        if skip and getattr(event, "kind", "") == "hub.telemetry":
+            skip -= 1
+            continue
+        item = _item(event, hub, device)
+        if item is not None:
+            items.append(item)
+    return items
+
+
+def _wanted(event: ActivityEvent | Gap, hub: str | None, device: str | None) -> bool:
+    if isinstance(event, Gap) or event.kind != "hub.telemetry":
+        return True
+    message = event.fields.get("message")
+    return (
+        hub is not None
+        and isinstance(message, TelemetryMessage)
+        and str(event.fields.get("hub", "")).lower() == hub.lower()
+        and (device is None or message.device_id == device)
+    )
 
 
 def _item(event: ActivityEvent | Gap, hub: str | None, device: str | None) -> dict[str, Any] | None:

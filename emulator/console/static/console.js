@@ -726,6 +726,7 @@ async function viewDevice(main, hub, deviceId) {
     const fresh = [];
     for (const item of items) {
       if (item.kind === "hub.telemetry" && item.device_id === deviceId) fresh.push(item);
+      else if (item.kind === "hub.telemetry.skipped") count += item.count; // a flood: newest shown
       else if ((item.kind === "hub.changed" || item.kind === "hub.lifecycle") && item.device_id === deviceId && String(item.hub).toLowerCase() === hub.toLowerCase()) reload();
     }
     if (fresh.length) addMessages(fresh);
