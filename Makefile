@@ -1,7 +1,7 @@
 # The project's entry points. People, hooks and CI call these and nothing else.
 #   make demo   the whole flow end to end on this machine
 #   make up     the local cloud (Azurite, DPS, hubs, the Functions app) until Ctrl-C
-#   make test   every test (installs what it needs, starts Azurite itself)
+#   make test   every test (installs what it needs, a Chromium too, starts Azurite itself)
 #   make check  formatting, lint and types
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -12,7 +12,7 @@ NODE_STAMP := node_modules/.installed
 # The Node.js device SDKs the end-to-end tests drive (HTTPS, MQTT over WebSockets): test-only.
 NODE_TEST_STAMP := tests/node/node_modules/.installed
 
-.PHONY: install test check format bench demo up clean
+.PHONY: install browser test check format bench demo up clean
 
 install: $(PY_STAMP) $(NODE_STAMP) $(NODE_TEST_STAMP)
 
@@ -29,7 +29,12 @@ $(NODE_TEST_STAMP): tests/node/package.json tests/node/package-lock.json
 	npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
 	touch $@
 
-test: install
+# The console's browser tests drive Chromium: Playwright's own, else the system's (installed here
+# when missing; without one those tests fail and say how to install it).
+browser: $(PY_STAMP)
+	-$(BIN)/python -m devtools.browser install
+
+test: install browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 check: $(PY_STAMP)

@@ -10,6 +10,7 @@ import sys
 SUITES = {
     "allocation": "bench.allocation_bench",
     "dps": "bench.dps_bench",
+    "console": "bench.console_bench",
     "durability": "bench.durability_bench",
     "emulator": "bench.emulator_bench",
     "fleet": "bench.fleet_bench",

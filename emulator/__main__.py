@@ -1,14 +1,16 @@
 """`python -m emulator`: the local cloud (`up`, `run`) and the operator commands.
 
     python -m emulator up [--state-dir DIR] [--config FILE] [--settings FILE] [--bind ADDR]
-                          [--functions-port 7071] [--function-key KEY] [--log-level LEVEL]
+                          [--functions-port 7071] [--function-key KEY] [--console-port 0]
+                          [--log-level LEVEL]
     python -m emulator [run] --config FILE [--bind 127.0.0.1] [--state-dir DIR] [--in-memory]
                        [--mqtt-port 8883] [--admin-port 0] [--service-port 8443]
                        [--host-functions] [--functions-port 7071] [--functions-settings FILE]
                        [--function-key KEY] [--time-scale 1.0] [--events-url URL]
-                       [--log-level LEVEL]
+                       [--console-port 0] [--no-console] [--log-level LEVEL]
     python -m emulator azurite            Azurite alone, as local.settings.json asks (`emulator.up`)
-    python -m emulator <command> ...      operator commands (`emulator.operator.cli`)
+    python -m emulator <command> ...      operator commands (`emulator.operator.cli`), and
+                                          `console [--open]`: the web console's URL
 
 `up` is what `make up` runs: Azurite, DPS, the hubs and the Functions app with the checkout's
 files (`emulator.local.toml`, `local.settings.json`, `.emulator/`), created from the examples on

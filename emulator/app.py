@@ -25,7 +25,10 @@
    readiness check runs (policy loads, storage answers) and every custom-allocation enrollment
    whose webhook is this host must carry its function key: a problem stops the start
    (`AppNotReady`) instead of failing every device after minutes of DPS retries;
-8. `<state-dir>/admin.json` (`admin_client`): written last, so its presence means "ready".
+8. the web console (`console`) on a loopback address (`--bind` when it is one, else 127.0.0.1)
+   and `console_port` (0 = any free port), unless `console` is off; its URL, with its login
+   token, goes into `admin.json` as `console_url`;
+9. `<state-dir>/admin.json` (`admin_client`): written last, so its presence means "ready".
 
 Devices' other transports: right after the MQTT server, the HTTPS port (`https.gateway`, on
 `--bind`:`https_port`, 443 by default): MQTT over WebSockets into the same MQTT server, and DPS's
@@ -70,6 +73,7 @@ from urllib.parse import parse_qsl, urlsplit
 from emulator.activity import Activity
 from emulator.certs import CertificatePaths, ensure_certificates, server_ssl_context
 from emulator.config import EmulatorConfig, load_config, write_enrollment_key
+from emulator.console import ConsoleServer
 from emulator.dps.edits import EnrollmentKind, KeySlot, with_key
 from emulator.dps.service import DpsService
 from emulator.dps.webhook import HttpWebhook
@@ -125,6 +129,8 @@ class Options:
     app_settings_file: Path | None = None  # the CLI's --functions-settings (None: the default)
     app_module: str = "function_app"
     log_level: str = "info"
+    console: bool = True  # the web console (`--no-console` turns it off)
+    console_port: int = 0  # its port on a loopback address; 0 picks a free one
 
 
 class ListenError(Exception):
@@ -191,6 +197,7 @@ class Emulator:
         self.faults: Faults | None = None
         self.state: StateWriter | None = None
         self.admin: AdminServer | None = None
+        self.console: ConsoleServer | None = None
         self._gates: dict[str, FaultGate] = {}
         self._fault_task: asyncio.Task[None] | None = None
         self._app_context = contextlib.ExitStack()
@@ -217,6 +224,8 @@ class Emulator:
         config = load_config(options.config_path)
         self._config = self.loaded_config = config
         hubs = Hubs(config.hubs, clock=time.time, on_event=self._on_event)
+        for hub in hubs:
+            hub.activity = self.activity  # telemetry and changes, for whoever watches (the console)
         self.hubs = hubs
         self.faults = Faults(config.hubs)
         for target, spec in config.faults.items():
@@ -254,6 +263,12 @@ class Emulator:
         if options.host_functions:
             await self._start_functions()
         await self._start_events(self._events_url())
+        if options.console:
+            host = options.bind if _is_loopback(options.bind) else "127.0.0.1"
+            self.console = ConsoleServer(
+                self, state_dir=options.state_dir, host=host, port=options.console_port
+            )
+            await _listen("--console-port", f"{host}:{options.console_port}", self.console.start())
         write_admin_file(options.state_dir, self.describe())
         log.info(
             "emulator ready bind=%s dps=%s hubs=%s ca=%s",
@@ -310,6 +325,14 @@ class Emulator:
 
     def _on_event(self, event: LifecycleEvent) -> None:
         """What the hubs hand their lifecycle events to (never blocks)."""
+        if self.activity.wanted("hub.lifecycle"):
+            self.activity.publish(
+                "hub.lifecycle",
+                event.time,
+                hub=event.hub,
+                device_id=event.device_id,
+                event=event.kind.value,
+            )
         if self.delivery is not None:
             self.delivery.enqueue(event)
         elif len(self._early_events) < EARLY_EVENTS_LIMIT:
@@ -362,7 +385,8 @@ class Emulator:
                 self.state.file_changed(self.loaded_config)
 
     def describe(self) -> dict[str, object]:
-        """What `admin.json` says about this run (nothing secret)."""
+        """What `admin.json` (0600) says about this run: nothing secret but the console's URL,
+        whose login token is as private as the admin token beside it."""
         return {
             "url": self.admin.url if self.admin is not None else None,
             "bind": self.options.bind,
@@ -371,12 +395,16 @@ class Emulator:
             "ca": str(self.ca_path.resolve()),
             "config": str(self.options.config_path.resolve()),
             "functions_url": self.functions.base_url if self.functions is not None else None,
+            "console_url": self.console.url if self.console is not None else None,
             "pid": os.getpid(),
         }
 
     async def close(self) -> None:
         """Stop in reverse order."""
         remove_admin_file(self.options.state_dir)
+        if self.console is not None:
+            await self.console.close()
+            self.console = None
         if self.delivery is not None:
             await self.delivery.close()
             self.delivery = None

@@ -4,7 +4,7 @@
                        [--mqtt-port 8883] [--https-port 443] [--admin-port 0] [--service-port 8443]
                        [--host-functions] [--functions-port 7071] [--functions-settings FILE]
                        [--function-key KEY] [--time-scale 1.0] [--events-url URL]
-                       [--log-level LEVEL]
+                       [--console-port 0] [--no-console] [--log-level LEVEL]
 
 Runs until interrupted (Ctrl-C / SIGTERM), then stops every component in reverse order. With
 `--state-dir DIR`, devices, twins, registrations and enrollment edits are kept in DIR/state.json
@@ -129,9 +129,23 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         help="where device lifecycle events are POSTed as Event Grid events (default: the "
         "local Functions host's device_lifecycle trigger with --host-functions, else nowhere)",
     )
+    parser.add_argument(
+        "--console-port",
+        type=int,
+        default=0,
+        help="the web console's port on a loopback address (default 0: any free port; the URL "
+        "is printed and kept in <state-dir>/admin.json)",
+    )
+    parser.add_argument("--no-console", action="store_true", help="run without the web console")
     add_log_level(parser)
     args = parser.parse_args(argv)
-    for option in ("--service-port", "--mqtt-port", "--admin-port", "--functions-port"):
+    for option in (
+        "--service-port",
+        "--mqtt-port",
+        "--admin-port",
+        "--functions-port",
+        "--console-port",
+    ):
         _port(parser, option, getattr(args, option[2:].replace("-", "_")))
     if args.https_port is not None:
         _port(parser, "--https-port", args.https_port)
@@ -158,6 +172,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         events_url=args.events_url,
         log_level=args.log_level,
         app_settings_file=args.functions_settings,
+        console=not args.no_console,
+        console_port=args.console_port,
     )
 
 
@@ -180,6 +196,8 @@ def _announce_run(emulator: Emulator) -> None:
     if emulator.admin is not None:
         print(f"admin API on {emulator.admin.url} (python -m emulator status)", flush=True)
     print(f"hub service connection strings: {emulator.hubs_path} (mode 0600)", flush=True)
+    if emulator.console is not None:
+        print(f"console: {emulator.console.url}", flush=True)
     if emulator.functions is not None:
         print(f"functions host on {emulator.functions.base_url}", flush=True)
         if emulator.function_key_generated:

@@ -14,8 +14,8 @@
    environment. The app's readiness check (policy, settings, storage) and the webhook URLs' function
    key are checked before anything says ready; a problem ends `up` with exit status 2 naming the
    setting.
-4. A short summary (DPS, ID scope, hubs, enrollment groups, the CA file, what to try next), then the
-   log. Ctrl-C or SIGTERM stops the emulator, then Azurite. `admin.json` in the state directory
+4. A short summary (DPS, ID scope, hubs, enrollment groups, the CA file, the web console's URL with
+   its login token, what to try next), then the log. Ctrl-C or SIGTERM stops the emulator, then Azurite. `admin.json` in the state directory
    exists exactly while the cloud is up.
 
 Everything listens on `--bind` (default 127.0.0.1, or `$EMULATOR_BIND`): DPS and the hubs on 8883,
@@ -111,6 +111,12 @@ def _parser() -> argparse.ArgumentParser:
         help=f"the function key the hosted app enforces (default {LOCAL_FUNCTION_KEY!r}, as in "
         f"{CONFIG_EXAMPLE}; loopback only)",
     )
+    parser.add_argument(
+        "--console-port",
+        type=int,
+        default=0,
+        help="the web console's port (default 0: any free port; the summary prints its URL)",
+    )
     add_log_level(parser)
     return parser
 
@@ -153,6 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         app_settings=settings,
         app_settings_file=settings_path,
         log_level=args.log_level,
+        console_port=args.console_port,
     )
     try:
         with _storage(settings.get(STORAGE_SETTING, ""), state_dir) as storage:
@@ -310,6 +317,7 @@ def _announce(emulator: Emulator, settings_path: Path, storage: str) -> None:
         f"  app       {functions}/api/allocate, settings {settings_path.name}, policy {policy}",
         f"  storage   {storage}",
         f"  CA        {emulator.ca_path}",
+        f"  console   {emulator.console.url if emulator.console is not None else '-'}",
         f"  keys      group keys in {options.config_path.name}, hub connection strings in "
         f"{emulator.hubs_path} (both 0600)",
         "next: in another terminal,",

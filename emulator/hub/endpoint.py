@@ -17,7 +17,8 @@ Protocol (docs/protocol/hub-mqtt.md):
   answers 204 with `$version`, or 400 for a patch the twin rules refuse.
 - Desired patches are pushed with `$version` to a device subscribed to them; method requests
   only reach a connected device subscribed to `$iothub/methods/POST/#` (else `DeviceNotOnline`).
-- Telemetry goes to the hub's message log with its property bag decoded (§3).
+- Telemetry goes to the hub's message log with its property bag decoded (§3), and to `activity`
+  (`hub.telemetry`) when someone listens for it.
 - Disabling a device drops its connection and refuses its next CONNECT; a desired change reaches
   a connected, subscribed device as a patch. Connecting and disconnecting are lifecycle events
   (a connection replaced by a newer one gives only a Connected).
@@ -341,15 +342,18 @@ class Hub(Registry):
     def _telemetry(self, device_id: str, topic: str, payload: bytes, now: float) -> None:
         bag = decode_bag(topic[len(f"devices/{device_id}/messages/events/") :])
         self.messages_received += 1
-        self._messages.append(
-            TelemetryMessage(
-                device_id=device_id,
-                body=payload,
-                system_properties={k: v for k, v in bag.items() if k.startswith("$.")},
-                properties={k: v for k, v in bag.items() if not k.startswith("$.")},
-                enqueued_at=now,
-            )
+        message = TelemetryMessage(
+            device_id=device_id,
+            body=payload,
+            system_properties={k: v for k, v in bag.items() if k.startswith("$.")},
+            properties={k: v for k, v in bag.items() if not k.startswith("$.")},
+            enqueued_at=now,
         )
+        self._messages.append(message)
+        if self.activity is not None and self.activity.wanted("hub.telemetry"):
+            self.activity.publish(
+                "hub.telemetry", now, hub=self.name, seq=self.messages_received, message=message
+            )
 
     def _twin_get(self, device_id: str, rid: str, send: Send) -> None:
         twin = self._twins.get(device_id)

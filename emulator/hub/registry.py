@@ -10,7 +10,8 @@ forget its session), desired properties changed (push the patch to the device).
 - A device created (by DPS or the service API) or deleted becomes a `LifecycleEvent` handed to
   `on_event`, carrying the device as it was (`DeviceView`); never blocks.
 - Every change to a device's identity or twin (not its connection) calls `on_change(hub, device_id)`
-  after it is made, before anyone is answered: persistence journals it there (`persistence`).
+  after it is made, before anyone is answered: persistence journals it there (`persistence`); and
+  it is published as `hub.changed` on `activity` when one is set and someone listens (the console).
 
 Errors:
 
@@ -29,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from emulator.activity import Activity
 from emulator.hub.device_events import LifecycleEvent, LifecycleKind
 from emulator.hub.twin import TwinDocument, TwinError
 from emulator.hub.views import ConnectionState, DeviceView
@@ -134,6 +136,7 @@ class Registry:
         self._devices: dict[str, DeviceIdentity] = {}
         self._twins: dict[str, TwinDocument] = {}
         self.on_change: Callable[[str, str], None] | None = None
+        self.activity: Activity | None = None  # watchers (`emulator.activity`), set by the app
 
     def upsert_device(
         self,
@@ -384,6 +387,8 @@ class Registry:
     def _changed(self, device_id: str) -> None:
         if self.on_change is not None:
             self.on_change(self.name, device_id)
+        if self.activity is not None and self.activity.wanted("hub.changed"):
+            self.activity.publish("hub.changed", self._clock(), hub=self.name, device_id=device_id)
 
     def _emit_identity(self, kind: LifecycleKind, device_id: str, now: float) -> None:
         if self._on_event is None:

@@ -7,7 +7,8 @@ the hubs live, so handlers read and change state directly. Every request carries
 below, nothing more: it never sees the composition root.
 
     GET    /admin/status                                   hubs, DPS, persistence, faults
-    GET    /admin/enrollments                              enrollments (never their keys)
+    GET    /admin/enrollments                              enrollments (never their keys; the
+                                                           webhook URL masked)
     GET    /admin/enrollments/{group|individual}/{id}/keys an enrollment's two keys (asked for
                                                            explicitly: the simulator's --local)
     POST   /admin/enrollments/{group|individual}/{id}/regenerate-key
@@ -61,6 +62,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from allocation.errors import RequestError
 from allocation.strict_json import decode
+from devtools.urls import mask_url
 from emulator.config import ConfigError
 from emulator.dps.edits import (
     EnrollmentEditError,
@@ -274,6 +276,17 @@ class AdminApi:
                     "allocation": enrollment.allocation.value,
                     "hubs": list(enrollment.hubs),
                     "reprovision": enrollment.reprovision.value,
+                    "initial_twin": (
+                        {
+                            "tags": dict(enrollment.initial_twin.tags),
+                            "desired": dict(enrollment.initial_twin.desired),
+                        }
+                        if enrollment.initial_twin is not None
+                        else None
+                    ),
+                    "webhook_url": (
+                        mask_url(enrollment.webhook_url) if enrollment.webhook_url else None
+                    ),
                 }
             )
         return Reply(200, {"enrollments": entries})

@@ -5,7 +5,8 @@ README's "Operator commands" table is the user's view of them. The client finds 
 through its state directory (`operator.client`). Every command takes `--state-dir` and `--json`
 (print the API's JSON answer as is). Exit status: 0 done; 1 the emulator refused (unknown hub,
 device, enrollment; bad value); 2 bad command line; 3 the emulator cannot be reached. A key is
-printed only by `regenerate-key --show-key`, and never logged.
+printed only by `regenerate-key --show-key`, and never logged; `console` prints the web
+console's URL with its login token (`--open` opens it), read from `admin.json`.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ COMMANDS = (
     "fault-set",
     "fault-clear",
     "drop",
+    "console",
 )
 
 _FAULT_OPTIONS = (
@@ -125,6 +127,8 @@ def _parser() -> argparse.ArgumentParser:
     drop = command("drop", "close connections of dps or a hub now, as a network failure")
     drop.add_argument("target")
     drop.add_argument("--client-id", help="only this device's (or registration's) connection")
+    console = command("console", "print the web console's URL (with its login token)")
+    console.add_argument("--open", action="store_true", help="and open it in a browser")
     return parser
 
 
@@ -135,8 +139,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:
         return EXIT_USAGE if exit_.code else 0
     try:
-        client = LocalCloud.find(args.state_dir).client()
-        return _run(client, args)
+        cloud = LocalCloud.find(args.state_dir)
+        if args.command == "console":
+            return _console(cloud, args)
+        return _run(cloud.client(), args)
     except Unreachable as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_UNREACHABLE
@@ -145,6 +151,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_REFUSED
     except KeyboardInterrupt:
         return 0
+
+
+def _console(cloud: LocalCloud, args: argparse.Namespace) -> int:
+    """Print the console's URL (it holds a login token: only for the person at the terminal)."""
+    url = cloud.console_url
+    if not url:
+        print(
+            "error: this local cloud runs without its web console (started with --no-console?)",
+            file=sys.stderr,
+        )
+        return EXIT_REFUSED
+    print(json.dumps({"console_url": url}) if args.json else url)
+    if args.open:
+        import webbrowser  # noqa: PLC0415 -- only for --open
+
+        if not webbrowser.open(url):
+            print("no browser found here: open the URL above yourself", file=sys.stderr)
+    return 0
 
 
 def _segment(value: str) -> str:

@@ -10,6 +10,7 @@ means "ready") and removes it when it stops; the bearer token is in `<state-dir>
     ca             the CA certificate clients trust (`server_verification_cert`)
     config         the configuration file the emulator was started with
     functions_url  the local Functions host, when it hosts the app
+    console_url    the web console, with its login token (so the file is 0600, like the token's)
     pid            the emulator's process id
 
 Which state directory, first found wins: `--state-dir`, `$EMULATOR_STATE_DIR`, a `.emulator`
@@ -122,6 +123,7 @@ class LocalCloud:
     ca: Path | None = None
     config: Path | None = None
     functions_url: str | None = None
+    console_url: str | None = field(default=None, repr=False)  # carries the console's token
     pid: int | None = None
 
     @classmethod
@@ -148,6 +150,7 @@ class LocalCloud:
             ca=_path(info.get("ca")),
             config=_path(info.get("config")),
             functions_url=info.get("functions_url") or None,
+            console_url=info.get("console_url") or None,
             pid=info.get("pid") if isinstance(info.get("pid"), int) else None,
         )
 

@@ -1,7 +1,8 @@
 """The emulator's one outbound HTTP client: httpx, async, on the emulator's event loop.
 
 DPS calling a custom-allocation webhook (`dps.webhook`) and hubs delivering lifecycle events
-(`events.delivery`) both POST a JSON body and read a bounded answer through `HttpClient.post`.
+(`events.delivery`) both POST a JSON body and read a bounded answer through `HttpClient.post`; the
+console (`console`) also reads and patches through `HttpClient.request`.
 Connections are kept alive and reused between calls (DPS calls the same webhook for every
 device). Any failure to get an HTTP answer is `PostFailed`, whose message names the URL with its
 query masked (a function key travels in `?code=`) and the kind of failure, never the server's
@@ -50,7 +51,7 @@ class PostFailed(Exception):
 
 
 class HttpClient:
-    """POST with a timeout and a bound on the answer's size; close with `aclose`."""
+    """Requests with a timeout and a bound on the answer's size; close with `aclose`."""
 
     def __init__(
         self,
@@ -70,11 +71,17 @@ class HttpClient:
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> tuple[int, bytes]:
         """POST `body` to an http or https `url`; the status and the answer's body."""
+        return await self.request("POST", url, body, headers)
+
+    async def request(
+        self, method: str, url: str, body: bytes | None, headers: Mapping[str, str]
+    ) -> tuple[int, bytes]:
+        """Any method (the console reads and patches too); the status and the answer's body."""
         if not url.lower().startswith(("http://", "https://")):
             raise PostFailed(f"{mask_url(url)}: expected an http or https URL")
         try:
             async with self._client.stream(
-                "POST", url, content=body, headers=dict(headers)
+                method, url, content=body, headers=dict(headers)
             ) as answer:
                 data = bytearray()
                 async for chunk in answer.aiter_raw():

@@ -16,7 +16,8 @@ Limits, the same for every listener, so that one client never stops a server or 
   front ends answer (HTTP clients send `Content-Length: 0` for an empty body).
 - The request line and headers must arrive within `header_timeout` seconds of the connection
   (or of the previous response), and the body within `body_timeout` of the headers, however slowly
-  the bytes trickle in: a client that sends one byte at a time is closed (or answered 408).
+  the bytes trickle in: a client that sends one byte at a time is closed (or answered 408). Once
+  the body is in, an answer may take as long as it needs (a long poll, the console's event stream).
 - An idle keep-alive connection is closed after `idle_timeout`; a TLS handshake that does not
   finish in `handshake_timeout` is dropped.
 - At most `max_connections_per_peer` connections from one address: more are closed at once.
@@ -117,11 +118,14 @@ class Limits:
             await self._refuse(413, "MessageTooLarge", "body too large", scope, send)
             return
         received = 0
+        body_done = False
         loop = asyncio.get_running_loop()
         deadline = loop.time() + limits.body_timeout
 
         async def bounded_receive() -> Message:
-            nonlocal received
+            nonlocal received, body_done
+            if body_done:  # waiting for the client to go (a stream): no body deadline any more
+                return await receive()
             try:
                 async with asyncio.timeout_at(deadline):
                     message = await receive()
@@ -131,6 +135,7 @@ class Limits:
                 received += len(message.get("body", b""))
                 if received > limits.max_body_bytes:
                     raise _BodyTooLarge
+                body_done = not message.get("more_body", False)
             return message
 
         started = False

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from devtools.azurite import ACCOUNT, ACCOUNT_KEY, free_port
@@ -49,6 +50,7 @@ RUN_BLOCKS = (
     "device",
     "fleet",
     "c2d",
+    "console",
     "doctor",
     "policy-tools",
     "drill-primary",
@@ -312,6 +314,29 @@ def test_the_tools_work_from_any_directory(
     )
     assert derived.returncode == 0, derived.stderr
     assert (tmp_path / "secrets.json").exists()
+
+
+def test_the_console_url_is_printed_and_needs_its_token(
+    clone: Clone, cloud: subprocess.Popen[str]
+) -> None:
+    """`make up`'s summary and `python -m emulator console` give the console's URL; the page
+    answers with the token, 401 without."""
+    result = clone.run("console")
+    url = result.out.strip()
+    assert url.startswith(f"http://{BIND}:"), result.out
+    assert "/?token=" in url
+    assert f"console   {url}" in clone.output(cloud)
+    info = json.loads((clone.path / ".emulator" / "admin.json").read_text())
+    assert info["console_url"] == url
+    assert_private(
+        clone.path / ".emulator" / "admin.json", clone.path / ".emulator" / "console-token"
+    )
+    with httpx.Client(follow_redirects=True) as browser:
+        page = browser.get(url)
+        assert page.status_code == 200
+        assert "Local cloud" in page.text
+        assert browser.get(url.split("?", 1)[0] + "api/admin/status").status_code == 200
+    assert httpx.get(url.split("?", 1)[0]).status_code == 401
 
 
 def test_policy_tools(clone: Clone) -> None:
