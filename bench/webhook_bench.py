@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from allocation import load_policy
-from devtools.azurite import Azurite
+from devtools.azurite import Azurite, RequestCount
 from store.memory import MemoryStore
 from store.runtime import Runtime
 from store.settings import StoreSettings
@@ -46,7 +46,7 @@ def bodies(count: int) -> list[bytes]:
 
 
 def measure(
-    store: Any, settings: StoreSettings, requests: list[bytes], sent: list[int] | None = None
+    store: Any, settings: StoreSettings, requests: list[bytes], sent: list[str] | None = None
 ) -> dict[str, float]:
     policy = load_policy(
         (ROOT / "examples" / "tutorial-policy.toml").read_text(), source="tutorial-policy.toml"
@@ -76,22 +76,19 @@ def measure(
 
 
 def run(*, quick: bool = False) -> str:
-    import requests as http  # noqa: PLC0415 -- the Tables SDK's transport, here only to count
-
     requests = bodies(100 if quick else 1000)
     memory = measure(MemoryStore(), StoreSettings(), requests)
-    sent: list[int] = []
-    session = http.Session()
-    session.hooks["response"].append(lambda response, *args, **kwargs: sent.append(1))
+    count = RequestCount()
     with Azurite() as azurite:
         settings = StoreSettings(connection_string=azurite.connection_string, table_prefix="bench")
         store = TableStore(
             azurite.connection_string,
             table_prefix=settings.table_prefix,
             timeout_seconds=settings.timeout_seconds,
-            session=session,
+            session=count.session,
+            http=count.http,
         )
-        tables = measure(store, settings, requests, sent)
+        tables = measure(store, settings, requests, count.sent)
     lines = [
         f"### Webhook invocation with its store ({len(requests)} calls, 50 devices)",
         "",

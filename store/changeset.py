@@ -74,10 +74,10 @@ def changeset_body(account_url: str, table: str, changes: Sequence[Change]) -> t
             target = f"POST {account_url}/{table} HTTP/1.1"
             headers.append("Prefer: return-no-content")
         else:
-            keys = (
-                f"PartitionKey='{_key(entity['PartitionKey'])}',RowKey='{_key(entity['RowKey'])}'"
+            target = (
+                f"PUT {account_url}/{entity_path(table, entity['PartitionKey'], entity['RowKey'])}"
+                " HTTP/1.1"
             )
-            target = f"PUT {account_url}/{table}({keys}) HTTP/1.1"
             if change.operation == "update":
                 if change.etag is None:
                     raise ValueError("etag: an update needs the etag the row must still have")
@@ -104,6 +104,11 @@ def part_statuses(answer: str) -> list[int]:
         for line in answer.splitlines()
         if line.startswith("HTTP/1.1 ") and line[9:12].isdigit()
     ]
+
+
+def entity_path(table: str, partition_key: object, row_key: object) -> str:
+    """The address of one entity below the account: ``table(PartitionKey='pk',RowKey='rk')``."""
+    return f"{table}(PartitionKey='{_key(partition_key)}',RowKey='{_key(row_key)}')"
 
 
 def _key(value: object) -> str:

@@ -37,7 +37,7 @@ import random
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
@@ -85,10 +85,12 @@ from store.records import (
     registration_from_dict,
     registration_to_dict,
 )
+from store.rest import Refused, TableRest, Unanswered
 from store.settings import StoreSettings
 
 if TYPE_CHECKING:
     import requests
+    import urllib3
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +101,8 @@ _PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 _REMEMBERED_ROWS = 1024
 _CONFLICT_STATUS = {409, 412}  # created meanwhile / etag no longer matches
 _TABLE_NOT_FOUND = "TableNotFound"
+# What the SDK turns into ClientAuthenticationError (azure.data.tables._error._decode_error).
+_AUTHENTICATION_CODES = {"AuthenticationFailed", "InvalidAuthenticationInfo"}
 
 
 class TableStore(InventoryOps):
@@ -111,6 +115,7 @@ class TableStore(InventoryOps):
         table_prefix: str = "dps",
         timeout_seconds: float = 2.0,
         session: requests.Session | None = None,
+        http: urllib3.PoolManager | None = None,
     ):
         self._timeout = timeout_seconds
         import requests  # noqa: PLC0415 -- azure-core's transport already depends on it
@@ -149,6 +154,14 @@ class TableStore(InventoryOps):
             raise StoreError(
                 "AzureWebJobsStorage: not a usable storage connection string"
             ) from None
+        # The hot path's two requests go below the SDK unless a proxy is configured (only the
+        # SDK's transport honours one) or the credential is neither an account key nor a SAS.
+        self._rest: TableRest | None = None
+        if not self._session.trust_env:
+            with suppress(ValueError):
+                self._rest = TableRest.from_client(
+                    self._clients["registry"], timeout=timeout_seconds, http=http
+                )
         self._ready = False
         # Until a read finds no legacy inventory table, a device missing from the registry is
         # looked up there too (see `store.keys`, "Upgrading"). One extra read per process after
@@ -165,10 +178,12 @@ class TableStore(InventoryOps):
         )
 
     def close(self) -> None:
-        """Close the HTTP sessions."""
+        """Close the HTTP sessions and connections."""
         for client in self._clients.values():
             client.close()
         self._session.close()
+        if self._rest is not None:
+            self._rest.close()
 
     def _remember(self, pk: str, row: _Row) -> None:
         with self._rows_lock:
@@ -199,7 +214,14 @@ class TableStore(InventoryOps):
         """Upsert the log row: idempotent (same record, same RowKey)."""
         table = self._registry()
         with _mapped("append registration", self._timeout):
-            table.upsert_entity(_log_row(rec), mode=UpdateMode.REPLACE)
+            self._upsert(table, _log_row(rec), "append registration")
+
+    def _upsert(self, table: TableClient, entity: dict[str, Any], op: str) -> None:
+        """Insert or replace one row: a transaction of one on the hot path's REST client."""
+        if self._rest is None:
+            table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+        else:
+            self._transact(table, [Change("upsert", entity)], op)
 
     def record_registration(self, rec: RegistrationRecord) -> None:
         """The log row and, for an assignment, the inventory update: one entity-group transaction
@@ -218,12 +240,16 @@ class TableStore(InventoryOps):
                 row = remembered if remembered is not None else self._read_row(pk)
                 remembered = None
                 new = provisioned(row.record, rec)
-                if new == row.record and row.entity is not None:
+                if new == row.record and row.etag is not None:
                     # Counted before (a replay or a retry): the log row alone.
-                    table.upsert_entity(log_row, mode=UpdateMode.REPLACE)
+                    self._upsert(table, log_row, "record registration")
                     return
                 try:
-                    self._transact(table, [Change("upsert", log_row), _device_change(pk, new, row)])
+                    self._transact(
+                        table,
+                        [Change("upsert", log_row), _device_change(pk, new, row)],
+                        "record registration",
+                    )
                 except _Conflict:
                     self._conflict(pk, attempt)
                     continue
@@ -232,36 +258,22 @@ class TableStore(InventoryOps):
             f"registrationId: inventory row kept changing, gave up after {MAX_UPDATE_ATTEMPTS} attempts"
         )
 
-    def _transact(self, table: TableClient, changes: list[Change]) -> None:
-        """One entity-group transaction, its body built by `store.changeset` and sent through the
-        client's own pipeline (see there for why not `submit_transaction`); `_Conflict` when the
-        service refused it for a concurrent change (409, 412)."""
-        content_type, body = changeset_body(table.url, table.table_name, changes)
-        request = HttpRequest(
-            "POST",
-            f"{table.url}/$batch",
-            headers={
-                "Content-Type": content_type,
-                "Accept": "application/json",
-                "DataServiceVersion": "3.0",
-                "MaxDataServiceVersion": "3.0;NetFx",
-                "x-ms-version": table.api_version,
-            },
-            content=body,
-        )
-        # The generated client's send_request: the same policies every TableClient call runs.
-        response = table._client.send_request(request, stream=True)
-        answer = response.read().decode("utf-8", "replace")
-        if response.status_code != 202:
-            raise HttpResponseError(response=response)
-        statuses = part_statuses(answer)
+    def _transact(self, table: TableClient, changes: list[Change], op: str) -> None:
+        """One entity-group transaction, its body built by `store.changeset`: sent by the REST
+        client, or through the SDK client's own pipeline when there is none (see `store.changeset`
+        for why not `submit_transaction`). `_Conflict` when the service refused it for a
+        concurrent change (409, 412)."""
+        if self._rest is not None:
+            statuses = self._rest.transact(changes)
+        else:
+            statuses = _sdk_transact(table, changes)
         if not statuses:
-            raise StoreError("record registration: storage answered a transaction with no parts")
+            raise StoreError(f"{op}: storage answered a transaction with no parts")
         refused = next((status for status in statuses if not 200 <= status < 300), None)
         if refused in _CONFLICT_STATUS:
             raise _Conflict
         if refused is not None:
-            raise StoreError(f"record registration: storage refused the transaction ({refused})")
+            raise StoreError(f"{op}: storage refused the transaction ({refused})")
 
     def has_registration(self, rec: RegistrationRecord) -> bool:
         """True if exactly this record is in the log."""
@@ -313,19 +325,26 @@ class TableStore(InventoryOps):
 
     def _read_row(self, pk: str, *, legacy: bool = True) -> _Row:
         """The device row of a partition; from the legacy inventory table when only it has one."""
-        try:
-            return _Row.of(self._clients["registry"].get_entity(pk, keys.DEVICE_ROW_KEY))
-        except ResourceNotFoundError:
-            pass
+        if self._rest is not None:
+            found = self._rest.read(pk, keys.DEVICE_ROW_KEY)
+            if found is not None:
+                return _Row(etag=found.etag, record=_device_from_entity(found.properties))
+        else:
+            try:
+                entity = self._clients["registry"].get_entity(pk, keys.DEVICE_ROW_KEY)
+            except ResourceNotFoundError:
+                pass
+            else:
+                return _Row(etag=entity.metadata["etag"], record=_device_from_entity(entity))
         if not (legacy and self._legacy_inventory):
-            return _Row(entity=None, record=None)
+            return _Row(etag=None, record=None)
         try:
             entity = self._clients["legacy devices"].get_entity(pk, keys.DEVICE_ROW_KEY)
         except ResourceNotFoundError as exc:
             if getattr(exc, "error_code", None) == _TABLE_NOT_FOUND:
                 self._legacy_inventory = False
-            return _Row(entity=None, record=None)
-        return _Row(entity=None, record=_device_from_entity(entity))
+            return _Row(etag=None, record=None)
+        return _Row(etag=None, record=_device_from_entity(entity))
 
     def list_devices(
         self, *, hub: str | None = None, status: DeviceStatus | None = None, limit: int = 1000
@@ -360,13 +379,13 @@ class TableStore(InventoryOps):
                     return row.record
                 entity = _device_entity_row(pk, new)
                 try:
-                    if row.entity is None:
+                    if row.etag is None:
                         table.create_entity(entity)
                     else:
                         table.update_entity(
                             entity,
                             mode=UpdateMode.REPLACE,
-                            etag=row.entity.metadata["etag"],
+                            etag=row.etag,
                             match_condition=MatchConditions.IfNotModified,
                         )
                 except (ResourceExistsError, ResourceModifiedError):
@@ -443,19 +462,39 @@ class TableStore(InventoryOps):
 
 @dataclass(frozen=True)
 class _Row:
-    """A device row as read: its registry entity (None when absent there; its etag guards the
+    """A device row as read: its etag in the registry (None when absent there; it guards the
     next write) and the record it holds (from the legacy table when only that has one)."""
 
-    entity: TableEntity | None
+    etag: str | None
     record: DeviceRecord | None
-
-    @classmethod
-    def of(cls, entity: TableEntity) -> _Row:
-        return cls(entity=entity, record=_device_from_entity(entity))
 
 
 class _Conflict(Exception):
     """A transaction was refused because the device row changed meanwhile (409 or 412)."""
+
+
+def _sdk_transact(table: TableClient, changes: list[Change]) -> list[int]:
+    """Send a transaction through the SDK client's pipeline (same authentication, headers,
+    transport, timeouts and errors as its other calls); the status of each answer part."""
+    content_type, body = changeset_body(table.url, table.table_name, changes)
+    request = HttpRequest(
+        "POST",
+        f"{table.url}/$batch",
+        headers={
+            "Content-Type": content_type,
+            "Accept": "application/json",
+            "DataServiceVersion": "3.0",
+            "MaxDataServiceVersion": "3.0;NetFx",
+            "x-ms-version": table.api_version,
+        },
+        content=body,
+    )
+    # The generated client's send_request: the same policies every TableClient call runs.
+    response = table._client.send_request(request, stream=True)
+    answer = response.read().decode("utf-8", "replace")
+    if response.status_code != 202:
+        raise HttpResponseError(response=response)
+    return part_statuses(answer)
 
 
 def _device_entity_row(pk: str, new: DeviceRecord) -> dict[str, Any]:
@@ -465,9 +504,9 @@ def _device_entity_row(pk: str, new: DeviceRecord) -> dict[str, Any]:
 def _device_change(pk: str, new: DeviceRecord, row: _Row) -> Change:
     """Write `new` over `row`: create it, or replace it while the etag still matches."""
     entity = _device_entity_row(pk, new)
-    if row.entity is None:
+    if row.etag is None:
         return Change("create", entity)
-    return Change("update", entity, etag=row.entity.metadata["etag"])
+    return Change("update", entity, etag=row.etag)
 
 
 def _log_row(rec: RegistrationRecord) -> dict[str, Any]:
@@ -517,7 +556,7 @@ def _device_entity(dev: DeviceRecord) -> dict[str, Any]:
     return device_to_dict(dev)
 
 
-def _device_from_entity(entity: dict[str, Any]) -> DeviceRecord:
+def _device_from_entity(entity: Mapping[str, Any]) -> DeviceRecord:
     try:
         return device_from_dict(entity)
     except RecordError as exc:
@@ -529,6 +568,16 @@ def _mapped(op: str, timeout: float) -> Iterator[None]:
     """Translate SDK errors into the store's errors (without the SDK's message)."""
     try:
         yield
+    except Unanswered as exc:
+        if exc.timed_out:
+            raise StoreTimeout(f"{op}: no answer within {timeout:g} s ({exc.reason})") from None
+        raise StoreUnavailable(f"{op}: storage unreachable ({exc.reason})") from None
+    except Refused as exc:
+        if exc.status == 401 or exc.code in _AUTHENTICATION_CODES:
+            raise StoreUnavailable(f"{op}: storage rejected the credentials") from None
+        if exc.status in _RETRYABLE_STATUS:
+            raise StoreUnavailable(f"{op}: storage answered {exc.status}") from None
+        raise StoreError(f"{op}: storage answered {exc.status} ({exc.code})") from None
     except (ServiceRequestTimeoutError, ServiceResponseTimeoutError) as exc:
         raise StoreTimeout(f"{op}: no answer within {timeout:g} s ({type(exc).__name__})") from None
     except (ServiceRequestError, ServiceResponseError) as exc:
