@@ -1,4 +1,5 @@
-"""`TableStore`: `store.base.Store` on Azure Table storage (or Azurite) through azure-data-tables.
+"""`TableStore`: `store.base.Store` on Azure Table storage (or Azurite): azure-data-tables, and
+`store.rest` for the webhook's hot path. The table design and its trade-offs are in `store.keys`.
 
 A shell: records become entities (`store.records` dict form plus `PartitionKey`/`RowKey` from
 `store.keys`), SDK errors become the store's errors, and nothing here decides anything.
@@ -13,18 +14,21 @@ A shell: records become entities (`store.records` dict form plus `PartitionKey`/
   `IfNotModified` (or create, which fails if someone else created first); on conflict re-read and
   re-apply, up to `MAX_UPDATE_ATTEMPTS` times → `ConcurrencyConflict`. Two concurrent provisionings
   never lose a count.
-- Cost per call (``bench/webhook_bench.py``): each HTTP request through azure-core costs about a
-  millisecond of CPU, so requests are saved where correctness allows. One ``requests.Session`` is
-  shared by the three tables, and when no proxy is configured in the environment it does not
-  re-read the environment for proxy settings on every request (``trust_env``: half a millisecond
-  per request on a host with a large environment). The last inventory row read (with its etag) is
-  remembered per registration id, so the webhook's retired check and its inventory update that
-  follows make one read, not two; the etag still guards the write, and a stale memory only costs
-  the re-read that would have happened anyway.
-- Error mapping: connection failures, 408/429/5xx and authentication failures → `StoreUnavailable`;
-  connect or read timeouts → `StoreTimeout`; anything else from the SDK → `StoreError`. Messages
-  carry the operation, the exception type and the status code, never the SDK's message (it can
-  contain a SAS-signed URL).
+- The webhook's hot path (the retired check's point read, then the transaction or the log row's
+  upsert) goes through `store.rest` on urllib3, below the SDK, with the account, credential and
+  API version of the SDK's own client, at a third to a half of the SDK's CPU per request (figures
+  in `store.rest`). The SDK keeps every other call, and the hot path too when the environment
+  names a proxy (only the SDK's transport honours one).
+- One ``requests.Session`` is shared by the SDK's three tables, and when no proxy is configured in
+  the environment it does not re-read the environment for proxy settings on every request
+  (``trust_env``: half a millisecond per request on a host with a large environment). The last
+  inventory row read (with its etag) is remembered per registration id, so the webhook's retired
+  check and its inventory update that follows make one read, not two; the etag still guards the
+  write, and a stale memory only costs the re-read that would have happened anyway.
+- Error mapping (the same for both paths): connection failures, 408/429/5xx and authentication
+  failures → `StoreUnavailable`; connect or read timeouts → `StoreTimeout`; anything else →
+  `StoreError`. Messages carry the operation, the exception type, the status and the service's
+  error code, never the service's or the SDK's message (it can contain a SAS-signed URL).
 """
 
 from __future__ import annotations
@@ -214,14 +218,14 @@ class TableStore(InventoryOps):
         """Upsert the log row: idempotent (same record, same RowKey)."""
         table = self._registry()
         with _mapped("append registration", self._timeout):
-            self._upsert(table, _log_row(rec), "append registration")
+            self._upsert(table, _log_row(rec))
 
-    def _upsert(self, table: TableClient, entity: dict[str, Any], op: str) -> None:
-        """Insert or replace one row: a transaction of one on the hot path's REST client."""
+    def _upsert(self, table: TableClient, entity: dict[str, Any]) -> None:
+        """Insert or replace one row."""
         if self._rest is None:
             table.upsert_entity(entity, mode=UpdateMode.REPLACE)
         else:
-            self._transact(table, [Change("upsert", entity)], op)
+            self._rest.upsert(entity)
 
     def record_registration(self, rec: RegistrationRecord) -> None:
         """The log row and, for an assignment, the inventory update: one entity-group transaction
@@ -242,7 +246,7 @@ class TableStore(InventoryOps):
                 new = provisioned(row.record, rec)
                 if new == row.record and row.etag is not None:
                     # Counted before (a replay or a retry): the log row alone.
-                    self._upsert(table, log_row, "record registration")
+                    self._upsert(table, log_row)
                     return
                 try:
                     self._transact(
