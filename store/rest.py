@@ -32,6 +32,13 @@ read back through the SDK exactly like its own.
   without type annotations.
 - One attempt, no redirects, no proxies (the store keeps the SDK when the environment names one),
   answers bounded to `MAX_ANSWER_BYTES`.
+- Time: connect and read timeouts of `timeout` seconds each; inside an inline
+  `store.deadline.call_with_deadline`, no more than what is left of its deadline (connect and
+  read together, urllib3's ``Timeout(total=...)``), and no request at all once nothing is left,
+  so the webhook's read and transaction together stay within its storage budget without a
+  thread. The read timeout bounds each wait for bytes: a peer that answers a byte at a time can
+  stretch one request past it (Azurite and the service answer whole; a server that does not
+  answer at all is what the bound is for).
 
 Errors (neither carries a URL, a key or the service's message):
 
@@ -58,6 +65,7 @@ from urllib3.exceptions import HTTPError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 from store.changeset import Change, changeset_body, entity_json, entity_path, part_statuses
+from store.deadline import active
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient
@@ -119,6 +127,7 @@ class TableRest:
             account_url,
             pool_kwargs={"maxsize": MAX_IDLE_CONNECTIONS, "block": False},
         )
+        self._seconds = float(timeout)
         self._timeout = urllib3.Timeout(connect=timeout, read=timeout)
         self._fixed = {
             "User-Agent": _USER_AGENT,
@@ -202,6 +211,13 @@ class TableRest:
     def _send(
         self, method: str, path: str, headers: dict[str, str], content: bytes | None = None
     ) -> tuple[int, urllib3.HTTPHeaderDict, bytes]:
+        timeout = self._timeout
+        deadline = active()
+        if deadline is not None:  # an inline `call_with_deadline`: this request gets what is left
+            left = deadline.remaining()
+            if left <= 0:
+                raise Unanswered("no time left of the call's deadline", timed_out=True)
+            timeout = urllib3.Timeout(total=left, connect=self._seconds, read=self._seconds)
         date = formatdate(usegmt=True)
         head = {**self._fixed, **headers, "x-ms-date": date}
         if self._key:
@@ -216,7 +232,7 @@ class TableRest:
                 headers=head,
                 retries=False,
                 redirect=False,
-                timeout=self._timeout,
+                timeout=timeout,
                 preload_content=False,
                 decode_content=False,
             )

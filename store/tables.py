@@ -19,6 +19,11 @@ A shell: records become entities (`store.records` dict form plus `PartitionKey`/
   API version of the SDK's own client, at a third to a half of the SDK's CPU per request (figures
   in `store.rest`). The SDK keeps every other call, and the hot path too when the environment
   names a proxy (only the SDK's transport honours one).
+- On that path the store bounds its own hot-path calls by the invocation's deadline
+  (`bounds_own_calls`): the webhook runs them inline (`store.deadline`), each request taking its
+  timeouts from what is left, and the SDK calls they may make (creating the table on first use,
+  the legacy lookups) going on the deadline's thread. On the SDK path the webhook runs every
+  store call on that thread, as before.
 - One ``requests.Session`` is shared by the SDK's three tables, and when no proxy is configured in
   the environment it does not re-read the environment for proxy settings on every request
   (``trust_env``: half a millisecond per request on a host with a large environment). The last
@@ -41,13 +46,13 @@ import random
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from itertools import islice
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -76,6 +81,7 @@ from store.base import (
     StoreUnavailable,
 )
 from store.changeset import Change, changeset_body, part_statuses
+from store.deadline import active, call_with_deadline
 from store.inventory import InventoryOps, merged, provisioned
 from store.logline import Quoted
 from store.records import (
@@ -97,6 +103,7 @@ if TYPE_CHECKING:
     import urllib3
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_UPDATE_ATTEMPTS = 12
 CONFLICT_BACKOFF_SECONDS = 0.01
@@ -166,6 +173,9 @@ class TableStore(InventoryOps):
                 self._rest = TableRest.from_client(
                     self._clients["registry"], timeout=timeout_seconds, http=http
                 )
+        # The hot path's requests take their timeouts from an inline call's deadline (`store.rest`);
+        # its rare SDK calls go on the deadline's thread (`_bounded`).
+        self.bounds_own_calls = self._rest is not None
         self._ready = False
         # Until a read finds no legacy inventory table, a device missing from the registry is
         # looked up there too (see `store.keys`, "Upgrading"). One extra read per process after
@@ -208,7 +218,7 @@ class TableStore(InventoryOps):
                 _mapped(f"create table {client.table_name}", self._timeout),
                 suppress(ResourceExistsError),
             ):
-                client.create_table()
+                _bounded(client.create_table, "create table")
             self._ready = True
         return client
 
@@ -343,7 +353,10 @@ class TableStore(InventoryOps):
         if not (legacy and self._legacy_inventory):
             return _Row(etag=None, record=None)
         try:
-            entity = self._clients["legacy devices"].get_entity(pk, keys.DEVICE_ROW_KEY)
+            old_table = self._clients["legacy devices"]
+            entity = _bounded(
+                partial(old_table.get_entity, pk, keys.DEVICE_ROW_KEY), "legacy lookup"
+            )
         except ResourceNotFoundError as exc:
             if getattr(exc, "error_code", None) == _TABLE_NOT_FOUND:
                 self._legacy_inventory = False
@@ -473,6 +486,15 @@ class _Row:
     record: DeviceRecord | None
 
 
+def _bounded(call: Callable[[], T], what: str) -> T:
+    """`call()` (an SDK call, its timeouts fixed when its client was built): on the deadline's
+    thread inside an inline `call_with_deadline`, so it too ends within what is left; else as is."""
+    deadline = active()
+    if deadline is None:
+        return call()
+    return call_with_deadline(call, deadline, what=what)
+
+
 class _Conflict(Exception):
     """A transaction was refused because the device row changed meanwhile (409 or 412)."""
 
@@ -574,7 +596,7 @@ def _mapped(op: str, timeout: float) -> Iterator[None]:
         yield
     except Unanswered as exc:
         if exc.timed_out:
-            raise StoreTimeout(f"{op}: no answer within {timeout:g} s ({exc.reason})") from None
+            raise StoreTimeout(f"{op}: no answer in time ({exc.reason})") from None
         raise StoreUnavailable(f"{op}: storage unreachable ({exc.reason})") from None
     except Refused as exc:
         if exc.status == 401 or exc.code in _AUTHENTICATION_CODES:

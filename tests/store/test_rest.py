@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -20,7 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from devtools.azurite import RequestCount
-from store.base import StoreError, StoreUnavailable
+from store.base import StoreError, StoreTimeout, StoreUnavailable
+from store.deadline import Deadline, call_with_deadline
 from store.records import Outcome, RegistrationRecord
 from store.rest import (
     MAX_ANSWER_BYTES,
@@ -160,6 +162,78 @@ def raw_server(answer: bytes) -> Iterator[int]:
     finally:
         listener.close()
         thread.join(5)
+
+
+@contextmanager
+def silent_server() -> Iterator[int]:
+    """A server on BIND that accepts connections and never answers (a hung Azurite)."""
+    listener = socket.create_server((BIND, 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            held.append(conn)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        listener.close()
+        for conn in held:
+            conn.close()
+        thread.join(5)
+
+
+def test_an_inline_deadline_bounds_a_request_below_its_timeout() -> None:
+    """Inside an inline call_with_deadline, a request to a server that never answers gives up
+    when the deadline's time is up, not after the client's own (longer) read timeout."""
+    with silent_server() as port:
+        rest = TableRest(
+            account_url=f"http://{BIND}:{port}/{ACCOUNT}",
+            table="t",
+            credential=AzureNamedKeyCredential(ACCOUNT, ACCOUNT_KEY),
+            api_version="2019-02-02",
+            timeout=30,
+        )
+        started = time.monotonic()
+        with pytest.raises(Unanswered) as caught:
+            call_with_deadline(lambda: rest.read("p", "device"), Deadline.after(0.3), inline=True)
+        took = time.monotonic() - started
+        rest.close()
+    assert caught.value.timed_out
+    assert 0.25 < took < 5
+
+
+def test_no_request_is_sent_once_the_deadline_has_passed(azurite: Azurite) -> None:
+    """The webhook's read, then its transaction, inline under one deadline: when the time is up
+    after the read, the transaction is never sent and the call is a StoreTimeout."""
+    count = RequestCount()
+    store = TableStore(
+        azurite.connection_string,
+        table_prefix=fresh_prefix(),
+        timeout_seconds=5,
+        session=count.session,
+        http=count.http,
+    )
+    try:
+        store.get_device("warm-up")  # creates the table through the SDK
+        assert store.bounds_own_calls
+        count.sent.clear()
+        # A clock that moves past the deadline as soon as the first request has been sent.
+        deadline = Deadline.after(1.0, clock=lambda: 10.0 if count.sent else 0.0)
+        with pytest.raises(StoreTimeout, match="no time left"):
+            call_with_deadline(lambda: store.record_registration(assigned()), deadline, inline=True)
+        assert count.sent == ["GET"]
+        assert store.get_device("dev-1") is None  # nothing was written
+    finally:
+        store.close()
 
 
 def rest_for(port: int) -> TableRest:
