@@ -415,8 +415,11 @@ class TableStore(InventoryOps):
 
     def _conflict(self, pk: str, attempt: int) -> None:
         log.info("inventory row %s changed concurrently; retrying", Quoted(pk))
-        # Jitter so that writers that collided do not collide again in lockstep.
-        time.sleep(random.uniform(0, CONFLICT_BACKOFF_SECONDS * (attempt + 1)))
+        # Jitter so that writers that collided do not collide again in lockstep; never past the
+        # deadline of an inline call (its next request would fail at once anyway).
+        pause = random.uniform(0, CONFLICT_BACKOFF_SECONDS * (attempt + 1))
+        deadline = active()
+        time.sleep(pause if deadline is None else min(pause, deadline.remaining()))
 
     # -- migration -----------------------------------------------------------------------------------------------
 
