@@ -15,9 +15,15 @@ import signal
 import socket
 import subprocess
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from devtools.checkout import CHECKOUT as REPO
+
+if TYPE_CHECKING:
+    import requests
+    import urllib3
 
 AZURITE = REPO / "node_modules" / ".bin" / "azurite-table"
 DEV_STORAGE_PORT = 10002  # UseDevelopmentStorage=true: http://127.0.0.1:10002/devstoreaccount1
@@ -129,3 +135,37 @@ class Azurite:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@dataclass
+class RequestCount:
+    """HTTP clients for `store.tables.TableStore` (``session=``, ``http=``) that note the method of
+    every request they send: the SDK's (requests) and the hot path's (urllib3) alike. The tests and
+    the webhook bench count a call's round trips with them."""
+
+    sent: list[str] = field(default_factory=list)
+    session: requests.Session = field(init=False)
+    http: urllib3.PoolManager = field(init=False)
+
+    def __post_init__(self) -> None:
+        import requests  # noqa: PLC0415 -- the clients' own transports, loaded only when counting
+        import urllib3  # noqa: PLC0415
+
+        sent = self.sent
+
+        class CountedPool(urllib3.HTTPConnectionPool):
+            def urlopen(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+                sent.append(method)
+                return super().urlopen(method, url, *args, **kwargs)
+
+        class CountedTlsPool(urllib3.HTTPSConnectionPool):
+            def urlopen(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+                sent.append(method)
+                return super().urlopen(method, url, *args, **kwargs)
+
+        self.session = requests.Session()
+        self.session.hooks["response"].append(
+            lambda response, *args, **kwargs: sent.append(response.request.method)
+        )
+        self.http = urllib3.PoolManager()
+        self.http.pool_classes_by_scheme = {"http": CountedPool, "https": CountedTlsPool}

@@ -7,7 +7,8 @@ contract suite (`tests/store/test_contract.py`) runs against both.
 Synchronous on purpose: a Python Functions host runs one invocation at a time, azure-data-tables'
 sync client needs no extra dependency (the aio client needs aiohttp), and each call is bounded by
 the SDK timeouts the Table backend is built with. A caller that wants a hard wall-clock bound on top
-wraps calls with `store.deadline.call_with_deadline`.
+wraps calls with `store.deadline.call_with_deadline`, inline when the store says it bounds its own
+hot-path calls by that deadline (`Store.bounds_own_calls`), else on a thread.
 
 Error tree (every message names the field or operation; none carries a connection string or key):
 
@@ -78,6 +79,10 @@ DeviceChange = Callable[[DeviceRecord | None], DeviceRecord | None]
 
 class Store(Protocol):
     """What the webhook, the lifecycle handler, the admin API and the replay command need from storage."""
+
+    bounds_own_calls: bool
+    """True when `get_device`, `append_registration` and `record_registration` bound every blocking
+    step by `store.deadline.active()` themselves, so `call_with_deadline` may run them inline."""
 
     def append_registration(self, rec: RegistrationRecord) -> None:
         """Write one registration-log record; writing the same record again changes nothing."""

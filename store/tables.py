@@ -1,4 +1,5 @@
-"""`TableStore`: `store.base.Store` on Azure Table storage (or Azurite) through azure-data-tables.
+"""`TableStore`: `store.base.Store` on Azure Table storage (or Azurite): azure-data-tables, and
+`store.rest` for the webhook's hot path. The table design and its trade-offs are in `store.keys`.
 
 A shell: records become entities (`store.records` dict form plus `PartitionKey`/`RowKey` from
 `store.keys`), SDK errors become the store's errors, and nothing here decides anything.
@@ -13,18 +14,26 @@ A shell: records become entities (`store.records` dict form plus `PartitionKey`/
   `IfNotModified` (or create, which fails if someone else created first); on conflict re-read and
   re-apply, up to `MAX_UPDATE_ATTEMPTS` times → `ConcurrencyConflict`. Two concurrent provisionings
   never lose a count.
-- Cost per call (``bench/webhook_bench.py``): each HTTP request through azure-core costs about a
-  millisecond of CPU, so requests are saved where correctness allows. One ``requests.Session`` is
-  shared by the three tables, and when no proxy is configured in the environment it does not
-  re-read the environment for proxy settings on every request (``trust_env``: half a millisecond
-  per request on a host with a large environment). The last inventory row read (with its etag) is
-  remembered per registration id, so the webhook's retired check and its inventory update that
-  follows make one read, not two; the etag still guards the write, and a stale memory only costs
-  the re-read that would have happened anyway.
-- Error mapping: connection failures, 408/429/5xx and authentication failures → `StoreUnavailable`;
-  connect or read timeouts → `StoreTimeout`; anything else from the SDK → `StoreError`. Messages
-  carry the operation, the exception type and the status code, never the SDK's message (it can
-  contain a SAS-signed URL).
+- The webhook's hot path (the retired check's point read, then the transaction or the log row's
+  upsert) goes through `store.rest` on urllib3, below the SDK, with the account, credential and
+  API version of the SDK's own client, at a third to a half of the SDK's CPU per request (figures
+  in `store.rest`). The SDK keeps every other call, and the hot path too when the environment
+  names a proxy (only the SDK's transport honours one).
+- On that path the store bounds its own hot-path calls by the invocation's deadline
+  (`bounds_own_calls`): the webhook runs them inline (`store.deadline`), each request taking its
+  timeouts from what is left, and the SDK calls they may make (creating the table on first use,
+  the legacy lookups) going on the deadline's thread. On the SDK path the webhook runs every
+  store call on that thread, as before.
+- One ``requests.Session`` is shared by the SDK's three tables, and when no proxy is configured in
+  the environment it does not re-read the environment for proxy settings on every request
+  (``trust_env``: half a millisecond per request on a host with a large environment). The last
+  inventory row read (with its etag) is remembered per registration id, so the webhook's retired
+  check and its inventory update that follows make one read, not two; the etag still guards the
+  write, and a stale memory only costs the re-read that would have happened anyway.
+- Error mapping (the same for both paths): connection failures, 408/429/5xx and authentication
+  failures → `StoreUnavailable`; connect or read timeouts → `StoreTimeout`; anything else →
+  `StoreError`. Messages carry the operation, the exception type, the status and the service's
+  error code, never the service's or the SDK's message (it can contain a SAS-signed URL).
 """
 
 from __future__ import annotations
@@ -37,13 +46,13 @@ import random
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from itertools import islice
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -72,6 +81,7 @@ from store.base import (
     StoreUnavailable,
 )
 from store.changeset import Change, changeset_body, part_statuses
+from store.deadline import active, call_with_deadline
 from store.inventory import InventoryOps, merged, provisioned
 from store.logline import Quoted
 from store.records import (
@@ -85,12 +95,15 @@ from store.records import (
     registration_from_dict,
     registration_to_dict,
 )
+from store.rest import Refused, TableRest, Unanswered
 from store.settings import StoreSettings
 
 if TYPE_CHECKING:
     import requests
+    import urllib3
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_UPDATE_ATTEMPTS = 12
 CONFLICT_BACKOFF_SECONDS = 0.01
@@ -99,6 +112,8 @@ _PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 _REMEMBERED_ROWS = 1024
 _CONFLICT_STATUS = {409, 412}  # created meanwhile / etag no longer matches
 _TABLE_NOT_FOUND = "TableNotFound"
+# What the SDK turns into ClientAuthenticationError (azure.data.tables._error._decode_error).
+_AUTHENTICATION_CODES = {"AuthenticationFailed", "InvalidAuthenticationInfo"}
 
 
 class TableStore(InventoryOps):
@@ -111,6 +126,7 @@ class TableStore(InventoryOps):
         table_prefix: str = "dps",
         timeout_seconds: float = 2.0,
         session: requests.Session | None = None,
+        http: urllib3.PoolManager | None = None,
     ):
         self._timeout = timeout_seconds
         import requests  # noqa: PLC0415 -- azure-core's transport already depends on it
@@ -149,6 +165,17 @@ class TableStore(InventoryOps):
             raise StoreError(
                 "AzureWebJobsStorage: not a usable storage connection string"
             ) from None
+        # The hot path's two requests go below the SDK unless a proxy is configured (only the
+        # SDK's transport honours one) or the credential is neither an account key nor a SAS.
+        self._rest: TableRest | None = None
+        if not self._session.trust_env:
+            with suppress(ValueError):
+                self._rest = TableRest.from_client(
+                    self._clients["registry"], timeout=timeout_seconds, http=http
+                )
+        # The hot path's requests take their timeouts from an inline call's deadline (`store.rest`);
+        # its rare SDK calls go on the deadline's thread (`_bounded`).
+        self.bounds_own_calls = self._rest is not None
         self._ready = False
         # Until a read finds no legacy inventory table, a device missing from the registry is
         # looked up there too (see `store.keys`, "Upgrading"). One extra read per process after
@@ -165,10 +192,12 @@ class TableStore(InventoryOps):
         )
 
     def close(self) -> None:
-        """Close the HTTP sessions."""
+        """Close the HTTP sessions and connections."""
         for client in self._clients.values():
             client.close()
         self._session.close()
+        if self._rest is not None:
+            self._rest.close()
 
     def _remember(self, pk: str, row: _Row) -> None:
         with self._rows_lock:
@@ -189,7 +218,7 @@ class TableStore(InventoryOps):
                 _mapped(f"create table {client.table_name}", self._timeout),
                 suppress(ResourceExistsError),
             ):
-                client.create_table()
+                _bounded(client.create_table, "create table")
             self._ready = True
         return client
 
@@ -199,7 +228,14 @@ class TableStore(InventoryOps):
         """Upsert the log row: idempotent (same record, same RowKey)."""
         table = self._registry()
         with _mapped("append registration", self._timeout):
-            table.upsert_entity(_log_row(rec), mode=UpdateMode.REPLACE)
+            self._upsert(table, _log_row(rec))
+
+    def _upsert(self, table: TableClient, entity: dict[str, Any]) -> None:
+        """Insert or replace one row."""
+        if self._rest is None:
+            table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+        else:
+            self._rest.upsert(entity)
 
     def record_registration(self, rec: RegistrationRecord) -> None:
         """The log row and, for an assignment, the inventory update: one entity-group transaction
@@ -218,12 +254,16 @@ class TableStore(InventoryOps):
                 row = remembered if remembered is not None else self._read_row(pk)
                 remembered = None
                 new = provisioned(row.record, rec)
-                if new == row.record and row.entity is not None:
+                if new == row.record and row.etag is not None:
                     # Counted before (a replay or a retry): the log row alone.
-                    table.upsert_entity(log_row, mode=UpdateMode.REPLACE)
+                    self._upsert(table, log_row)
                     return
                 try:
-                    self._transact(table, [Change("upsert", log_row), _device_change(pk, new, row)])
+                    self._transact(
+                        table,
+                        [Change("upsert", log_row), _device_change(pk, new, row)],
+                        "record registration",
+                    )
                 except _Conflict:
                     self._conflict(pk, attempt)
                     continue
@@ -232,36 +272,22 @@ class TableStore(InventoryOps):
             f"registrationId: inventory row kept changing, gave up after {MAX_UPDATE_ATTEMPTS} attempts"
         )
 
-    def _transact(self, table: TableClient, changes: list[Change]) -> None:
-        """One entity-group transaction, its body built by `store.changeset` and sent through the
-        client's own pipeline (see there for why not `submit_transaction`); `_Conflict` when the
-        service refused it for a concurrent change (409, 412)."""
-        content_type, body = changeset_body(table.url, table.table_name, changes)
-        request = HttpRequest(
-            "POST",
-            f"{table.url}/$batch",
-            headers={
-                "Content-Type": content_type,
-                "Accept": "application/json",
-                "DataServiceVersion": "3.0",
-                "MaxDataServiceVersion": "3.0;NetFx",
-                "x-ms-version": table.api_version,
-            },
-            content=body,
-        )
-        # The generated client's send_request: the same policies every TableClient call runs.
-        response = table._client.send_request(request, stream=True)
-        answer = response.read().decode("utf-8", "replace")
-        if response.status_code != 202:
-            raise HttpResponseError(response=response)
-        statuses = part_statuses(answer)
+    def _transact(self, table: TableClient, changes: list[Change], op: str) -> None:
+        """One entity-group transaction, its body built by `store.changeset`: sent by the REST
+        client, or through the SDK client's own pipeline when there is none (see `store.changeset`
+        for why not `submit_transaction`). `_Conflict` when the service refused it for a
+        concurrent change (409, 412)."""
+        if self._rest is not None:
+            statuses = self._rest.transact(changes)
+        else:
+            statuses = _sdk_transact(table, changes)
         if not statuses:
-            raise StoreError("record registration: storage answered a transaction with no parts")
+            raise StoreError(f"{op}: storage answered a transaction with no parts")
         refused = next((status for status in statuses if not 200 <= status < 300), None)
         if refused in _CONFLICT_STATUS:
             raise _Conflict
         if refused is not None:
-            raise StoreError(f"record registration: storage refused the transaction ({refused})")
+            raise StoreError(f"{op}: storage refused the transaction ({refused})")
 
     def has_registration(self, rec: RegistrationRecord) -> bool:
         """True if exactly this record is in the log."""
@@ -313,19 +339,29 @@ class TableStore(InventoryOps):
 
     def _read_row(self, pk: str, *, legacy: bool = True) -> _Row:
         """The device row of a partition; from the legacy inventory table when only it has one."""
-        try:
-            return _Row.of(self._clients["registry"].get_entity(pk, keys.DEVICE_ROW_KEY))
-        except ResourceNotFoundError:
-            pass
+        if self._rest is not None:
+            found = self._rest.read(pk, keys.DEVICE_ROW_KEY)
+            if found is not None:
+                return _Row(etag=found.etag, record=_device_from_entity(found.properties))
+        else:
+            try:
+                entity = self._clients["registry"].get_entity(pk, keys.DEVICE_ROW_KEY)
+            except ResourceNotFoundError:
+                pass
+            else:
+                return _Row(etag=entity.metadata["etag"], record=_device_from_entity(entity))
         if not (legacy and self._legacy_inventory):
-            return _Row(entity=None, record=None)
+            return _Row(etag=None, record=None)
         try:
-            entity = self._clients["legacy devices"].get_entity(pk, keys.DEVICE_ROW_KEY)
+            old_table = self._clients["legacy devices"]
+            entity = _bounded(
+                partial(old_table.get_entity, pk, keys.DEVICE_ROW_KEY), "legacy lookup"
+            )
         except ResourceNotFoundError as exc:
             if getattr(exc, "error_code", None) == _TABLE_NOT_FOUND:
                 self._legacy_inventory = False
-            return _Row(entity=None, record=None)
-        return _Row(entity=None, record=_device_from_entity(entity))
+            return _Row(etag=None, record=None)
+        return _Row(etag=None, record=_device_from_entity(entity))
 
     def list_devices(
         self, *, hub: str | None = None, status: DeviceStatus | None = None, limit: int = 1000
@@ -360,13 +396,13 @@ class TableStore(InventoryOps):
                     return row.record
                 entity = _device_entity_row(pk, new)
                 try:
-                    if row.entity is None:
+                    if row.etag is None:
                         table.create_entity(entity)
                     else:
                         table.update_entity(
                             entity,
                             mode=UpdateMode.REPLACE,
-                            etag=row.entity.metadata["etag"],
+                            etag=row.etag,
                             match_condition=MatchConditions.IfNotModified,
                         )
                 except (ResourceExistsError, ResourceModifiedError):
@@ -379,8 +415,11 @@ class TableStore(InventoryOps):
 
     def _conflict(self, pk: str, attempt: int) -> None:
         log.info("inventory row %s changed concurrently; retrying", Quoted(pk))
-        # Jitter so that writers that collided do not collide again in lockstep.
-        time.sleep(random.uniform(0, CONFLICT_BACKOFF_SECONDS * (attempt + 1)))
+        # Jitter so that writers that collided do not collide again in lockstep; never past the
+        # deadline of an inline call (its next request would fail at once anyway).
+        pause = random.uniform(0, CONFLICT_BACKOFF_SECONDS * (attempt + 1))
+        deadline = active()
+        time.sleep(pause if deadline is None else min(pause, deadline.remaining()))
 
     # -- migration -----------------------------------------------------------------------------------------------
 
@@ -443,19 +482,48 @@ class TableStore(InventoryOps):
 
 @dataclass(frozen=True)
 class _Row:
-    """A device row as read: its registry entity (None when absent there; its etag guards the
+    """A device row as read: its etag in the registry (None when absent there; it guards the
     next write) and the record it holds (from the legacy table when only that has one)."""
 
-    entity: TableEntity | None
+    etag: str | None
     record: DeviceRecord | None
 
-    @classmethod
-    def of(cls, entity: TableEntity) -> _Row:
-        return cls(entity=entity, record=_device_from_entity(entity))
+
+def _bounded(call: Callable[[], T], what: str) -> T:
+    """`call()` (an SDK call, its timeouts fixed when its client was built): on the deadline's
+    thread inside an inline `call_with_deadline`, so it too ends within what is left; else as is."""
+    deadline = active()
+    if deadline is None:
+        return call()
+    return call_with_deadline(call, deadline, what=what)
 
 
 class _Conflict(Exception):
     """A transaction was refused because the device row changed meanwhile (409 or 412)."""
+
+
+def _sdk_transact(table: TableClient, changes: list[Change]) -> list[int]:
+    """Send a transaction through the SDK client's pipeline (same authentication, headers,
+    transport, timeouts and errors as its other calls); the status of each answer part."""
+    content_type, body = changeset_body(table.url, table.table_name, changes)
+    request = HttpRequest(
+        "POST",
+        f"{table.url}/$batch",
+        headers={
+            "Content-Type": content_type,
+            "Accept": "application/json",
+            "DataServiceVersion": "3.0",
+            "MaxDataServiceVersion": "3.0;NetFx",
+            "x-ms-version": table.api_version,
+        },
+        content=body,
+    )
+    # The generated client's send_request: the same policies every TableClient call runs.
+    response = table._client.send_request(request, stream=True)
+    answer = response.read().decode("utf-8", "replace")
+    if response.status_code != 202:
+        raise HttpResponseError(response=response)
+    return part_statuses(answer)
 
 
 def _device_entity_row(pk: str, new: DeviceRecord) -> dict[str, Any]:
@@ -465,9 +533,9 @@ def _device_entity_row(pk: str, new: DeviceRecord) -> dict[str, Any]:
 def _device_change(pk: str, new: DeviceRecord, row: _Row) -> Change:
     """Write `new` over `row`: create it, or replace it while the etag still matches."""
     entity = _device_entity_row(pk, new)
-    if row.entity is None:
+    if row.etag is None:
         return Change("create", entity)
-    return Change("update", entity, etag=row.entity.metadata["etag"])
+    return Change("update", entity, etag=row.etag)
 
 
 def _log_row(rec: RegistrationRecord) -> dict[str, Any]:
@@ -517,7 +585,7 @@ def _device_entity(dev: DeviceRecord) -> dict[str, Any]:
     return device_to_dict(dev)
 
 
-def _device_from_entity(entity: dict[str, Any]) -> DeviceRecord:
+def _device_from_entity(entity: Mapping[str, Any]) -> DeviceRecord:
     try:
         return device_from_dict(entity)
     except RecordError as exc:
@@ -529,6 +597,16 @@ def _mapped(op: str, timeout: float) -> Iterator[None]:
     """Translate SDK errors into the store's errors (without the SDK's message)."""
     try:
         yield
+    except Unanswered as exc:
+        if exc.timed_out:
+            raise StoreTimeout(f"{op}: no answer in time ({exc.reason})") from None
+        raise StoreUnavailable(f"{op}: storage unreachable ({exc.reason})") from None
+    except Refused as exc:
+        if exc.status == 401 or exc.code in _AUTHENTICATION_CODES:
+            raise StoreUnavailable(f"{op}: storage rejected the credentials") from None
+        if exc.status in _RETRYABLE_STATUS:
+            raise StoreUnavailable(f"{op}: storage answered {exc.status}") from None
+        raise StoreError(f"{op}: storage answered {exc.status} ({exc.code})") from None
     except (ServiceRequestTimeoutError, ServiceResponseTimeoutError) as exc:
         raise StoreTimeout(f"{op}: no answer within {timeout:g} s ({type(exc).__name__})") from None
     except (ServiceRequestError, ServiceResponseError) as exc:

@@ -175,6 +175,7 @@ class AllocateHandler:
                 lambda: runtime.store.get_device(request.registration_id),
                 call.deadline,
                 what="retired check",
+                inline=runtime.store.bounds_own_calls,
             )
         except InvalidKey:
             device = None  # an id that cannot be a table key cannot have been retired
@@ -267,6 +268,7 @@ class AllocateHandler:
                     lambda: store.record_registration(record),
                     call.deadline,
                     what="registration log",
+                    inline=store.bounds_own_calls,
                 )
                 return decision_ms
             except StoreError as error:

@@ -63,6 +63,7 @@ def check_readiness(
             lambda: built.store.get_device(PROBE_REGISTRATION_ID),
             built.settings.timeout_seconds,
             what="readiness probe",
+            inline=built.store.bounds_own_calls,
         )
     except StoreError as error:
         problems.append(

@@ -13,12 +13,16 @@ from store.tables import TableStore
 from tests.azurite import Azurite, fresh_prefix
 
 
-@pytest.fixture(params=["memory", "azurite"])
-def store(request: pytest.FixtureRequest) -> Iterator[Store]:
-    """The same contract on the in-memory store and on Azurite (fresh tables per test)."""
+@pytest.fixture(params=["memory", "azurite", "azurite-sdk-only"])
+def store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
+    """The same contract on the in-memory store and on Azurite (fresh tables per test), there
+    both with the hot path's own REST client and with the SDK alone (what a proxy setting in
+    the environment selects)."""
     if request.param == "memory":
         yield MemoryStore()
         return
+    if request.param == "azurite-sdk-only":
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     server: Azurite = request.getfixturevalue("azurite")
     table_store = TableStore(
         server.connection_string, table_prefix=fresh_prefix(), timeout_seconds=5

@@ -12,6 +12,7 @@ import pytest
 
 from store.__main__ import main
 from store.base import StoreError, StoreTimeout, StoreUnavailable
+from store.deadline import Deadline, call_with_deadline
 from store.records import Outcome, RegistrationRecord
 from store.replay import format_replay_line
 from store.settings import StoreSettings
@@ -112,6 +113,28 @@ def test_hung_azurite_times_out_within_the_bound(own_azurite: Azurite) -> None:
     history = store.registration_history("d1")
     assert rec(0) in history
     assert set(history) <= {rec(0), rec(1)}
+
+
+def test_hung_azurite_fails_the_webhooks_calls_within_their_deadline(own_azurite: Azurite) -> None:
+    """As the webhook calls the store (inline, under one deadline for the invocation): with
+    Azurite frozen, the retired check and the record write each raise StoreTimeout within the
+    deadline, though the store's own timeouts are longer than the bound."""
+    store = TableStore(
+        own_azurite.connection_string, table_prefix=fresh_prefix(), timeout_seconds=2 * BOUND
+    )
+    assert store.bounds_own_calls
+    store.append_registration(rec(0))
+    own_azurite.pause()
+    try:
+        for call in (lambda: store.get_device("d1"), lambda: store.record_registration(rec(1))):
+            error, took = timed(
+                lambda call=call: call_with_deadline(call, Deadline.after(TIMEOUT), inline=True)
+            )
+            assert isinstance(error, StoreTimeout), error
+            assert took < BOUND
+    finally:
+        own_azurite.resume()
+    assert rec(0) in store.registration_history("d1")
 
 
 def test_errors_never_carry_the_connection_string(own_azurite: Azurite) -> None:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 
 from store.base import DeviceNotFound, StoreTimeout
-from store.deadline import Deadline, call_with_deadline
+from store.deadline import Deadline, active, call_with_deadline
 from store.memory import MemoryStore
 from store.records import DeviceStatus, Outcome, RegistrationRecord
 from store.retire import (
@@ -121,6 +121,25 @@ def test_deadline_returns_raises_or_times_out() -> None:
         call_with_deadline(lambda: release.wait(5), 0.2)
     assert time.monotonic() - started < 1.0
     release.set()
+
+
+def test_an_inline_call_runs_here_with_its_deadline_active() -> None:
+    """inline=True: fn runs on the calling thread with the deadline `active()` (and only while it
+    runs); with nothing left it is not called at all."""
+    deadline = Deadline.after(1.0)
+    assert active() is None
+    seen = call_with_deadline(
+        lambda: (threading.get_ident(), active()), deadline, what="inline", inline=True
+    )
+    assert seen == (threading.get_ident(), deadline)
+    assert active() is None
+    with pytest.raises(KeyError):
+        call_with_deadline(lambda: {}["x"], deadline, inline=True)
+    assert active() is None
+    called = []
+    with pytest.raises(StoreTimeout, match="no time left"):
+        call_with_deadline(lambda: called.append(1), Deadline.after(0), inline=True)
+    assert called == []
 
 
 def test_calls_share_what_is_left_of_one_deadline() -> None:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import requests
-
+from devtools.azurite import RequestCount
 from store.records import Outcome, RegistrationRecord
 from store.tables import TableStore
 from tests.azurite import Azurite, fresh_prefix
@@ -56,13 +55,14 @@ def test_remembered_absence_does_not_overwrite_a_new_row(azurite: Azurite) -> No
 def test_a_webhook_call_makes_at_most_two_round_trips(azurite: Azurite) -> None:
     """Retired check, then the log row and the inventory update in one transaction: two requests
     per call, for a new device, a known one and a denied one (issue #15.4)."""
-    sent: list[str] = []
-    session = requests.Session()
-    session.hooks["response"].append(
-        lambda response, *args, **kwargs: sent.append(response.request.method)
-    )
+    count = RequestCount()
+    sent = count.sent
     store = TableStore(
-        azurite.connection_string, table_prefix=fresh_prefix(), timeout_seconds=5, session=session
+        azurite.connection_string,
+        table_prefix=fresh_prefix(),
+        timeout_seconds=5,
+        session=count.session,
+        http=count.http,
     )
     store.get_device("warm-up")  # creates the table, learns there is no legacy inventory
     for n, outcome in enumerate([Outcome.ASSIGNED, Outcome.ASSIGNED, Outcome.DENIED]):
