@@ -178,7 +178,7 @@ def test_direct_method_round_trip_and_timeout() -> None:
         client_id="m-1",
         username=f"{HUB}/m-1/?api-version=2021-04-12",
         password=token.encode(),
-        send=lambda topic, payload: sent.append((topic, payload)),
+        send=lambda topic, payload, **_: sent.append((topic, payload)),
         close=lambda: None,
         now=NOW,
     )
