@@ -191,10 +191,13 @@ class Hub(Registry):
             self._emit_connection(changed, state, now)
 
     def report_connections(self, now: float) -> int:
-        """Emit the connection snapshot due at `now` (see `presence`); how many events."""
+        """Emit the connection snapshot due at `now` (see `presence`); how many events. The
+        events carry the moment the snapshot was taken (the window's end), however late the
+        caller looks."""
+        taken = self._presence.next_due()
         report = self._presence.due(now)
         for device_id, connected in report:
-            self._emit_connection(device_id, connected, now)
+            self._emit_connection(device_id, connected, now if taken is None else taken)
         return len(report)
 
     def _emit_connection(self, device_id: str, connected: bool, now: float) -> None:

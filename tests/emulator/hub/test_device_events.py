@@ -159,10 +159,10 @@ def test_snapshots_report_each_changed_device_once_per_window_with_its_latest_st
     hub.disconnect(client_id="came-and-went")
     assert events == []
     assert hub.report_connections(start + 39) == 0
-    assert hub.report_connections(start + 40) == 2
+    assert hub.report_connections(start + 40.3) == 2  # looked a little late
     assert [(event.device_id, event.kind) for event in events] == [
         ("came-and-went", LifecycleKind.DISCONNECTED),
         ("stayed", LifecycleKind.CONNECTED),
     ]
-    assert {event.time for event in events} == {start + 40}
+    assert {event.time for event in events} == {start + 40}  # the snapshot's moment
     assert hub.report_connections(start + 200) == 0
