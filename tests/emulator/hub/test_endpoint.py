@@ -6,6 +6,8 @@ import json
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from emulator.endpoints import DPS, ConnectAnswer, Outbound, connack_of, connect_target
 from emulator.hub.c2d import QUEUE_LIMIT, AckMode, DeviceMaximumQueueDepthExceeded
@@ -433,6 +435,58 @@ def test_a_caller_waiting_for_methods_is_told_when_the_device_subscribes() -> No
     hub.when_methods_ready("dev-001", lambda: woken.append("already"))
     assert woken == ["first", "already"]
     assert client.sent == []
+
+
+_DEVICE_TOPICS = (
+    "devices/dev-001/messages/events/",
+    "$iothub/twin/GET/",
+    "$iothub/twin/PATCH/properties/reported/",
+    "$iothub/methods/res/",
+)
+
+
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "devices/dev-002/messages/events/",
+        "devices/dev-001/messages/devicebound/x",
+        "devices/dev-001/modules/m1/messages/events/",
+        "$iothub/twin/PATCH/properties/desired/?$version=3",
+        "$iothub/methods/POST/reboot/?$rid=1",
+        "devices/dev-001/messages/events",
+        "anything",
+        "",
+    ],
+)
+def test_a_publish_to_a_topic_the_device_may_not_use_is_refused(topic: str) -> None:
+    """Another device's telemetry, the hub's own directions, modules, unknown topics: refused
+    (the shell then closes the connection); nothing is logged."""
+    hub, client = online()
+    refused = hub.publish(
+        client_id="dev-001", topic=topic, payload=b"{}", send=client.send, now=NOW
+    )
+    assert refused is False
+    assert hub.messages == ()
+    assert client.sent == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    topic=st.text(max_size=80)
+    | st.tuples(
+        st.sampled_from((*_DEVICE_TOPICS, "devices/dev-002/messages/events/", "$iothub/")),
+        st.text(max_size=60),
+    ).map("".join),
+    payload=st.binary(max_size=64),
+)
+def test_any_topic_is_handled_or_refused_never_raises(topic: str, payload: bytes) -> None:
+    """Whatever topic a device publishes to: accepted exactly when it starts with one of the
+    device's own topic prefixes, refused otherwise; never an exception."""
+    hub, client = online()
+    accepted = hub.publish(
+        client_id="dev-001", topic=topic, payload=payload, send=client.send, now=NOW
+    )
+    assert accepted is topic.startswith(_DEVICE_TOPICS)
 
 
 def test_subscribe_grants_only_the_sdk_filters() -> None:
