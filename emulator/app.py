@@ -43,6 +43,8 @@ Service side: after that, the service REST API (`service.server`) on `--bind`
 Functions host is up, then go (`events.delivery`) to `events_url`, else its `device_lifecycle`
 trigger (with `--host-functions`), else nowhere; the URL must first pass Event Grid's subscription
 validation handshake, else the start fails.
+Connection events are held for IoT Hub's snapshots (`[events] connection_events`); a task
+emits each hub's snapshot as it falls due.
 
 `close()` stops them in reverse order. Nothing else in the package wires components together.
 
@@ -102,6 +104,7 @@ __all__ = ["AppNotReady", "Emulator", "ListenError", "Options"]
 log = logging.getLogger(__name__)
 
 EARLY_EVENTS_LIMIT = 10_000  # events from before delivery starts (restored state, DPS at start)
+SNAPSHOT_CHECK = 0.25  # seconds between looks for a connection snapshot that is due
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -200,6 +203,7 @@ class Emulator:
         self.console: ConsoleServer | None = None
         self._gates: dict[str, FaultGate] = {}
         self._fault_task: asyncio.Task[None] | None = None
+        self._snapshot_task: asyncio.Task[None] | None = None
         self._app_context = contextlib.ExitStack()
 
     @property
@@ -223,7 +227,7 @@ class Emulator:
         options = self.options
         config = load_config(options.config_path)
         self._config = self.loaded_config = config
-        hubs = Hubs(config.hubs, clock=time.time, on_event=self._on_event)
+        hubs = Hubs(config.hubs, clock=time.time, on_event=self._on_event, presence=config.presence)
         for hub in hubs:
             hub.activity = self.activity  # telemetry and changes, for whoever watches (the console)
         self.hubs = hubs
@@ -259,6 +263,9 @@ class Emulator:
         await _listen("--admin-port", f"127.0.0.1:{options.admin_port}", self.admin.start())
         self._fault_task = asyncio.get_running_loop().create_task(
             self._drop_on_schedule(), name="fault-drops"
+        )
+        self._snapshot_task = asyncio.get_running_loop().create_task(
+            self._report_connections(hubs, config.presence.interval), name="connection-snapshots"
         )
         if options.host_functions:
             await self._start_functions()
@@ -418,10 +425,11 @@ class Emulator:
         if self.admin is not None:
             await self.admin.close()
             self.admin = None
-        if self._fault_task is not None:
-            self._fault_task.cancel()
-            await asyncio.gather(self._fault_task, return_exceptions=True)
-            self._fault_task = None
+        for task in (self._fault_task, self._snapshot_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._fault_task = self._snapshot_task = None
         if self.https is not None:
             await self.https.close()
             self.https = None
@@ -460,6 +468,13 @@ class Emulator:
             for target in self.faults.due_drops(time.time()):
                 dropped = drop_connections(self.faults, target)
                 log.info("fault: dropped %d connection(s) of %s", dropped, target)
+
+    async def _report_connections(self, hubs: Hubs, interval: float) -> None:
+        """Emit the hubs' connection snapshots as their windows close (`hub.presence`); in
+        `immediate` mode there is never one to emit."""
+        while True:
+            await asyncio.sleep(min(SNAPSHOT_CHECK, interval / 4))
+            hubs.report_connections(time.time())
 
     async def _start_functions(self) -> None:
         options = self.options

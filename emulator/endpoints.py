@@ -8,14 +8,21 @@ DPS assigns devices to hubs only through `HubDirectory`.
 Rules both halves rely on:
 
 - Endpoints never touch sockets or clocks: `now` (seconds since the epoch, float) is an argument.
-- `Send` queues one PUBLISH (QoS 0 or 1, the shell decides) to one live connection. It stays valid
-  while that connection is up; after it ends the shell silently drops further sends, so an endpoint
-  may keep a `Send` for asynchronous replies (DPS answers custom allocations from a task).
+- `Send` queues one PUBLISH to one live connection, at the QoS the endpoint chose (1 unless told;
+  IoT Hub sends twin responses, desired patches and method requests at QoS 0, and C2D at the QoS
+  its subscription was granted). For a QoS 1 PUBLISH, `on_acknowledged` is called once when the
+  client's PUBACK arrives, and never if the connection ends first (a hub keeps a C2D message
+  queued until then). A `Send` stays valid while its connection is up; after it ends the shell
+  silently drops further sends, so an endpoint may keep a `Send` for asynchronous replies (DPS
+  answers custom allocations from a task).
+- `connect` learns the CONNECT's CleanSession flag and may answer a `ConnectAnswer` to say that a
+  session was present (MQTT 3.1.1 §3.2.2.2); a bare int is a return code with no session.
 - `Close` asks the shell to end one connection (a hub drops the older connection of a device id
   when a newer one connects). The shell does not call `disconnect` for a connection the endpoint
   closed itself.
 - PUBACK, SUBACK, PINGRESP, keep-alive and packet limits are the shell's business, not the
-  endpoint's; `subscribe` only says whether the filter is granted.
+  endpoint's; `subscribe` gets the QoS the shell grants (the requested one, at most 1) and only
+  says whether the filter is granted.
 
 This module holds Protocols and type aliases only; it imports nothing at run time beyond typing.
 """
@@ -31,10 +38,12 @@ if TYPE_CHECKING:
 __all__ = [
     "DPS",
     "Close",
+    "ConnectAnswer",
     "HubDirectory",
     "MqttEndpoint",
     "Outbound",
     "Send",
+    "connack_of",
     "connect_target",
 ]
 
@@ -61,8 +70,19 @@ class Outbound(NamedTuple):
     payload: bytes
 
 
-Send = Callable[[str, bytes], None]
-"""Queue a PUBLISH `(topic, payload)` to the client of one connection."""
+class Send(Protocol):
+    """Queue a PUBLISH `(topic, payload)` to the client of one connection (see the rules above)."""
+
+    def __call__(
+        self,
+        topic: str,
+        payload: bytes,
+        /,
+        *,
+        qos: int = 1,
+        on_acknowledged: Callable[[], None] | None = None,
+    ) -> None: ...
+
 
 Close = Callable[[], None]
 """End one connection (no DISCONNECT is sent to the client; the socket is closed)."""
@@ -73,6 +93,18 @@ CONNACK_ACCEPTED = 0
 CONNACK_SERVER_UNAVAILABLE = 3
 CONNACK_BAD_CREDENTIALS = 4
 CONNACK_NOT_AUTHORIZED = 5
+
+
+class ConnectAnswer(NamedTuple):
+    """A CONNECT decision with the CONNACK's Session Present flag (only ever set when accepted)."""
+
+    code: int
+    session_present: bool = False
+
+
+def connack_of(answer: int | ConnectAnswer) -> ConnectAnswer:
+    """The answer of `MqttEndpoint.connect` in its full form."""
+    return answer if isinstance(answer, ConnectAnswer) else ConnectAnswer(answer)
 
 
 class MqttEndpoint(Protocol):
@@ -87,7 +119,8 @@ class MqttEndpoint(Protocol):
         send: Send,
         close: Close,
         now: float,
-    ) -> int:
+        clean_session: bool = True,
+    ) -> int | ConnectAnswer:
         """Authenticate a CONNECT; return the CONNACK code (0 accepts, 5 bad credentials)."""
         ...
 
@@ -98,8 +131,9 @@ class MqttEndpoint(Protocol):
         the shell then closes the connection without acknowledging the message."""
         ...
 
-    def subscribe(self, *, client_id: str, topic_filter: str) -> bool:
-        """Record a subscription; False makes the shell answer SUBACK failure 0x80 for it."""
+    def subscribe(self, *, client_id: str, topic_filter: str, qos: int = 1) -> bool:
+        """Record a subscription granted at `qos`; False makes the shell answer SUBACK failure
+        0x80 for it."""
         ...
 
     def unsubscribe(self, *, client_id: str, topic_filter: str) -> None:

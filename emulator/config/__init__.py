@@ -14,7 +14,8 @@ Shape (every field is documented in the README):
     [dps]                     id_scope, host
     [[hubs]]                  name (a host name, kept verbatim: devices use it as TCP host),
                               shared_access_key_name, shared_access_key (service API policy)
-    [events]                  url (where lifecycle events are posted)
+    [events]                  url (where lifecycle events are posted), connection_events
+                              (snapshot | immediate), snapshot_interval (seconds)
     [faults.dps], [faults."<hub>"]  fault injection (fields in `emulator.faults.spec`)
     [[enrollment_groups]]     id, primary_key, secondary_key, allocation, webhook_url, hubs,
                               reprovision, initial_twin {tags, desired}, enabled

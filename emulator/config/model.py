@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from emulator.dps.enrollments import DpsSettings, EnrollmentGroup, IndividualEnrollment
 from emulator.faults.spec import FaultSpec
+from emulator.hub.presence import PresencePolicy
 
 DEFAULT_POLICY_NAME = "iothubowner"
 
@@ -31,6 +32,7 @@ class EmulatorConfig:
     individual_enrollments: tuple[IndividualEnrollment, ...]
     service_policies: tuple[ServicePolicy, ...] = ()  # one per hub, in `hubs` order
     events_url: str | None = None
+    presence: PresencePolicy = field(default_factory=PresencePolicy)  # connection events
     faults: Mapping[str, FaultSpec] = field(default_factory=dict)  # target -> spec at start
 
     def individual_enrollment(self, registration_id: str) -> IndividualEnrollment | None:

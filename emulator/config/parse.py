@@ -5,7 +5,9 @@ Defaults: `[dps]` id scope `0ne00000001`, host `global.azure-devices-provisionin
 `enabled = true`, no initial twin. `custom` needs `webhook_url`; `static` needs exactly one hub.
 A hub's service policy is `iothubowner` by default; without `shared_access_key` the emulator
 generates one and keeps it in `<state-dir>/hubs.json`. Without `[events] url` lifecycle events go
-to the local Functions host when it runs, and nowhere otherwise.
+to the local Functions host when it runs, and nowhere otherwise. Connection events are IoT Hub's
+60-second snapshots unless `[events] connection_events = "immediate"` (`snapshot_interval` sets
+the period).
 
 `ConfigError` names the source, the section and the field of the first problem, never a key.
 """
@@ -32,6 +34,7 @@ from emulator.dps.enrollments import (
     Reprovision,
 )
 from emulator.faults.spec import FaultError, FaultSpec, parse_fault_table
+from emulator.hub.presence import ConnectionEvents, PresencePolicy
 from emulator.hub.twin import InitialTwin, TwinError
 from sas.errors import KeyFormatError
 from sas.keys import decode_key
@@ -47,6 +50,7 @@ KEY_FIELDS = ("primary_key", "secondary_key")
 _POLICY_FIELDS = ("shared_access_key_name", "shared_access_key")
 _POLICY_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 SECTIONS = ("enrollment_groups", "individual_enrollments")
+MAX_SNAPSHOT_INTERVAL = 3600
 E = TypeVar("E", bound=StrEnum)
 
 
@@ -68,6 +72,7 @@ def parse_config(data: Mapping[str, Any], *, source: str) -> EmulatorConfig:
     hubs = reader.hubs(data.get("hubs"))
     policies = reader.service_policies(data.get("hubs"), hubs)
     events_url = reader.events_url(data.get("events", {}))
+    presence = reader.presence(data.get("events", {}))
     groups = tuple(
         reader.group(where, entry, hubs)
         for where, entry in reader.array_of_tables(data, "enrollment_groups")
@@ -90,6 +95,7 @@ def parse_config(data: Mapping[str, Any], *, source: str) -> EmulatorConfig:
         individual_enrollments=individuals,
         service_policies=policies,
         events_url=events_url,
+        presence=presence,
         faults=_faults(data.get("faults", {}), hubs, source),
     )
 
@@ -176,13 +182,30 @@ class _Reader:
 
     def events_url(self, value: object) -> str | None:
         table = self.table("[events]", value)
-        self.only_fields("[events]", table, ("url",))
+        self.only_fields("[events]", table, ("url", "connection_events", "snapshot_interval"))
         if "url" not in table:
             return None
         url = table["url"]
         if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https"):
             raise self.fail("[events]: url", "expected an http:// or https:// URL")
         return url
+
+    def presence(self, value: object) -> PresencePolicy:
+        table = self.table("[events]", value)
+        mode = self.choice(
+            "[events]", table, "connection_events", ConnectionEvents, ConnectionEvents.SNAPSHOT
+        )
+        interval = table.get("snapshot_interval", PresencePolicy().interval)
+        if (
+            isinstance(interval, bool)
+            or not isinstance(interval, int | float)
+            or not 0 < interval <= MAX_SNAPSHOT_INTERVAL
+        ):
+            raise self.fail(
+                "[events]: snapshot_interval",
+                f"expected seconds between 0 and {MAX_SNAPSHOT_INTERVAL} (IoT Hub uses 60)",
+            )
+        return PresencePolicy(mode=mode, interval=float(interval))
 
     def array_of_tables(
         self, data: Mapping[str, Any], section: str

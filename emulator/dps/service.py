@@ -242,8 +242,10 @@ class DpsService:
         send: Send,
         close: Close,
         now: float,
+        clean_session: bool = True,
     ) -> int:
-        """Authenticate a DPS CONNECT (CONNACK 0, or 5 for any credential problem)."""
+        """Authenticate a DPS CONNECT (CONNACK 0, or 5 for any credential problem); DPS keeps
+        no session, whatever the CleanSession flag."""
         try:
             registrant = authenticate(
                 self._config, client_id=client_id, username=username, password=password, now=now
@@ -284,8 +286,8 @@ class DpsService:
     def _traced(self, client_id: str, send: Send) -> Send:
         """`send`, telling `activity` what goes on the wire (`dps.reply`)."""
 
-        def traced(topic: str, body: bytes) -> None:
-            send(topic, body)
+        def traced(topic: str, body: bytes, /, **_: object) -> None:
+            send(topic, body)  # DPS replies at QoS 1 and sets no other option
             try:
                 document = json.loads(body) if body else None
             except ValueError:
@@ -296,7 +298,7 @@ class DpsService:
 
         return traced
 
-    def subscribe(self, *, client_id: str, topic_filter: str) -> bool:
+    def subscribe(self, *, client_id: str, topic_filter: str, qos: int = 1) -> bool:
         """Grant `$dps/registrations/res/#` only."""
         return subscription_allowed(topic_filter)
 

@@ -17,8 +17,10 @@ from emulator.endpoints import (
     CONNACK_ACCEPTED,
     CONNACK_SERVER_UNAVAILABLE,
     Close,
+    ConnectAnswer,
     MqttEndpoint,
     Send,
+    connack_of,
 )
 from emulator.faults.spec import DPS_TARGET, THROTTLED_ERROR_CODE, THROTTLED_MESSAGE, Faults
 
@@ -52,21 +54,23 @@ class FaultGate:
         send: Send,
         close: Close,
         now: float,
-    ) -> int:
+        clean_session: bool = True,
+    ) -> int | ConnectAnswer:
         """CONNACK 3 while the target refuses connections, else the endpoint's answer."""
         if self._faults.refuse_connect(self.target, now):
             return CONNACK_SERVER_UNAVAILABLE
-        code = self.endpoint.connect(
+        answer = self.endpoint.connect(
             client_id=client_id,
             username=username,
             password=password,
             send=send,
             close=close,
             now=now,
+            clean_session=clean_session,
         )
-        if code == CONNACK_ACCEPTED:
+        if connack_of(answer).code == CONNACK_ACCEPTED:
             self._faults.track(self.target, client_id, self.endpoint, close)
-        return code
+        return answer
 
     def publish(
         self, *, client_id: str, topic: str, payload: bytes, send: Send, now: float
@@ -85,9 +89,9 @@ class FaultGate:
             client_id=client_id, topic=topic, payload=payload, send=send, now=now
         )
 
-    def subscribe(self, *, client_id: str, topic_filter: str) -> bool:
+    def subscribe(self, *, client_id: str, topic_filter: str, qos: int = 1) -> bool:
         """Passed through."""
-        return self.endpoint.subscribe(client_id=client_id, topic_filter=topic_filter)
+        return self.endpoint.subscribe(client_id=client_id, topic_filter=topic_filter, qos=qos)
 
     def unsubscribe(self, *, client_id: str, topic_filter: str) -> None:
         """Passed through."""

@@ -63,8 +63,7 @@ _HEADER_NAME_SAFE = "!#$%&'*+-.^_`|~"
 
 @dataclass(frozen=True)
 class _Lock:
-    topic: str
-    body: bytes
+    held: object  # the hub's token for the locked message
     expires: float
 
 
@@ -135,14 +134,12 @@ class HubHttpApi:
 
     def _receive(self, hub: Hub, device_id: str, now: float) -> ServiceResponse:
         self._expire(hub, device_id, now)
-        taken = hub.take_c2d(device_id)
+        token = str(uuid.UUID(bytes=self._entropy(16)))
+        taken = hub.take_c2d(device_id, token, now)
         if taken is None:
             return ServiceResponse(status=204)
-        topic, body = taken
-        token = str(uuid.UUID(bytes=self._entropy(16)))
-        self._locks.setdefault((hub.name, device_id), {})[token] = _Lock(
-            topic, body, now + LOCK_SECONDS
-        )
+        topic, body, held = taken
+        self._locks.setdefault((hub.name, device_id), {})[token] = _Lock(held, now + LOCK_SECONDS)
         headers = [("ETag", f'"{token}"'), *_headers_from_bag(topic)]
         return ServiceResponse(status=200, headers=tuple(headers), body=body)
 
@@ -155,8 +152,9 @@ class HubHttpApi:
         if lock is None:
             return False
         if abandon:
-            hub.return_c2d(device_id, lock.topic, lock.body)
-        return True
+            hub.return_c2d(device_id, lock.held, now)
+            return True
+        return hub.complete_c2d(device_id, lock.held)
 
     def _expire(self, hub: Hub, device_id: str, now: float) -> None:
         """Put messages whose lock ran out back in the queue, oldest lock first."""
@@ -164,9 +162,9 @@ class HubHttpApi:
         if not locks:
             return
         expired = [token for token, lock in locks.items() if lock.expires <= now]
-        for token in reversed(expired):  # appended at the head: the oldest ends up first
+        for token in expired:  # each waits again in its place in the queue
             lock = locks.pop(token)
-            hub.return_c2d(device_id, lock.topic, lock.body)
+            hub.return_c2d(device_id, lock.held, now)
         if not locks:
             del self._locks[(hub.name, device_id)]
 
@@ -225,5 +223,12 @@ def _header_value(value: str) -> str:
     return quote(value, safe=" !\"#$&'()*+,-./:;<=>?@[\\]^_`{|}~")
 
 
-def _no_reply(topic: str, payload: bytes) -> None:
+def _no_reply(
+    topic: str,
+    payload: bytes,
+    /,
+    *,
+    qos: int = 1,
+    on_acknowledged: Callable[[], None] | None = None,
+) -> None:
     """Telemetry has no reply; `Hub.publish` wants somewhere to send one."""

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 from emulator.hub.device_events import LifecycleEvent
 from emulator.hub.endpoint import Hub
+from emulator.hub.presence import PresencePolicy
 from emulator.hub.registry import UnknownHub
 from emulator.hub.twin import TwinDocument
 
@@ -21,8 +22,12 @@ class Hubs:
         *,
         clock: Callable[[], float],
         on_event: Callable[[LifecycleEvent], None] | None = None,
+        presence: PresencePolicy | None = None,
     ) -> None:
-        self._hubs = {name.lower(): Hub(name, clock=clock, on_event=on_event) for name in names}
+        self._hubs = {
+            name.lower(): Hub(name, clock=clock, on_event=on_event, presence=presence)
+            for name in names
+        }
         self._clock = clock
 
     def hub(self, name: str) -> Hub:
@@ -34,6 +39,10 @@ class Hubs:
 
     def __iter__(self) -> Iterator[Hub]:
         return iter(self._hubs.values())
+
+    def report_connections(self, now: float) -> int:
+        """Emit every hub's connection snapshot due at `now`; how many events."""
+        return sum(hub.report_connections(now) for hub in self._hubs.values())
 
     # -- ports.HubDirectory ---------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""What travels between a hub and its devices besides twins: telemetry, C2D, method answers.
+"""What travels between a hub and its devices besides twins and C2D (`c2d`): telemetry, method
+answers, and the property bag.
 
 The property bag IoT Hub puts in MQTT topic names (`docs/protocol/hub-mqtt.md` §3): `&`-separated,
 URL-encoded `name=value` pairs, `$.`-prefixed names for system properties (`$.mid` message id,
@@ -17,7 +18,6 @@ from urllib.parse import quote, unquote
 __all__ = [
     "MethodResponse",
     "TelemetryMessage",
-    "c2d_topic",
     "decode_bag",
     "encode_bag",
     "json_bytes",
@@ -42,24 +42,6 @@ class MethodResponse:
 
     status: int
     payload: Any
-
-
-def c2d_topic(
-    device_id: str,
-    *,
-    message_id: str,
-    properties: Mapping[str, str | None] | None = None,
-    content_type: str | None = None,
-    content_encoding: str | None = None,
-) -> str:
-    """The topic a cloud-to-device message is published on, its properties in the bag."""
-    system = [("$.mid", message_id), ("$.to", f"/devices/{device_id}/messages/deviceBound")]
-    if content_type is not None:
-        system.append(("$.ct", content_type))
-    if content_encoding is not None:
-        system.append(("$.ce", content_encoding))
-    pairs: list[tuple[str, str | None]] = [*system, *(properties or {}).items()]
-    return f"devices/{device_id}/messages/devicebound/{encode_bag(pairs)}"
 
 
 def request_id(topic: str) -> str:

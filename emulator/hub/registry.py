@@ -20,7 +20,8 @@ Errors:
     ├── DeviceNotFound     no such device in this hub (404)
     ├── DeviceNotOnline    a direct method for a device that cannot receive it (404)
     ├── DeviceAlreadyExists  create of an id that is registered (409)
-    └── PreconditionFailed   an etag that is not the current one (412)
+    ├── PreconditionFailed   an etag that is not the current one (412)
+    └── c2d.DeviceMaximumQueueDepthExceeded  a C2D message for a full device queue (403)
 """
 
 from __future__ import annotations

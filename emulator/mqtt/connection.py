@@ -25,8 +25,9 @@ is CLOSED and every later call is a no-op or a `LocalProtocolError`):
     CONNECTED        same as CONNECTING                         PUBLISH SUBACK
     CLOSED           nothing (bytes are ignored)                nothing
 
-A DISCONNECT moves to CLOSED. Server QoS 1 PUBLISHes get fresh packet ids and stay in
-`unacknowledged` until the client PUBACKs them.
+A DISCONNECT moves to CLOSED. Server QoS 1 PUBLISHes get fresh packet ids (`allocate_packet_id`,
+or given) and stay in `unacknowledged` until the client PUBACKs them; server QoS 0 PUBLISHes have
+no packet id and nothing to wait for.
 """
 
 from __future__ import annotations
@@ -195,7 +196,7 @@ class ServerConnection:
             name = type(packet).__name__.upper()
             raise LocalProtocolError(f"{name} is not allowed in state {self.state.name}")
         if isinstance(packet, Publish) and packet.qos == 1:
-            packet_id = packet.packet_id or self._allocate_packet_id()
+            packet_id = packet.packet_id or self.allocate_packet_id()
             packet = replace(packet, packet_id=packet_id)
             self._unacknowledged[packet_id] = packet
         self._queue(packet)
@@ -217,7 +218,9 @@ class ServerConnection:
     def _queue(self, packet: Packet) -> None:
         self._outbox += encode(packet)
 
-    def _allocate_packet_id(self) -> int:
+    def allocate_packet_id(self) -> int:
+        """A packet id no unacknowledged PUBLISH holds, for the QoS 1 PUBLISH sent next (so the
+        shell can match the client's PUBACK to what it sent)."""
         for _ in range(0xFFFF):
             candidate = self._next_packet_id
             self._next_packet_id = candidate % 0xFFFF + 1

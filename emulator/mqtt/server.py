@@ -25,7 +25,11 @@ Per-connection rules (one bad client costs only its own connection; the server k
   the journal fails, connections with held bytes are closed instead;
 - an exception inside an endpoint -> logged with its traceback and that connection closed;
 - `Send` after the connection ended is dropped silently (ports.py).
-Server-to-client PUBLISHes go out at QoS 1, as IoT Hub sends C2D (hub-mqtt.md §4).
+Server-to-client PUBLISHes go out at the QoS the endpoint asks for (QoS 1 gets a packet id; the
+client's PUBACK calls the endpoint's `on_acknowledged`, which a hub uses to take a C2D message off
+its queue); a SUBSCRIBE is granted at the requested QoS, at most 1 (IoT Hub grants QoS 2 as 1,
+hub-mqtt.md §1). The CONNECT's CleanSession flag goes to the endpoint, whose answer may set the
+CONNACK's Session Present.
 Log lines carry peer, client id and reasons; never a password, token or payload.
 """
 
@@ -41,7 +45,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from emulator.endpoints import MqttEndpoint
+from emulator.endpoints import MqttEndpoint, connack_of
 from emulator.mqtt import (
     SUBACK_FAILURE,
     Connack,
@@ -50,6 +54,7 @@ from emulator.mqtt import (
     ConnectionState,
     Disconnect,
     ProtocolViolation,
+    Puback,
     Publish,
     ServerConnection,
     Suback,
@@ -292,10 +297,14 @@ class MqttServer:
             if event.packet_id is not None:  # QoS 1: acknowledged once accepted
                 connection.write(engine.acknowledge(event.packet_id))
             connection.flush_pending()
+        elif isinstance(event, Puback):
+            connection.acknowledged(event.packet_id)
         elif isinstance(event, Subscribe):
             codes = tuple(
                 min(qos, 1)
-                if endpoint.subscribe(client_id=connection.client_id, topic_filter=topic_filter)
+                if endpoint.subscribe(
+                    client_id=connection.client_id, topic_filter=topic_filter, qos=min(qos, 1)
+                )
                 else SUBACK_FAILURE
                 for topic_filter, qos in event.subscriptions
             )
@@ -310,17 +319,21 @@ class MqttServer:
         connection.client_id = event.client_id
         endpoint = self._router(event.username or "")
         if endpoint is None:
-            code = int(ConnackCode.NOT_AUTHORIZED)
+            code, session_present = int(ConnackCode.NOT_AUTHORIZED), False
         else:
-            code = endpoint.connect(
-                client_id=event.client_id,
-                username=event.username or "",
-                password=event.password,
-                send=connection.send,
-                close=connection.close_by_endpoint,
-                now=self._clock(),
+            code, session_present = connack_of(
+                endpoint.connect(
+                    client_id=event.client_id,
+                    username=event.username or "",
+                    password=event.password,
+                    send=connection.send,
+                    close=connection.close_by_endpoint,
+                    now=self._clock(),
+                    clean_session=event.clean_session,
+                )
             )
-        connection.write(connection.engine.send(Connack(code)))
+        present = session_present and code == ConnackCode.ACCEPTED
+        connection.write(connection.engine.send(Connack(code, session_present=present)))
         if code == ConnackCode.ACCEPTED:
             connection.endpoint = endpoint
             log.info("connected peer=%s client_id=%s", connection.peer, event.client_id)
@@ -352,7 +365,8 @@ class _Connection:
         self.closed = False
         self.closed_by_endpoint = False
         self.deferring = False  # an endpoint is deciding on this client's PUBLISH
-        self._pending: list[tuple[str, bytes]] = []
+        self._pending: list[tuple[str, bytes, int, Callable[[], None] | None]] = []
+        self._on_puback: dict[int, Callable[[], None]] = {}  # packet id -> the endpoint's hook
         self._channel = channel
         self._max_write_buffer = max_write_buffer
         self.peer = channel.peer
@@ -423,30 +437,54 @@ class _Connection:
         if not self.closed:
             await self._channel.drain()
 
-    def send(self, topic: str, payload: bytes) -> None:
-        """`ports.Send`: a QoS 1 PUBLISH to this client, or nothing if it is gone.
+    def send(
+        self,
+        topic: str,
+        payload: bytes,
+        /,
+        *,
+        qos: int = 1,
+        on_acknowledged: Callable[[], None] | None = None,
+    ) -> None:
+        """`ports.Send`: a PUBLISH at `qos` (0 or 1) to this client, or nothing if it is gone.
 
         Sends made while the CONNECT is being decided (an endpoint flushing queued messages)
         wait for the CONNACK, which must be the first packet the client gets; sends made while
-        the client's PUBLISH is being decided wait for its PUBACK.
+        the client's PUBLISH is being decided wait for its PUBACK. `on_acknowledged` runs when
+        the client PUBACKs a QoS 1 PUBLISH.
         """
         if not self.is_open():
             return
         if self.deferring or self.engine.state is ConnectionState.CONNECTING:
-            self._pending.append((topic, payload))
+            self._pending.append((topic, payload, qos, on_acknowledged))
             return
-        self.write(self.engine.send(Publish(topic=topic, payload=payload, qos=1)))
+        if qos == 0:
+            self.write(self.engine.send(Publish(topic=topic, payload=payload)))
+            return
+        packet_id = self.engine.allocate_packet_id()
+        if on_acknowledged is not None:
+            self._on_puback[packet_id] = on_acknowledged
+        self.write(
+            self.engine.send(Publish(topic=topic, payload=payload, qos=1, packet_id=packet_id))
+        )
+
+    def acknowledged(self, packet_id: int) -> None:
+        """The client PUBACKed `packet_id`: run the endpoint's hook for it, once."""
+        hook = self._on_puback.pop(packet_id, None)
+        if hook is not None:
+            hook()
 
     def flush_pending(self) -> None:
         pending, self._pending = self._pending, []
-        for topic, payload in pending:
-            self.send(topic, payload)
+        for topic, payload, qos, on_acknowledged in pending:
+            self.send(topic, payload, qos=qos, on_acknowledged=on_acknowledged)
 
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
         self._pending.clear()
+        self._on_puback.clear()  # a PUBACK can no longer come: the endpoint keeps what is unsent
         if self._held and self._releasing is not None:
             return  # `_release` sends what is held once it is durable, then closes
         self._close_channel()

@@ -23,7 +23,11 @@ below, nothing more: it never sees the composition root.
     GET    /admin/hubs/{hub}/devices/{id}                  identity (no keys), session, twin
     DELETE /admin/hubs/{hub}/devices/{id}
     POST   /admin/hubs/{hub}/devices/{id}/c2d              {"body": "...", "properties": {...},
-                                                            "message_id": "...", "content_type"}
+                                                            "message_id", "correlation_id",
+                                                            "content_type", "content_encoding",
+                                                            "ttl_seconds" | "expiry" (ISO 8601),
+                                                            "ack": none|positive|negative|full}
+                                                           (403 when 50 messages wait)
     GET    /admin/hubs/{hub}/telemetry?since=N&wait=S&device=ID    long poll, `next` to go on
     GET    /admin/faults                                   active faults
     PUT    /admin/faults/{target}                          a `faults.FaultSpec` as JSON
@@ -50,6 +54,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -78,6 +83,7 @@ from emulator.dps.wire import RegistrationStatus
 from emulator.faults.gate import drop_connections
 from emulator.faults.spec import FaultError, parse_fault_spec
 from emulator.functions.host import state_key
+from emulator.hub.c2d import MAX_TTL, AckMode
 from emulator.hub.endpoint import Hub
 from emulator.hub.messages import TelemetryMessage
 from emulator.hub.registry import HubError
@@ -458,17 +464,24 @@ class AdminApi:
         ):
             raise AdminError(400, "BadField", "properties: expected an object of strings")
         message_id = body.get("message_id") or str(uuid.uuid4())
-        content_type = body.get("content_type")
-        if not isinstance(message_id, str) or not (
-            content_type is None or isinstance(content_type, str)
-        ):
-            raise AdminError(400, "BadField", "message_id, content_type: expected strings")
-        hub.send_c2d(
+        if not isinstance(message_id, str):
+            raise AdminError(400, "BadField", "message_id: expected a string")
+        texts = {
+            name: _optional_text(body, name)
+            for name in ("correlation_id", "content_type", "content_encoding")
+        }
+        now = self._clock()
+        message = hub.send_c2d(
             device_id,
             text.encode("utf-8"),
             message_id=message_id,
             properties=properties,
-            content_type=content_type,
+            correlation_id=texts["correlation_id"],
+            content_type=texts["content_type"],
+            content_encoding=texts["content_encoding"],
+            expiry=_c2d_expiry(body, now),
+            ack=_c2d_ack(body),
+            now=now,
         )
         return Reply(
             200,
@@ -476,7 +489,9 @@ class AdminApi:
                 "hub": hub.name,
                 "device_id": device_id,
                 "message_id": message_id,
-                "delivered": hub.is_connected(device_id),
+                "expiry": datetime.fromtimestamp(message.expiry, tz=UTC).isoformat(),
+                "ack": message.ack.value,
+                "delivered": hub.receives_c2d(device_id),
             },
         )
 
@@ -544,6 +559,46 @@ class AdminApi:
             return target
         except FaultError as error:
             raise AdminError(404, "UnknownTarget", str(error)) from None
+
+
+def _optional_text(body: Mapping[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is not None and not isinstance(value, str):
+        raise AdminError(400, "BadField", f"{name}: expected a string")
+    return value
+
+
+def _c2d_expiry(body: Mapping[str, Any], now: float) -> float | None:
+    """The absolute expiry a C2D request asks for (`ttl_seconds` or `expiry`), or None."""
+    ttl, expiry = body.get("ttl_seconds"), body.get("expiry")
+    if ttl is not None and expiry is not None:
+        raise AdminError(400, "BadField", "ttl_seconds, expiry: expected at most one of them")
+    if ttl is not None:
+        if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl <= MAX_TTL:
+            raise AdminError(
+                400, "BadField", f"ttl_seconds: expected more than 0 and at most {MAX_TTL:.0f}"
+            )
+        return now + float(ttl)
+    if expiry is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(expiry) if isinstance(expiry, str) else None
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise AdminError(
+            400, "BadField", "expiry: expected an ISO 8601 time with a zone, e.g. 2030-01-01T00:00Z"
+        )
+    return moment.timestamp()
+
+
+def _c2d_ack(body: Mapping[str, Any]) -> AckMode:
+    value = body.get("ack", AckMode.NONE.value)
+    try:
+        return AckMode(value)
+    except ValueError:
+        options = " | ".join(mode.value for mode in AckMode)
+        raise AdminError(400, "BadField", f"ack: expected {options}") from None
 
 
 def _started(value: Any) -> Any:

@@ -105,13 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     delete = command("delete-device", "remove a device (and drop its connection)")
     delete.add_argument("hub")
     delete.add_argument("device")
-    c2d = command("send-c2d", "send a cloud-to-device message")
-    c2d.add_argument("hub")
-    c2d.add_argument("device")
-    c2d.add_argument("body")
-    c2d.add_argument("--property", action="append", default=[], metavar="NAME=VALUE")
-    c2d.add_argument("--message-id")
-    c2d.add_argument("--content-type")
+    _c2d_arguments(command("send-c2d", "send a cloud-to-device message"))
     tail = command("tail", "print a hub's telemetry as it arrives (Ctrl-C stops)")
     tail.add_argument("hub")
     tail.add_argument("--device", help="only this device's messages")
@@ -130,6 +124,27 @@ def _parser() -> argparse.ArgumentParser:
     console = command("console", "print the web console's URL (with its login token)")
     console.add_argument("--open", action="store_true", help="and open it in a browser")
     return parser
+
+
+def _c2d_arguments(c2d: argparse.ArgumentParser) -> None:
+    """send-c2d's arguments: the message and what IoT Hub lets a sender set on it."""
+    c2d.add_argument("hub")
+    c2d.add_argument("device")
+    c2d.add_argument("body")
+    c2d.add_argument("--property", action="append", default=[], metavar="NAME=VALUE")
+    c2d.add_argument("--message-id")
+    c2d.add_argument("--correlation-id")
+    c2d.add_argument("--content-type")
+    c2d.add_argument("--content-encoding")
+    c2d.add_argument(
+        "--ttl", type=float, metavar="S", help="expire after S seconds (default: one hour)"
+    )
+    c2d.add_argument("--expiry", metavar="TIME", help="expire at an ISO 8601 time with a zone")
+    c2d.add_argument(
+        "--ack",
+        choices=("none", "positive", "negative", "full"),
+        help="the iothub-ack feedback asked for (carried to the device; no feedback is sent)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -224,10 +239,17 @@ def _request(client: AdminClient, args: argparse.Namespace) -> dict[str, Any]:
                 raise Refused(400, "BadArgument", f"--property {pair!r}: expected NAME=VALUE")
             properties[name] = value
         body: dict[str, Any] = {"body": args.body, "properties": properties}
-        if args.message_id:
-            body["message_id"] = args.message_id
-        if args.content_type:
-            body["content_type"] = args.content_type
+        for option, field_name in (
+            ("message_id", "message_id"),
+            ("correlation_id", "correlation_id"),
+            ("content_type", "content_type"),
+            ("content_encoding", "content_encoding"),
+            ("ttl", "ttl_seconds"),
+            ("expiry", "expiry"),
+            ("ack", "ack"),
+        ):
+            if getattr(args, option) is not None:
+                body[field_name] = getattr(args, option)
         return client.call("POST", f"{_device_path(args)}/c2d", body)
     if command == "faults":
         return client.call("GET", "/admin/faults")
@@ -306,8 +328,15 @@ def _describe(command: str, args: argparse.Namespace, answer: dict[str, Any]) ->
     if command == "delete-device":
         return [f"deleted device {answer['device_id']} from {answer['hub']}"]
     if command == "send-c2d":
-        how = "delivered" if answer["delivered"] else "queued until the device connects"
-        return [f"message {answer['message_id']} to {answer['device_id']}: {how}"]
+        how = (
+            "sent; it leaves the queue when the device acknowledges it"
+            if answer["delivered"]
+            else "queued until the device connects and subscribes"
+        )
+        return [
+            f"message {answer['message_id']} to {answer['device_id']}: {how} "
+            f"(expires {answer['expiry']})"
+        ]
     if command == "faults":
         return [
             f"{target}: {_fault_line(state)}" for target, state in answer["faults"].items()

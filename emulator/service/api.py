@@ -27,7 +27,12 @@ omitted on the last page; a bad query is 400 ArgumentInvalid naming where and wh
 
 Every error is built by `error_response`: the semicolon body
 `{"Message": "ErrorCode:<Name>;<text>", "ExceptionMessage": "Tracking ID:...-TimeStamp:..."}` and
-the `iothub-errorcode` header. Messages name the field; never a key, token or signature.
+the `iothub-errorcode` header. Messages name the field; never a key, token or signature. Direct
+method errors have IoT Hub's structured body instead, a JSON document inside `Message` with the
+numeric `errorCode` (404103 DeviceNotOnline, 504101 GatewayTimeout), `trackingId`, `message`,
+`info` and `timestampUtc` (hub-service-rest.md §8). A method call waits up to its
+`connectTimeoutInSeconds` (0 to 300, default 0) for the device to come online and subscribe,
+then up to `responseTimeoutInSeconds` (5 to 300, default 30) for its answer.
 
 Errors (internal; all become responses):
 
@@ -79,6 +84,13 @@ __all__ = [
 JSON_TYPE = "application/json; charset=utf-8"
 MAX_PAGE_SIZE = 1000
 DEFAULT_METHOD_TIMEOUT = 30
+MAX_CONNECT_TIMEOUT = 300
+DEVICE_NOT_ONLINE = (
+    404103,
+    "The operation failed because the requested device isn't online or hasn't registered the "
+    "direct method callback.",
+)
+GATEWAY_TIMEOUT = (504101, "Timed out waiting for the response from device.")
 _DEVICE_ID = re.compile(r"[A-Za-z0-9\-.+%_#*?!(),=@$':;]{1,128}")
 
 
@@ -88,12 +100,14 @@ def generate_device_key() -> str:
 
 
 class ServiceError(Exception):
-    """One service API error: HTTP status, IoT Hub error code name and a message."""
+    """One service API error: HTTP status, IoT Hub error code name and a message; `number` (the
+    six-digit code) asks for the structured body."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, *, number: int | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
+        self.number = number
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -132,17 +146,38 @@ class MethodCall:
     method_name: str
     payload: Any = field(repr=False)
     timeout: float
+    connect_timeout: float = 0.0  # seconds to wait for the device to come online first
 
 
 def error_response(
-    status: int, code: str, message: str, *, now: float, tracking: str
+    status: int,
+    code: str,
+    message: str,
+    *,
+    now: float,
+    tracking: str,
+    number: int | None = None,
 ) -> ServiceResponse:
-    """The one place a wire error is built (hub-service-rest.md §8)."""
-    stamp = datetime.fromtimestamp(now, tz=UTC).strftime("%m/%d/%Y %H:%M:%S")
-    body = {
-        "Message": f"ErrorCode:{code};{message}",
-        "ExceptionMessage": f"Tracking ID:{tracking}-G:0-TimeStamp:{stamp}",
-    }
+    """The one place a wire error is built (hub-service-rest.md §8): the semicolon form, or with
+    `number` the structured form direct methods get."""
+    moment = datetime.fromtimestamp(now, tz=UTC)
+    body: dict[str, str]
+    if number is None:
+        stamp = moment.strftime("%m/%d/%Y %H:%M:%S")
+        body = {
+            "Message": f"ErrorCode:{code};{message}",
+            "ExceptionMessage": f"Tracking ID:{tracking}-G:0-TimeStamp:{stamp}",
+        }
+    else:
+        detail = {
+            "errorCode": number,
+            "trackingId": tracking,
+            "message": message,
+            "info": {},
+            "timestampUtc": moment.strftime("%Y-%m-%dT%H:%M:%S.")
+            + f"{moment.microsecond * 10:07d}Z",
+        }
+        body = {"Message": json.dumps(detail, separators=(",", ":")), "ExceptionMessage": ""}
     return ServiceResponse(
         status=status,
         headers=(("Content-Type", JSON_TYPE), ("iothub-errorcode", code)),
@@ -180,15 +215,21 @@ class ServiceApi:
         try:
             return self._handle(request, port_hub, now)
         except ServiceError as error:
-            return self.error(error.status, error.code, str(error), now=now)
+            return self._error(error, now)
         except (HubError, TwinError) as error:
-            translated = _hub_error(error)
-            return self.error(translated.status, translated.code, str(translated), now=now)
+            return self._error(_hub_error(error), now)
 
-    def error(self, status: int, code: str, message: str, *, now: float) -> ServiceResponse:
+    def error(
+        self, status: int, code: str, message: str, *, now: float, number: int | None = None
+    ) -> ServiceResponse:
         """An error response with a fresh tracking id."""
         self._tracking += 1
-        return error_response(status, code, message, now=now, tracking=f"{self._tracking:032x}")
+        return error_response(
+            status, code, message, now=now, tracking=f"{self._tracking:032x}", number=number
+        )
+
+    def _error(self, error: ServiceError, now: float) -> ServiceResponse:
+        return self.error(error.status, error.code, str(error), now=now, number=error.number)
 
     # -- direct methods (completed by the shell) --------------------------------------------------
 
@@ -201,8 +242,7 @@ class ServiceApi:
                 call.device_id, call.method_name, call.payload, on_response=on_response
             )
         except HubError as error:
-            translated = _hub_error(error)
-            return self.error(translated.status, translated.code, str(translated), now=now)
+            return self._error(_hub_error(error), now)
 
     @staticmethod
     def method_result(response: MethodResponse) -> ServiceResponse:
@@ -210,14 +250,10 @@ class ServiceApi:
         return _json(200, {"status": response.status, "payload": response.payload})
 
     def method_timeout(self, call: MethodCall, rid: str, *, now: float) -> ServiceResponse:
-        """The device did not answer in time: forget the request, answer 504."""
+        """The device did not answer in time: forget the request, answer 504 (504101)."""
         call.hub.cancel_method(rid)
-        return self.error(
-            504,
-            "GatewayTimeout",
-            f"Timed out waiting for the response from device {call.device_id}",
-            now=now,
-        )
+        number, message = GATEWAY_TIMEOUT
+        return self.error(504, "GatewayTimeout", message, now=now, number=number)
 
     # -- pipeline ----------------------------------------------------------------------------------
 
@@ -451,12 +487,26 @@ def _method_call(hub: Hub, device_id: str, body: object) -> MethodCall:
         raise ServiceError(
             400, "ArgumentInvalid", "responseTimeoutInSeconds: expected 5 to 300 seconds"
         )
+    connect = body.get("connectTimeoutInSeconds")
+    if connect is None:
+        connect = 0
+    if (
+        isinstance(connect, bool)
+        or not isinstance(connect, int)
+        or not 0 <= connect <= MAX_CONNECT_TIMEOUT
+    ):
+        raise ServiceError(
+            400,
+            "ArgumentInvalid",
+            f"connectTimeoutInSeconds: expected 0 to {MAX_CONNECT_TIMEOUT} seconds",
+        )
     return MethodCall(
         hub=hub,
         device_id=device_id,
         method_name=name,
         payload=body.get("payload"),
         timeout=float(timeout),
+        connect_timeout=float(connect),
     )
 
 
@@ -518,7 +568,8 @@ def _hub_error(error: HubError | TwinError) -> ServiceError:
     if isinstance(error, PreconditionFailed):
         return ServiceError(412, "PreconditionFailed", str(error))
     if isinstance(error, DeviceNotOnline):
-        return ServiceError(404, "DeviceNotOnline", str(error))
+        number, message = DEVICE_NOT_ONLINE
+        return ServiceError(404, "DeviceNotOnline", message, number=number)
     if isinstance(error, DeviceNotFound | UnknownHub):
         return ServiceError(404, "DeviceNotFound", str(error))
     return ServiceError(500, "ServerError", type(error).__name__)

@@ -3,9 +3,10 @@
 Each hub gets its own port on the bind address (`--service-port` for the first hub, then one more
 per hub in configuration order); a request whose `Host` header names another configured hub goes
 to that hub instead (`ServiceApi` decides). The ASGI app here only translates: the request becomes
-a `service.api.Request`, the answer a response; a `MethodCall` is completed here by sending the
-method to the device and waiting for its answer (or the request's timeout) without blocking other
-connections. It runs on the emulator's event loop, where the hubs live.
+a `service.api.Request`, the answer a response; a `MethodCall` is completed here by waiting for
+the device to come online (up to its connect timeout), sending the method to the device and
+waiting for its answer (or the request's timeout), without blocking other connections. It runs
+on the emulator's event loop, where the hubs live.
 
 Limits and deadlines are `web.server`'s; what their refusals say is IoT Hub's error body
 (`ServiceApi.error`). An unexpected exception while answering is logged with its traceback and
@@ -146,6 +147,13 @@ class ServiceServer:
         return await self._method(result)
 
     async def _method(self, call: MethodCall) -> ServiceResponse:
+        hub, device_id = call.hub, call.device_id
+        if (
+            call.connect_timeout > 0
+            and hub.device(device_id) is not None
+            and not hub.methods_ready(device_id)
+        ):
+            await _wait_for_methods(call)
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[MethodResponse] = loop.create_future()
 
@@ -162,6 +170,20 @@ class ServiceServer:
         except TimeoutError:
             return self._api.method_timeout(call, sent, now=self._clock())
         return self._api.method_result(response)
+
+
+async def _wait_for_methods(call: MethodCall) -> None:
+    """Wait up to the call's `connectTimeoutInSeconds` for the device to connect and subscribe
+    to methods; the call then goes ahead either way (and fails 404103 if it still cannot)."""
+    ready = asyncio.Event()
+    cancel = call.hub.when_methods_ready(call.device_id, ready.set)
+    try:
+        async with asyncio.timeout(call.connect_timeout):
+            await ready.wait()
+    except TimeoutError:
+        pass
+    finally:
+        cancel()
 
 
 async def read_request(scope: Scope, receive: Receive) -> Request:

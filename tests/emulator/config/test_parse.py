@@ -7,11 +7,15 @@ import copy
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from emulator.config import ConfigError, parse_config
+from emulator.config import ConfigError, EmulatorConfig, parse_config
 from emulator.dps.enrollments import Allocation, Reprovision
+from emulator.hub.presence import ConnectionEvents, PresencePolicy
 from emulator.hub.twin import InitialTwin
 from tests.emulator.config.example import KEY_A, KEY_B, WEBHOOK, example
+from tests.strategies import json_values
 
 
 def test_example_parses_into_values() -> None:
@@ -52,6 +56,43 @@ def test_defaults_fill_optional_fields() -> None:
         True,
         None,
     )
+    assert config.presence == PresencePolicy(mode=ConnectionEvents.SNAPSHOT, interval=60.0)
+
+
+def test_connection_events_and_snapshot_interval_are_read_from_events() -> None:
+    """`[events] connection_events` and `snapshot_interval` become the hubs' presence policy."""
+    data = example()
+    data["events"] = {"connection_events": "immediate", "snapshot_interval": 2.5}
+    config = parse_config(data, source="emulator.toml")
+    assert config.presence == PresencePolicy(mode=ConnectionEvents.IMMEDIATE, interval=2.5)
+
+
+@settings(max_examples=150, deadline=None)
+@given(mode=json_values, interval=json_values)
+def test_any_events_values_parse_or_fail_naming_the_field(mode: object, interval: object) -> None:
+    """Whatever TOML-like values the two fields hold: a valid policy, or a ConfigError naming
+    `[events]` and the field; never another exception."""
+    data = example()
+    data["events"] = {"connection_events": mode, "snapshot_interval": interval}
+    outcome: EmulatorConfig | ConfigError
+    try:
+        outcome = parse_config(data, source="emulator.toml")
+    except ConfigError as error:
+        outcome = error
+    if isinstance(outcome, ConfigError):
+        assert outcome.location in ("[events]: connection_events", "[events]: snapshot_interval")
+    else:
+        assert outcome.presence.mode.value == mode
+        assert 0 < outcome.presence.interval <= 3600
+
+
+@given(st.sampled_from(["snapshot", "immediate"]), st.floats(0.001, 3600))
+def test_valid_events_values_always_parse(mode: str, interval: float) -> None:
+    """Every documented mode with any interval in (0, 3600] is accepted as given."""
+    data = example()
+    data["events"] = {"connection_events": mode, "snapshot_interval": interval}
+    presence = parse_config(data, source="emulator.toml").presence
+    assert (presence.mode.value, presence.interval) == (mode, interval)
 
 
 def test_reprovision_policy_maps_to_dps_flags() -> None:
@@ -101,6 +142,11 @@ _DELETE = object()
         (("individual_enrollments", 0, "allocation"), "static", "hubs"),
         (("individual_enrollments", 0, "webhook_url"), WEBHOOK, "webhook_url"),
         (("individual_enrollments", 0, "registration_id"), "", "registration_id"),
+        (("events",), {"connection_events": "sometimes"}, "[events]: connection_events"),
+        (("events",), {"snapshot_interval": 0}, "[events]: snapshot_interval"),
+        (("events",), {"snapshot_interval": 3601}, "[events]: snapshot_interval"),
+        (("events",), {"snapshot_interval": True}, "[events]: snapshot_interval"),
+        (("events",), {"snapshot": 60}, "[events]"),
     ],
 )
 def test_invalid_values_name_section_and_field(

@@ -302,7 +302,7 @@ def test_enrollment_disabled_from_the_page_refuses_devices(
 ) -> None:
     """Disable the group from the enrollments page: DPS answers `disabled`; enable it again."""
     login(page, cloud, "#/enrollments")
-    row = page.page.locator("tbody tr", has_text="contoso-custom")
+    row = page.page.locator('tbody tr[data-id="group/contoso-custom"]')
     row.get_by_role("button", name="Disable").click()
     expect(row).to_contain_text("disabled")
     expect(page.page.locator(".command")).to_contain_text("disable contoso-custom")

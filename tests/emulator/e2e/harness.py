@@ -36,9 +36,11 @@ def emulator_toml(
     individuals: Sequence[Entry] = (),
     id_scope: str = ID_SCOPE,
     dps_host: str = DPS_HOST,
+    events: Entry | None = None,
 ) -> str:
-    """The emulator's configuration file: `[dps]`, a `[[hubs]]` table per hub name, and an
-    `[[enrollment_groups]]` / `[[individual_enrollments]]` table per entry, its fields in order.
+    """The emulator's configuration file: `[dps]`, a `[[hubs]]` table per hub name, an
+    `[[enrollment_groups]]` / `[[individual_enrollments]]` table per entry, its fields in order,
+    and `[events]` with `events` (e.g. `{"connection_events": "immediate"}`) when given.
 
     Values are strings, booleans, numbers, lists of them and nested mappings (inline tables, as
     `initial_twin`). Tests of the parser itself write their TOML literally instead.
@@ -50,6 +52,8 @@ def emulator_toml(
             f"[[{header}]]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in entry.items())
             for entry in entries
         ]
+    if events is not None:
+        tables.append("[events]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in events.items()))
     return "\n".join(tables)
 
 

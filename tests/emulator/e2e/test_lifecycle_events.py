@@ -1,5 +1,8 @@
 """Lifecycle events from the emulated hub, received by the emulator's Functions host and applied by
-`device_lifecycle` into Azurite (127.43.2.1)."""
+`device_lifecycle` into Azurite (127.43.2.1).
+
+Connection events are reported `immediate`ly here (IoT Hub's 60 s snapshots would make the test
+wait a minute per step; tests/emulator/hub/test_device_events.py covers the snapshots)."""
 
 from __future__ import annotations
 
@@ -8,13 +11,20 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from azure.iot.device import Message
 from azure.iot.hub import IoTHubRegistryManager
 
 from store.records import ConnectionState, HubIdentity
 from store.runtime import Runtime, build_runtime, set_runtime
 from store.settings import StoreSettings
 from tests.azurite import Azurite, fresh_prefix
-from tests.emulator.e2e.harness import RunningEmulator, device_client, options, wait_for
+from tests.emulator.e2e.harness import (
+    RunningEmulator,
+    device_client,
+    emulator_toml,
+    options,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -47,6 +57,7 @@ def emulator(
     run_options = options(
         tmp_path_factory.mktemp("life"),
         BIND,
+        emulator_toml(events={"connection_events": "immediate"}),
         host_functions=True,
         functions_bind=BIND,
         functions_port=0,
@@ -74,6 +85,7 @@ def test_created_connected_disconnected_deleted_land_in_the_inventory(
     assert row().hub == "toasters"
     client = device_client(emulator, HUB, "life-1", device.authentication.symmetric_key.primary_key)
     client.connect()
+    client.send_message(Message("hello"))  # IoT Hub counts a device connected from here on
     wait_for(lambda: row().connection_state is ConnectionState.CONNECTED, timeout=EVENTS)
     connected_sequence = row().last_sequence_number
     client.shutdown()

@@ -12,6 +12,7 @@ from itertools import count
 
 import pytest
 
+from emulator.endpoints import connack_of
 from emulator.https.hub_api import LOCK_SECONDS, HubHttpApi, hub_of_token
 from emulator.hub.directory import Hubs
 from emulator.service.api import Request, ServiceResponse
@@ -150,16 +151,16 @@ def test_a_locked_message_is_not_sent_over_mqtt_and_an_abandoned_one_is() -> Non
     sent: list[tuple[str, bytes]] = []
     password = token().encode()
     username = f"{TOASTERS}/dev-1/?api-version=2021-04-12"
-    code = hub.connect(
+    answer = hub.connect(
         client_id="dev-1",
         username=username,
         password=password,
-        send=lambda t, p: sent.append((t, p)),
+        send=lambda t, p, **_: sent.append((t, p)),
         close=lambda: None,
         now=NOW,
     )
-    assert code == 0
-    hub.subscribe(client_id="dev-1", topic_filter="devices/dev-1/messages/devicebound/#")
+    assert connack_of(answer).code == 0
+    hub.subscribe(client_id="dev-1", topic_filter="devices/dev-1/messages/devicebound/#", qos=0)
     assert sent == []
     path = f"/devices/dev-1/messages/devicebound/{lock.strip(chr(34))}/abandon{API}"
     assert call(api, "POST", path).status == 204

@@ -5,6 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from emulator.endpoints import connack_of
 from emulator.hub.endpoint import Hub, _announced_model
 from emulator.persistence.document import DeviceState, device_to_json, parse_device
 from emulator.service.views import twin_json
@@ -19,7 +20,7 @@ PLAIN = f"{HUB}/dev-001/?api-version=2019-10-01&DeviceClientType=x"
 
 def connect_as(hub: Hub, username: str, password: bytes | None = None) -> int:
     client = Client()
-    return hub.connect(
+    answer = hub.connect(
         client_id="dev-001",
         username=username,
         password=E2["token"].encode() if password is None else password,
@@ -27,6 +28,7 @@ def connect_as(hub: Hub, username: str, password: bytes | None = None) -> int:
         close=client.close,
         now=NOW,
     )
+    return connack_of(answer).code
 
 
 def model(hub: Hub) -> str:

@@ -67,7 +67,7 @@ def test_a_non_standard_reported_patch_gets_400_and_changes_nothing(
 ) -> None:
     """A 400 twin response with a JSON message; the twin, the connection and later patches are
     unaffected."""
-    hub, client = online()
+    hub, client = online(None, "$iothub/twin/res/#")
     before = hub.twin("dev-001")
     assert publish(hub, client, REPORTED.format(rid="bad"), body)
     [answer] = client.sent

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -69,7 +70,7 @@ def run(
 ) -> None:
     """Start a server with one hub holding dev-001, run `scenario`, stop the server."""
     paths = ensure_certificates(tmp_path, names=[ADDRESS, HUB])
-    hub = Hub(HUB)
+    hub = Hub(HUB, clock=time.time)  # the server stamps CONNECTs with the wall clock too
     hub.upsert_device("dev-001", primary_key=KEY, secondary_key=KEY, twin=None, now=0)
 
     def route(username: str) -> MqttEndpoint | None:
@@ -107,9 +108,12 @@ def run(
 
 
 async def connected(open_peer: Callable[[], Awaitable[Peer]]) -> Peer:
+    """dev-001 connected with CleanSession 0 (Session Present when it connected before)."""
     peer = await open_peer()
     await peer.send(peer.engine.connect("dev-001", username=USERNAME, password=token()))
-    assert await peer.packets() == [Connack(0)]
+    [connack] = await peer.packets()
+    assert isinstance(connack, Connack)
+    assert connack.return_code == 0
     return peer
 
 
@@ -120,16 +124,18 @@ def test_device_session_over_tls(tmp_path: Path) -> None:
         peer = await connected(open_peer)
         await peer.send(peer.engine.subscribe("$iothub/twin/PATCH/properties/desired/#"))
         assert await peer.packets() == [Suback(1, (1,))]
+        await peer.send(peer.engine.subscribe("$iothub/twin/res/#"))
+        assert await peer.packets() == [Suback(2, (1,))]
         await peer.send(peer.engine.publish("$iothub/twin/GET/?$rid=r1", b" "))
         puback, response = await peer.packets(2)
         assert isinstance(puback, Puback)
         assert isinstance(response, Publish)
-        assert response.topic == "$iothub/twin/res/200/?$rid=r1"
+        assert (response.topic, response.qos) == ("$iothub/twin/res/200/?$rid=r1", 0)
         assert json.loads(response.payload)["desired"] == {"$version": 1}
         hub.update_desired("dev-001", {"fan": "high"}, now=1)
         [push] = await peer.packets()
         assert isinstance(push, Publish)
-        assert (push.topic, push.qos) == ("$iothub/twin/PATCH/properties/desired/?$version=2", 1)
+        assert (push.topic, push.qos) == ("$iothub/twin/PATCH/properties/desired/?$version=2", 0)
         await peer.send(encode(Disconnect()))
         assert await peer.closed_by_server()
         assert not hub.is_connected("dev-001")
@@ -164,8 +170,11 @@ def test_bad_packet_costs_only_that_connection(tmp_path: Path, garbage: bytes) -
         await bad.send(garbage)
         assert await bad.closed_by_server()
         good = await connected(open_peer)
-        await good.send(good.engine.publish("$iothub/twin/GET/?$rid=r", b" "))
-        assert len(await good.packets(2)) == 2
+        await good.send(
+            good.engine.subscribe("$iothub/twin/res/#")
+            + good.engine.publish("$iothub/twin/GET/?$rid=r", b" ")
+        )
+        assert len(await good.packets(3)) == 3
 
     run(tmp_path, scenario, max_packet_size=1000)
 
@@ -218,6 +227,7 @@ class Exploding:
         send: Send,
         close: Close,
         now: float,
+        clean_session: bool = True,
     ) -> int:
         return 0
 
@@ -226,7 +236,7 @@ class Exploding:
     ) -> None:
         raise RuntimeError("endpoint bug")
 
-    def subscribe(self, *, client_id: str, topic_filter: str) -> bool:
+    def subscribe(self, *, client_id: str, topic_filter: str, qos: int = 1) -> bool:
         return False
 
     def unsubscribe(self, *, client_id: str, topic_filter: str) -> None:
@@ -259,8 +269,54 @@ def test_newer_connection_replaces_older(tmp_path: Path) -> None:
         first = await connected(open_peer)
         second = await connected(open_peer)
         assert await first.closed_by_server()
-        await second.send(second.engine.publish("$iothub/twin/GET/?$rid=r", b" "))
-        assert len(await second.packets(2)) == 2
+        await second.send(
+            second.engine.subscribe("$iothub/twin/res/#")
+            + second.engine.publish("$iothub/twin/GET/?$rid=r", b" ")
+        )
+        assert len(await second.packets(3)) == 3
         assert hub.is_connected("dev-001")
+
+    run(tmp_path, scenario)
+
+
+def test_puback_of_a_c2d_message_takes_it_off_the_queue_and_clean_session_is_honoured(
+    tmp_path: Path,
+) -> None:
+    """Over TLS: Session Present follows the kept session; a QoS 1 C2D PUBLISH stays queued until
+    its PUBACK and is sent again to the next connection when the first never acknowledged it;
+    a CleanSession 1 CONNECT answers Session Present 0."""
+
+    async def scenario(open_peer: Callable[[], Awaitable[Peer]], hub: Hub) -> None:
+        first = await open_peer()
+        await first.send(first.engine.connect("dev-001", username=USERNAME, password=token()))
+        assert await first.packets() == [Connack(0, session_present=False)]
+        await first.send(first.engine.subscribe("devices/+/messages/devicebound/#"))
+        assert await first.packets() == [Suback(1, (1,))]
+        hub.send_c2d("dev-001", b"keep me", message_id="m-1")
+        [unacknowledged] = await first.packets()
+        assert isinstance(unacknowledged, Publish)
+        assert unacknowledged.qos == 1
+        first.writer.close()  # gone without a PUBACK
+        async with asyncio.timeout(5):
+            while hub.is_connected("dev-001"):
+                await asyncio.sleep(0.01)
+        assert [m.message_id for m in hub.c2d_queue("dev-001")] == ["m-1"]
+        second = await open_peer()
+        await second.send(second.engine.connect("dev-001", username=USERNAME, password=token()))
+        connack, again = await second.packets(2)
+        assert connack == Connack(0, session_present=True)
+        assert isinstance(again, Publish)
+        assert (again.payload, again.qos) == (b"keep me", 1)
+        assert again.packet_id is not None
+        await second.send(second.engine.puback(again.packet_id))
+        async with asyncio.timeout(5):
+            while hub.c2d_queue("dev-001"):
+                await asyncio.sleep(0.01)
+        clean = await open_peer()
+        await clean.send(
+            clean.engine.connect("dev-001", username=USERNAME, password=token(), clean_session=True)
+        )
+        assert await clean.packets() == [Connack(0, session_present=False)]
+        assert hub.subscriptions("dev-001") == set()
 
     run(tmp_path, scenario)

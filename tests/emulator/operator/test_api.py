@@ -8,6 +8,7 @@ import json
 import logging
 import socket
 import stat
+import tempfile
 import time
 import tomllib
 from collections.abc import Iterator
@@ -16,6 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from emulator.__main__ import main
 from emulator.app import Emulator
@@ -23,6 +26,7 @@ from emulator.config import load_config
 from emulator.dps.service import DpsService
 from emulator.dps.webhook import FunctionWebhook, WebhookResponse
 from emulator.faults.spec import Faults
+from emulator.hub.c2d import AckMode
 from emulator.hub.directory import Hubs
 from emulator.operator.api import AdminApi
 from emulator.operator.cli import EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE
@@ -38,6 +42,7 @@ from tests.emulator.dps.test_service import (
     to_hub,
 )
 from tests.emulator.e2e.harness import RunningEmulator, emulator_toml, options
+from tests.strategies import json_values
 
 BIND = "127.44.1.1"
 HUB = "toasters.azure-devices.net"
@@ -516,3 +521,73 @@ def test_regenerate_key_with_the_config_file_gone_still_answers_and_warns(
     assert dps.config.enrollment_groups[0].primary_key == made[1]["key"]
     assert "the new key is in use but not in the config file: emulator.toml" in caplog.text
     assert made[1]["key"] not in caplog.text
+
+
+def c2d_device(tmp_path: Path) -> tuple[Hubs, AdminApi]:
+    """An in-memory cloud whose toasters hub holds `dev-c2d`, offline."""
+    emulator, _, api = local_cloud(tmp_path)
+    hubs = emulator.hubs
+    assert hubs is not None
+    hubs.hub(TOASTERS).upsert_device(
+        "dev-c2d", primary_key=KEY, secondary_key=KEY, twin=None, now=NOW
+    )
+    return hubs, api
+
+
+def test_send_c2d_sets_expiry_ack_and_properties_as_asked(tmp_path: Path) -> None:
+    """`ttl_seconds` or an absolute `expiry`, `ack`, `correlation_id`: the queued message carries
+    them; without them it expires in an hour and asks no feedback; both expiries at once is 400."""
+    hubs, api = c2d_device(tmp_path)
+    path = f"/admin/hubs/{TOASTERS}/devices/dev-c2d/c2d"
+
+    async def scenario() -> list[tuple[int, Any]]:
+        return [
+            await ask(api, "POST", path, {"body": "a", "message_id": "m-default"}),
+            await ask(
+                api,
+                "POST",
+                path,
+                {"body": "b", "message_id": "m-ttl", "ttl_seconds": 30, "ack": "full"},
+            ),
+            await ask(
+                api,
+                "POST",
+                path,
+                {"body": "c", "expiry": "2031-01-01T00:00:00Z", "correlation_id": "c-1"},
+            ),
+            await ask(api, "POST", path, {"body": "d", "ttl_seconds": 5, "expiry": "2031-01-01Z"}),
+        ]
+
+    default, ttl, absolute, both = asyncio.run(scenario())
+    assert (default[0], ttl[0], absolute[0]) == (200, 200, 200)
+    assert default[1]["ack"] == "none"
+    assert both[0] == 400
+    assert "ttl_seconds, expiry" in both[1]["error"]["message"]
+    queued = hubs.hub(TOASTERS).c2d_queue("dev-c2d")
+    assert [(m.expiry - (NOW + 5), m.expiry_set, m.ack) for m in queued[:2]] == [
+        (3600.0, False, AckMode.NONE),
+        (30.0, True, AckMode.FULL),
+    ]
+    assert (queued[2].expiry, queued[2].correlation_id) == (1924992000.0, "c-1")
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    ttl=st.none() | json_values,
+    expiry=st.none() | json_values | st.datetimes().map(lambda moment: moment.isoformat()),
+    ack=st.none() | json_values | st.sampled_from([mode.value for mode in AckMode]),
+)
+def test_any_c2d_options_are_queued_or_refused_naming_the_field(
+    ttl: object, expiry: object, ack: object
+) -> None:
+    """Whatever JSON `ttl_seconds`, `expiry` and `ack` hold: 200, or 400 naming the field;
+    never a 5xx (each example starts with an empty queue)."""
+    with tempfile.TemporaryDirectory() as directory:
+        _, api = c2d_device(Path(directory))
+        body = {"body": "x", "ttl_seconds": ttl, "expiry": expiry, "ack": ack}
+        status, answer = asyncio.run(
+            ask(api, "POST", f"/admin/hubs/{TOASTERS}/devices/dev-c2d/c2d", body)
+        )
+    assert status in (200, 400), answer
+    if status == 400:
+        assert answer["error"]["message"].startswith(("ttl_seconds", "expiry", "ack"))

@@ -7,12 +7,14 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from hypothesis import given, settings
 
 from emulator.hub.directory import Hubs
 from emulator.hub.messages import MethodResponse
 from emulator.service.api import MethodCall, Request, ServiceApi, ServicePolicyKey, ServiceResponse
 from sas import generate_sas_token, sign
 from tests.fixtures import FIXTURES
+from tests.strategies import json_values
 
 VECTORS = FIXTURES / "sas" / "vectors.json"
 SVC1 = next(v for v in json.loads(VECTORS.read_text()) if v["id"] == "SVC1")
@@ -58,9 +60,13 @@ def answer(service: ServiceApi, req: Request, now: float = NOW) -> ServiceRespon
 
 
 def error_code(response: ServiceResponse) -> str:
+    """The `iothub-errorcode` header, checked against the body (either form)."""
     headers = dict(response.headers)
     message = json.loads(response.body)["Message"]
-    assert message.startswith(f"ErrorCode:{headers['iothub-errorcode']};")
+    if message.startswith("{"):  # the structured form direct methods get
+        assert isinstance(json.loads(message)["errorCode"], int)
+    else:
+        assert message.startswith(f"ErrorCode:{headers['iothub-errorcode']};")
     return headers["iothub-errorcode"]
 
 
@@ -239,7 +245,7 @@ def test_direct_method_round_trip_and_timeout() -> None:
         client_id="m-1",
         username=f"{HUB}/m-1/?api-version=2021-04-12",
         password=token.encode(),
-        send=lambda topic, payload: sent.append((topic, payload)),
+        send=lambda topic, payload, **_: sent.append((topic, payload)),
         close=lambda: None,
         now=NOW,
     )
@@ -264,7 +270,15 @@ def test_direct_method_round_trip_and_timeout() -> None:
     }
     second = service.invoke(call, answers.append, now=NOW)
     assert isinstance(second, str)
-    assert service.method_timeout(call, second, now=NOW).status == 504
+    timeout = service.method_timeout(call, second, now=NOW)
+    assert (timeout.status, error_code(timeout)) == (504, "GatewayTimeout")
+    assert structured(timeout) == {
+        "errorCode": 504101,
+        "trackingId": structured(timeout)["trackingId"],
+        "message": "Timed out waiting for the response from device.",
+        "info": {},
+        "timestampUtc": "2026-11-29T04:36:48.0000000Z",
+    }
     hub.publish(
         client_id="m-1",
         topic=f"$iothub/methods/res/200/?$rid={second}",
@@ -275,11 +289,42 @@ def test_direct_method_round_trip_and_timeout() -> None:
     assert len(answers) == 1  # the late answer is ignored
 
 
+def structured(response: ServiceResponse) -> Any:
+    """The JSON document inside `Message` of a structured error body (ExceptionMessage empty)."""
+    body = json.loads(response.body)
+    assert body["ExceptionMessage"] == ""
+    return json.loads(body["Message"])
+
+
+def test_a_method_for_an_offline_or_unsubscribed_device_is_404103() -> None:
+    """DeviceNotOnline has IoT Hub's structured body (errorCode 404103, info) and header; the
+    connect timeout the call asked for is carried on the MethodCall."""
+    service, hubs = api()
+    hubs.hub(HUB).upsert_device(
+        "m-2", primary_key=DEVICE_KEY, secondary_key=DEVICE_KEY, twin=None, now=NOW
+    )
+    body = {"methodName": "reboot", "responseTimeoutInSeconds": 5, "connectTimeoutInSeconds": 7}
+    call = service.handle(request("POST", "/twins/m-2/methods", body), port_hub=HUB, now=NOW)
+    assert isinstance(call, MethodCall)
+    assert (call.timeout, call.connect_timeout) == (5.0, 7.0)
+    refused = service.invoke(call, lambda _: None, now=NOW)
+    assert isinstance(refused, ServiceResponse)
+    assert (refused.status, error_code(refused)) == (404, "DeviceNotOnline")
+    detail = structured(refused)
+    assert (detail["errorCode"], detail["info"]) == (404103, {})
+    assert "isn't online" in detail["message"]
+    assert len(detail["trackingId"]) == 32
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
         ({"payload": 1}, "methodName"),
         ({"methodName": "m", "responseTimeoutInSeconds": 1}, "responseTimeoutInSeconds"),
+        ({"methodName": "m", "connectTimeoutInSeconds": 301}, "connectTimeoutInSeconds"),
+        ({"methodName": "m", "connectTimeoutInSeconds": -1}, "connectTimeoutInSeconds"),
+        ({"methodName": "m", "connectTimeoutInSeconds": "5"}, "connectTimeoutInSeconds"),
+        ({"methodName": "m", "connectTimeoutInSeconds": True}, "connectTimeoutInSeconds"),
         ([], "body"),
     ],
 )
@@ -289,3 +334,28 @@ def test_bad_method_requests_name_the_field(body: Any, field: str) -> None:
     response = answer(service, request("POST", "/twins/x/methods", body))
     assert response.status == 400
     assert field.encode() in response.body
+
+
+@settings(max_examples=200, deadline=None)
+@given(response=json_values, connect=json_values)
+def test_any_method_timeouts_give_a_call_or_a_400_naming_the_field(
+    response: object, connect: object
+) -> None:
+    """Whatever JSON the two timeouts hold: a MethodCall with both in IoT Hub's ranges, or a 400
+    ArgumentInvalid naming the field; never a 5xx or an exception."""
+    service, _ = api()
+    body = {
+        "methodName": "m",
+        "responseTimeoutInSeconds": response,
+        "connectTimeoutInSeconds": connect,
+    }
+    result = service.handle(request("POST", "/twins/x/methods", body), port_hub=HUB, now=NOW)
+    if isinstance(result, MethodCall):
+        assert 5 <= result.timeout <= 300
+        assert 0 <= result.connect_timeout <= 300
+        return
+    assert result.status == 400
+    assert error_code(result) == "ArgumentInvalid"
+    message = json.loads(result.body)["Message"]
+    assert "TimeoutInSeconds" in message
+    assert ": expected" in message
