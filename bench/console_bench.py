@@ -11,7 +11,7 @@
    read and compared with what was sent: the largest lag (messages and seconds), and how long
    after the last message the page showed all of them.
 
-The emulator listens on 127.54.250.1:18884, apart from `emulator_bench`.
+The emulator listens on 127.58.250.1:18884, apart from `emulator_bench`.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from emulator.persistence.writer import write_state
 from sas import generate_sas_token
 
 ROOT = Path(__file__).resolve().parents[1]
-BIND = "127.54.250.1"
+BIND = "127.58.250.1"
 PORT = 18884
 HUB = "bench.azure-devices.net"
 DEVICE = "dev-00000"

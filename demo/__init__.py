@@ -1,1 +1,2 @@
-"""``make demo``: the whole flow on one machine (see demo/__main__.py)."""
+"""``make demo``: the whole flow on one machine (see demo/__main__.py); ``python -m demo.screenshots``:
+the web console's screenshots for the README (demo/screenshots.py)."""

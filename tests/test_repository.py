@@ -84,3 +84,46 @@ def test_markdown_links_stay_inside_the_repository() -> None:
             if ROOT not in (resolved, *resolved.parents) or not resolved.exists():
                 broken.append(f"{path.relative_to(ROOT)} -> {target}")
     assert broken == []
+
+
+def heading_anchors(text: str) -> set[str]:
+    """The anchors GitHub gives a Markdown file's headings (code fences skipped)."""
+    anchors: set[str] = set()
+    seen: dict[str, int] = {}
+    fenced = False
+    for line in text.splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        match = None if fenced else re.match(r"#{1,6}\s+(.*?)\s*#*\s*$", line)
+        if match is None:
+            continue
+        slug = re.sub(r"[^\w\- ]", "", match.group(1).lower()).replace(" ", "-")
+        count = seen.get(slug, 0)
+        seen[slug] = count + 1
+        anchors.add(slug if count == 0 else f"{slug}-{count}")
+    return anchors
+
+
+def test_heading_anchors_follow_github() -> None:
+    """Anchors are made as GitHub makes them: lower case, punctuation dropped, repeats numbered."""
+    text = "# The web console\n## Admin API (auth `ADMIN`)\n```sh\n# not a heading\n```\n# The web console\n"
+    assert heading_anchors(text) == {"the-web-console", "admin-api-auth-admin", "the-web-console-1"}
+
+
+def test_markdown_anchors_name_a_heading() -> None:
+    """Every `#anchor` a tracked Markdown file links to (its own or another file's) is a heading
+    there."""
+    link = re.compile(r"\]\(([^)#\s]*)#([^)\s]+)\)")
+    broken = []
+    for path in tracked_files():
+        if path.suffix != ".md":
+            continue
+        for target, anchor in link.findall(path.read_text(encoding="utf-8")):
+            if re.match(r"[a-z]+:", target):
+                continue  # https:, mailto:
+            file = (path.parent / target).resolve() if target else path
+            if file.suffix != ".md" or not file.is_file():
+                continue
+            if anchor not in heading_anchors(file.read_text(encoding="utf-8")):
+                broken.append(f"{path.relative_to(ROOT)} -> {target}#{anchor}")
+    assert broken == []

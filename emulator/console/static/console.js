@@ -116,10 +116,18 @@ function httpPill(status) {
   return pill(`HTTP ${status}`, tone);
 }
 
-function jsonNode(value) {
-  // Pretty JSON with coloured tokens, built as text nodes.
-  const pre = h("pre", { class: "json" });
-  const text = JSON.stringify(value, null, 2);
+function compactJson(value) {
+  // One line with a space after each colon and comma: real newlines only ever come from the
+  // indentation (JSON escapes those inside strings), so removing them changes no value.
+  const text = JSON.stringify(value, null, 1);
+  if (text === undefined) return "null";
+  return text.replace(/([{[])\n */g, "$1").replace(/\n *([}\]])/g, "$1").replace(/\n */g, " ");
+}
+
+function jsonNode(value, compact) {
+  // Pretty (or, with `compact`, one-line) JSON with coloured tokens, built as text nodes.
+  const pre = h("pre", { class: compact ? "json compact" : "json" });
+  const text = compact ? compactJson(value) : JSON.stringify(value, null, 2);
   if (text === undefined) { pre.textContent = "null"; return pre; }
   const pattern = /("(?:\\.|[^"\\])*")(\s*:)?|\b(true|false|null)\b|(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)/g;
   let last = 0;
@@ -133,6 +141,26 @@ function jsonNode(value) {
   }
   pre.append(text.slice(last));
   return pre;
+}
+
+function plural(count, word, many) {
+  return `${count} ${count === 1 ? word : many || `${word}s`}`;
+}
+
+function hostNode(host, extraClass) {
+  // A host name that wraps only before its domain ("contoso-hub" / ".azure-devices.net").
+  const text = String(host || "");
+  const dot = text.indexOf(".");
+  if (dot < 1) return h("span", { class: `host ${extraClass || ""}` }, text || "–");
+  return h("span", { class: `host ${extraClass || ""}`, title: text }, h("span", { class: "label" }, text.slice(0, dot)), h("wbr"),
+    h("span", { class: "domain" }, text.slice(dot)));
+}
+
+function enrollmentNode(text) {
+  // DPS's records name an enrollment as "group 'id'" or "individual 'id'".
+  const match = /^(group|individual) '(.*)'$/.exec(String(text || ""));
+  if (!match) return text || "–";
+  return h("span", { class: "nowrap" }, h("span", { class: "muted" }, `${match[1]} `), h("span", { class: "mono" }, match[2]));
 }
 
 function jsonBox(title, value, open) {
@@ -324,14 +352,14 @@ function statusCards(status) {
   const dps = status.dps;
   const cards = [
     h("div", { class: "card" }, h("div", { class: "label" }, "DPS"), h("div", { class: "value" }, `${dps.registrations} assigned`),
-      h("div", { class: "sub" }, `${dps.assigning} in flight · ${dps.failed} failed · ${dps.enrollments} enrollment(s)`),
+      h("div", { class: "sub" }, `${dps.assigning} in flight · ${dps.failed} failed · ${plural(dps.enrollments, "enrollment")}`),
       h("div", { class: "sub" }, `${dps.host} · ID scope ${dps.id_scope}`)),
   ];
   for (const hub of status.hubs) {
     cards.push(h("a", { class: "card hub-card", href: `#/hubs/${enc(hub.name)}`, dataset: { hub: hub.name } },
-      h("div", { class: "label" }, hub.name),
+      h("div", { class: "label" }, hostNode(hub.name)),
       h("div", { class: "value" }, `${hub.connected} / ${hub.devices}`),
-      h("div", { class: "sub" }, `connected / devices · ${hub.messages_received} message(s)`)));
+      h("div", { class: "sub" }, `connected / devices · ${plural(hub.messages_received, "message")}`)));
   }
   const faults = Object.keys(status.faults || {});
   cards.push(h("a", { class: "card", href: "#/drills" }, h("div", { class: "label" }, "Faults"),
@@ -358,11 +386,11 @@ async function viewProvisioning(main) {
   const exchanges = [];
   const table = sortableTable([
     { key: "registration_id", label: "Registration id", cell: (r) => h("span", { class: "mono" }, r.registration_id) },
-    { key: "enrollment", label: "Enrollment" },
+    { key: "enrollment", label: "Enrollment", cell: (r) => enrollmentNode(r.enrollment) },
     { key: "status", label: "Status", cell: registrationStatus },
-    { key: "assigned_hub", label: "Hub", cell: (r) => r.assigned_hub && r.device_id ? h("a", { href: `#/device/${enc(r.assigned_hub)}/${enc(r.device_id)}` }, r.assigned_hub) : (r.assigned_hub || "–") },
+    { key: "assigned_hub", label: "Hub", cell: (r) => r.assigned_hub && r.device_id ? h("a", { href: `#/device/${enc(r.assigned_hub)}/${enc(r.device_id)}`, title: "the device's page" }, hostNode(r.assigned_hub)) : (r.assigned_hub ? hostNode(r.assigned_hub) : "–") },
     { key: "substatus", label: "Substatus" },
-    { key: "webhook", label: "Webhook", value: (r) => (r.webhook ? r.webhook.status || 0 : -1), cell: (r) => r.webhook ? h("span", {}, httpPill(r.webhook.status), ` ${r.webhook.latency_ms} ms`, r.webhook.attempt > 1 ? ` · call ${r.webhook.attempt}` : "") : h("span", { class: "muted" }, r.custom === false ? "not custom" : "–") },
+    { key: "webhook", label: "Webhook", value: (r) => (r.webhook ? r.webhook.status || 0 : -1), cell: (r) => r.webhook ? h("span", { class: "nowrap" }, httpPill(r.webhook.status), ` ${r.webhook.latency_ms} ms`, r.webhook.attempt > 1 ? ` · call ${r.webhook.attempt}` : "") : h("span", { class: "muted" }, r.custom === false ? "not custom" : "–") },
     { key: "updated", label: "Updated", num: true, value: (r) => r.updated || 0, cell: (r) => timeCell(r.updated) },
   ], { sortKey: "updated", descending: true, id: (r) => r.registration_id.toLowerCase(), detail: registrationDetail, empty: "No registrations yet: provision a device (python -m simulator run --local)." });
 
@@ -500,7 +528,7 @@ async function viewEnrollments(main) {
       { key: "id", label: "Id", cell: (e) => h("span", { class: "mono" }, e.id) },
       { key: "kind", label: "Kind" },
       { key: "allocation", label: "Allocation", cell: (e) => pill(e.allocation, "info") },
-      { key: "hubs", label: "Linked hubs", value: (e) => e.hubs.join(", "), cell: (e) => h("div", {}, e.hubs.map((hub) => h("div", { class: "mono" }, hub))) },
+      { key: "hubs", label: "Linked hubs", value: (e) => e.hubs.join(", "), cell: (e) => h("div", {}, e.hubs.map((hub) => h("div", {}, hostNode(hub)))) },
       { key: "reprovision", label: "Reprovision" },
       { key: "enabled", label: "Status", value: (e) => (e.enabled ? 1 : 0), cell: (e) => pill(e.enabled ? "enabled" : "disabled") },
       { key: "initial_twin", label: "Initial twin", value: (e) => (e.initial_twin ? 1 : 0), cell: (e) => e.initial_twin ? jsonBox("tags and desired", e.initial_twin, false) : h("span", { class: "muted" }, e.allocation === "custom" ? "the webhook's" : "none") },
@@ -543,37 +571,58 @@ async function viewEnrollments(main) {
   await load();
 }
 
-async function viewHubs(main) {
-  main.append(pageHead("Hubs & devices", "each hub with its devices; click a hub"));
-  const cards = h("div", { class: "cards" });
-  main.append(cards);
-  const load = async () => clear(cards).append(...statusCards(await api("GET", "/api/admin/status")).slice(1, -1));
-  await load();
-  const stop = live.on((items) => { if (items.some((i) => i.kind === "hub.lifecycle")) debouncedLoad(); });
-  const debouncedLoad = debounce(() => load().catch(failed), 300);
-  return stop;
-}
-
-async function viewHub(main, hub) {
-  main.append(pageHead(hub, "devices in this hub"), h("p", {}, h("a", { href: "#/hubs" }, "← all hubs")));
-  const panel = h("div", { class: "panel" });
-  main.append(panel);
+function hubDevices(hub) {
+  // A hub's devices, sortable, with its summary and command; `load()` fetches them again.
   const table = sortableTable([
     { key: "device_id", label: "Device id", cell: (d) => h("a", { class: "mono", href: `#/device/${enc(hub)}/${enc(d.device_id)}` }, d.device_id) },
     { key: "enabled", label: "Status", value: (d) => (d.enabled ? 1 : 0), cell: (d) => pill(d.enabled ? "enabled" : "disabled") },
     { key: "connected", label: "Connection", value: (d) => (d.connected ? 1 : 0), cell: (d) => pill(d.connected ? "connected" : "offline") },
-  ], { sortKey: "device_id", empty: "No devices in this hub yet." });
-  const summary = h("p", { class: "muted" });
-  panel.append(summary, table.node, commandLine(emulatorCommand("devices", hub)));
+  ], { sortKey: "device_id", limit: 200, empty: "No devices in this hub yet." });
+  const summary = h("span", { class: "muted" });
+  const node = h("div", { class: "panel", dataset: { hub } },
+    h("div", { class: "toolbar" }, h("h2", { class: "grow" }, h("a", { href: `#/hubs/${enc(hub)}` }, hub)), summary),
+    table.node, commandLine(emulatorCommand("devices", hub)));
   async function load() {
     const answer = await api("GET", `/api/admin/hubs/${enc(hub)}/devices`);
     const connected = answer.devices.filter((d) => d.connected).length;
-    summary.textContent = `${connected} connected of ${answer.devices.length} device(s)`;
+    summary.textContent = `${connected} connected of ${plural(answer.devices.length, "device")}`;
     table.set(answer.devices);
   }
+  return { node, load };
+}
+
+function onHubChange(hub, reload) {
+  // Reload (debounced) when a device of `hub` (any hub when null) comes, goes, connects or leaves.
+  const later = debounce(() => reload().catch(failed), 300);
+  return live.on((items) => {
+    if (items.some((i) => i.kind === "hub.lifecycle" && (hub === null || String(i.hub).toLowerCase() === hub.toLowerCase()))) later();
+  });
+}
+
+async function viewHubs(main) {
+  main.append(pageHead("Hubs & devices", "each hub with its devices; click a device for its twin, telemetry, C2D and methods"));
+  const cards = h("div", { class: "cards" });
+  const lists = h("div", { class: "stack" });
+  main.append(cards, lists);
+  const hubs = new Map();
+  async function load() {
+    const status = await api("GET", "/api/admin/status");
+    clear(cards).append(...statusCards(status).slice(1, -1));
+    for (const hub of status.hubs) {
+      if (!hubs.has(hub.name)) { hubs.set(hub.name, hubDevices(hub.name)); lists.append(hubs.get(hub.name).node); }
+    }
+    await Promise.all([...hubs.values()].map((entry) => entry.load()));
+  }
   await load();
-  const reload = debounce(() => load().catch(failed), 300);
-  return live.on((items) => { if (items.some((i) => (i.kind === "hub.lifecycle") && String(i.hub).toLowerCase() === hub.toLowerCase())) reload(); });
+  return onHubChange(null, load);
+}
+
+async function viewHub(main, hub) {
+  main.append(pageHead(hub, "devices in this hub"), h("p", {}, h("a", { href: "#/hubs" }, "← all hubs")));
+  const devices = hubDevices(hub);
+  main.append(devices.node);
+  await devices.load();
+  return onHubChange(hub, devices.load);
 }
 
 function versioned(section) {
@@ -591,8 +640,7 @@ async function viewDevice(main, hub, deviceId) {
   const telemetryPanel = h("div", { class: "panel", id: "telemetry" });
   const c2dPanel = h("div", { class: "panel", id: "c2d" });
   const methodPanel = h("div", { class: "panel", id: "method" });
-  main.append(h("div", { class: "grid two" }, identity, twinPanel), h("div", { class: "grid two", style: "margin-top:16px" }, c2dPanel, methodPanel),
-    h("div", { style: "margin-top:16px" }, telemetryPanel));
+  main.append(h("div", { class: "columns" }, h("div", { class: "stack" }, identity, telemetryPanel), h("div", { class: "stack" }, twinPanel, c2dPanel, methodPanel)));
   let twin = null;
   const twinView = h("div");
   const desiredInput = h("textarea", { id: "desired-patch", "aria-label": "Desired properties patch", spellcheck: "false" }, "{}");
@@ -638,7 +686,7 @@ async function viewDevice(main, hub, deviceId) {
     }
   } }, "Apply (etag-checked)");
   twinPanel.append(h("h2", {}, "Twin"), twinView, h("h3", {}, "Edit"),
-    h("div", { class: "grid two" }, field("Desired properties patch (null removes)", desiredInput), field("Tags patch", tagsInput)),
+    h("div", { class: "pair" }, field("Desired properties patch (null removes)", desiredInput), field("Tags patch", tagsInput)),
     h("div", { class: "toolbar", style: "margin-top:8px" }, apply, h("span", { class: "muted" }, "sent with If-Match: the etag shown above")), twinResult);
 
   // telemetry
@@ -647,7 +695,7 @@ async function viewDevice(main, hub, deviceId) {
   const messages = [];
   const tbody = h("tbody", { id: "telemetry-rows" });
   telemetryPanel.append(h("div", { class: "toolbar" }, h("h2", { class: "grow" }, "Telemetry, newest first"), counter),
-    h("div", { class: "table-wrap" }, h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Received"), h("th", {}, "#"), h("th", {}, "Body"), h("th", {}, "Properties"))), tbody)),
+    h("div", { class: "table-wrap scroll" }, h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Received"), h("th", { class: "num" }, "#"), h("th", {}, "Body"), h("th", {}, "Properties"))), tbody)),
     commandLine(emulatorCommand("tail", hub, "--device", deviceId)));
   let pending = false;
   function drawTelemetry() {
@@ -656,14 +704,24 @@ async function viewDevice(main, hub, deviceId) {
     clear(tbody);
     if (!messages.length) tbody.append(h("tr", {}, h("td", { class: "empty", colspan: 4 }, "No telemetry yet; it appears here as it arrives.")));
     for (const message of messages.slice(-100).reverse()) {
-      let body = message.body !== undefined ? message.body : `(base64) ${message.body_base64}`;
-      let node;
-      try { node = typeof body === "string" && /^\s*[[{]/.test(body) ? jsonNode(JSON.parse(body)) : h("span", { class: "mono" }, body); }
-      catch (error) { node = h("span", { class: "mono" }, body); }
-      const properties = { ...message.system_properties, ...message.properties };
-      tbody.append(h("tr", { class: "message" }, h("td", {}, timeCell(message.time)), h("td", { class: "num" }, message.seq), h("td", {}, node),
-        h("td", {}, Object.keys(properties).length ? jsonBox(`${Object.keys(properties).length} propert${Object.keys(properties).length === 1 ? "y" : "ies"}`, properties, false) : h("span", { class: "muted" }, "–"))));
+      const body = message.body !== undefined ? message.body : `(base64) ${message.body_base64}`;
+      tbody.append(h("tr", { class: "message" }, h("td", { class: "nowrap" }, timeCell(message.time)), h("td", { class: "num" }, message.seq),
+        h("td", {}, bodyNode(body, message.truncated)), h("td", {}, propertiesNode(message.properties || {}, message.system_properties || {}))));
     }
+  }
+  function bodyNode(body, truncated) {
+    // JSON on one line when short, else collapsible and pretty; anything else as text.
+    let value;
+    try { value = typeof body === "string" && /^\s*[[{]/.test(body) && !truncated ? JSON.parse(body) : undefined; } catch (error) { value = undefined; }
+    if (value === undefined) return h("span", { class: "mono text" }, body, truncated ? h("span", { class: "muted" }, " … (cut)") : null);
+    const line = compactJson(value);
+    return line.length <= 120 ? jsonNode(value, true) : jsonBox(`${line.slice(0, 60)} …`, value, false);
+  }
+  function propertiesNode(application, system) {
+    const names = Object.keys(application);
+    const shown = names.length ? h("div", { class: "props" }, names.map((name) => h("span", { class: "prop" }, h("span", { class: "muted" }, `${name}=`), String(application[name])))) : null;
+    const others = Object.keys(system).length ? h("details", { class: "more" }, h("summary", {}, plural(Object.keys(system).length, "system property", "system properties")), jsonNode(system)) : null;
+    return shown || others ? h("div", {}, shown, others) : h("span", { class: "muted" }, "–");
   }
   function addMessages(list) {
     for (const message of list) {
@@ -749,7 +807,7 @@ async function viewAllocation(main) {
       for (const entry of answer.counts) byRule.set(entry.rule, (byRule.get(entry.rule) || 0) + entry.devices);
       rulesPanel.append(bars([...byRule].map(([name, count]) => ({ name, count })), true),
         h("h3", {}, "rule → hub"), h("table", {}, h("tbody", {}, answer.counts.map((c) => h("tr", {}, h("td", {}, c.rule), h("td", { class: "mono" }, c.hub), h("td", { class: "num" }, c.devices))))),
-        h("p", { class: "note" }, `From the registration log in Table storage: the latest assignment of ${answer.sampled} of ${answer.devices} active device(s).`));
+        h("p", { class: "note" }, `From the registration log in Table storage: the latest assignment of ${answer.sampled} of ${plural(answer.devices, "active device")}.`));
     }).catch((error) => rulesPanel.append(h("p", { class: "muted" }, error.message)));
   } else rulesPanel.append(h("p", { class: "muted" }, "Rules come from the registration log, which the hosted Functions app keeps; it is not hosted here."));
 
@@ -774,13 +832,13 @@ async function viewAllocation(main) {
         if (payload !== undefined) body.payload = payload;
         const answer = await api("POST", "/api/policy/decide", body);
         const d = answer.decision;
-        playResult.append(h("dl", { class: "kv" },
+        append(playResult, [h("dl", { class: "kv" },
           h("dt", {}, "Outcome"), h("dd", {}, pill(d.outcome)),
           h("dt", {}, "Rule"), h("dd", { id: "play-rule" }, d.rule),
           d.outcome === "assigned" ? [h("dt", {}, "Strategy"), h("dd", {}, d.strategy), h("dt", {}, "Hub"), h("dd", { class: "mono", id: "play-hub" }, d.hub)] : [h("dt", {}, "Reason"), h("dd", {}, d.reason)],
           h("dt", {}, "Linked hubs"), h("dd", { class: "mono" }, answer.linked_hubs.join(", "))),
           d.initial_twin ? jsonBox("initial twin", d.initial_twin, true) : null, d.payload ? jsonBox("payload returned to the device", d.payload, true) : null,
-          commandLine(answer.command));
+          commandLine(answer.command)]);
       } catch (error) { failed(error); }
     } }, "Decide")), playResult);
 
@@ -810,7 +868,7 @@ async function viewAllocation(main) {
           h("div", { class: "grid two" }, h("div", {}, h("h3", {}, "now"), bars(Object.entries(answer.before).map(([name, count]) => ({ name, count })))),
             h("div", {}, h("h3", {}, "after"), bars(Object.entries(answer.after).map(([name, count]) => ({ name, count })), true))),
           answer.flows.length ? h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "from"), h("th", {}, "to"), h("th", { class: "num" }, "devices"))),
-            h("tbody", {}, answer.flows.map((f) => h("tr", {}, h("td", { class: "mono" }, f.from), h("td", { class: "mono" }, f.to), h("td", { class: "num" }, f.count))))) : h("p", { class: "muted" }, "Nothing moves."));
+            h("tbody", {}, answer.flows.map((f) => h("tr", {}, h("td", {}, hostNode(f.from)), h("td", {}, hostNode(f.to)), h("td", { class: "num" }, f.count))))) : h("p", { class: "muted" }, "Nothing moves."));
       } catch (error) { failed(error); }
     } }, "Compare")), movesResult);
 }
@@ -833,9 +891,9 @@ async function viewDrills(main) {
   main.append(h("div", { class: "grid two" }, faultsPanel, activePanel), h("div", { style: "margin-top:16px" }, rotation));
   const target = h("select", { id: "fault-target" }, h("option", { value: "dps" }, "dps"), info.hubs.map((hub) => h("option", { value: hub }, hub)));
   const inputs = {};
-  const grid = h("div", { class: "row" });
+  const grid = h("div", { class: "fields" });
   for (const [name, label, dpsOnly] of FAULT_FIELDS) {
-    inputs[name] = h("input", { type: "number", min: "0", step: "any", id: `fault-${name}`, style: "width:120px" });
+    inputs[name] = h("input", { type: "number", min: "0", step: "any", id: `fault-${name}`, placeholder: "off" });
     const wrapper = field(label, inputs[name]);
     wrapper.dataset.dpsOnly = dpsOnly ? "1" : "";
     grid.append(wrapper);
@@ -865,13 +923,13 @@ async function viewDrills(main) {
     clear(result);
     try {
       const answer = await api(method, `/api/admin/faults/${enc(target.value)}${suffix}`, body);
-      result.append(h("p", {}, pill("done", "ok"), suffix === "/drop" ? ` dropped ${answer.dropped} connection(s)` : ""), commandLine(shown));
+      append(result, [h("p", {}, pill("done", "ok"), suffix === "/drop" ? ` dropped ${plural(answer.dropped, "connection")}` : ""), shown ? commandLine(shown) : null]);
       await loadActive();
     } catch (error) { failed(error); }
   }
-  faultsPanel.append(field("Target", target), grid, command,
+  faultsPanel.append(field("Target (DPS, or a hub)", target), grid, command,
     h("div", { class: "toolbar", style: "margin-top:8px" },
-      h("button", { type: "button", class: "primary", id: "fault-set", onclick: () => act("PUT", "", spec(), emulatorCommand("fault-set", target.value, ...words(spec()))) }, "Set faults"),
+      h("button", { type: "button", class: "primary", id: "fault-set", onclick: () => act("PUT", "", spec(), null) }, "Set faults"),
       h("button", { type: "button", id: "fault-clear", onclick: () => act("DELETE", "", undefined, emulatorCommand("fault-clear", target.value)) }, "Clear"),
       h("button", { type: "button", class: "danger", id: "fault-drop", onclick: () => act("POST", "/drop", {}, emulatorCommand("drop", target.value)) }, "Drop connections now")),
     result);
@@ -929,9 +987,9 @@ async function viewLog(main) {
   const table = sortableTable([
     { key: "registration_id", label: "Registration id", cell: (r) => h("span", { class: "mono" }, r.registration_id) },
     { key: "dps_status", label: "DPS", value: (r) => (r.dps ? r.dps.status : ""), cell: (r) => r.dps ? pill(r.dps.status) : h("span", { class: "muted" }, "not known to DPS") },
-    { key: "dps_hub", label: "DPS hub", value: (r) => (r.dps ? r.dps.assigned_hub || "" : ""), cell: (r) => (r.dps && r.dps.assigned_hub) || "–" },
-    { key: "log_hub", label: "Log hub", value: (r) => (r.log ? r.log.hub || "" : ""), cell: (r) => (r.log && r.log.hub) || "–" },
-    { key: "inventory", label: "Inventory", value: (r) => (r.log ? r.log.status : ""), cell: (r) => r.log ? pill(r.log.status) : h("span", { class: "muted" }, "no log row") },
+    { key: "dps_hub", label: "DPS hub", value: (r) => (r.dps ? r.dps.assigned_hub || "" : ""), cell: (r) => (r.dps && r.dps.assigned_hub ? hostNode(r.dps.assigned_hub) : "–") },
+    { key: "log_hub", label: "Log hub", value: (r) => (r.log ? r.log.hub || "" : ""), cell: (r) => (r.log && r.log.hub ? hostNode(r.log.hub) : "–") },
+    { key: "inventory", label: "Inventory", value: (r) => (r.log ? r.log.status : ""), cell: (r) => r.log ? pill(r.log.status) : h("span", { class: "muted nowrap" }, "no log row") },
     { key: "count", label: "Provisioned", num: true, value: (r) => (r.log ? r.log.provisioning_count : 0) },
     { key: "last", label: "Last provisioned", num: true, value: (r) => (r.log ? toSeconds(r.log.last_provisioned) || 0 : 0), cell: (r) => timeCell(r.log ? r.log.last_provisioned : null) },
     { key: "connection", label: "Connection", value: (r) => (r.log ? r.log.connection_state : ""), cell: (r) => (r.log ? r.log.connection_state : "–") },
@@ -954,10 +1012,20 @@ async function viewLog(main) {
 // ---- router -----------------------------------------------------------------------------------
 
 let cleanup = null;
+let generation = 0;
+
+function stopView(stop) {
+  if (typeof stop === "function") { try { stop(); } catch (error) { /* the old view is gone anyway */ } }
+}
 
 async function route() {
-  if (cleanup) { try { cleanup(); } catch (error) { /* the old view is gone anyway */ } cleanup = null; }
-  const main = clear($("main"));
+  // Each view draws into a container of its own: one still loading when the address changes
+  // draws into a detached node, and its listeners are stopped as soon as it returns.
+  const mine = ++generation;
+  stopView(cleanup);
+  cleanup = null;
+  const main = h("div", { class: "view" });
+  clear($("main")).append(main);
   const parts = location.hash.replace(/^#\/?/, "").split("/").map((p) => decodeURIComponent(p));
   const name = parts[0] || "";
   const viewNames = { "": "provisioning", enrollments: "enrollments", hubs: "hubs", device: "hubs", allocation: "allocation", drills: "drills", log: "log" };
@@ -974,7 +1042,8 @@ async function route() {
     else if (name === "drills") result = await viewDrills(main);
     else if (name === "log") result = await viewLog(main);
     else main.append(pageHead("Not found"), h("p", {}, h("a", { href: "#/" }, "Back to provisioning")));
-    cleanup = typeof result === "function" ? result : null;
+    if (mine === generation) cleanup = typeof result === "function" ? result : null;
+    else stopView(result);
   } catch (error) {
     main.append(h("div", { class: "banner" }, error.message || String(error)));
   }

@@ -315,6 +315,22 @@ def test_enrollment_disabled_from_the_page_refuses_devices(
     assert register(cloud, "kitchen12-contoso-tstrsd-007", key).status == "assigned"
 
 
+def test_a_view_left_while_loading_leaves_nothing_behind(
+    page: Watched, cloud: RunningEmulator, toaster: Any
+) -> None:
+    """Leaving the landing page before it has loaded: the next view shows only itself (no
+    registrations table, no hub cards drawn late into it), and then its own content."""
+    login(page, cloud)
+    page.page.goto(base(cloud) + "#/enrollments")  # while the landing page is still loading
+    expect(page.page.locator("tbody tr", has_text="contoso-custom")).to_be_visible()
+    page.page.wait_for_timeout(1500)  # past the landing page's own loads and its debounces
+    expect(page.page.locator("main h1")).to_have_count(1)
+    expect(page.page.locator("main h1")).to_have_text("Enrollments")
+    expect(page.page.locator(".hub-card")).to_have_count(0)
+    page.page.goto(base(cloud) + "#/hubs")
+    expect(page.page.locator(".panel", has_text=TOASTER)).to_contain_text("connected")
+
+
 def test_policy_playground_and_hub_moves(page: Watched, cloud: RunningEmulator) -> None:
     """The playground shows the hosted policy's rule and hub without registering the device;
     adding a hub moves only some of the synthetic toasters."""
@@ -324,6 +340,7 @@ def test_policy_playground_and_hub_moves(page: Watched, cloud: RunningEmulator) 
     expect(page.page.locator("#play-rule")).to_have_text("toasters")
     expect(page.page.locator("#play-hub")).to_have_text(TOASTERS)
     expect(page.page.locator("#play-result .command")).to_contain_text("webhook decide")
+    expect(page.page.locator("#play-result")).not_to_contain_text("null")  # no payload: none shown
     registered = cloud.call(lambda: cloud.emulator.dps.record("nowhere9-contoso-tstrsd-007"))  # type: ignore[union-attr]
     assert registered is None
     page.page.fill("#moves-count", "400")
