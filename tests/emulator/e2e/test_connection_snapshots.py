@@ -30,8 +30,8 @@ CONNECTION = ("Microsoft.Devices.DeviceConnected", "Microsoft.Devices.DeviceDisc
 
 @pytest.fixture(scope="module")
 def events() -> Iterator[ScriptedWebhook]:
-    """The Event Grid subscriber: accepts every POST to /events."""
-    with ScriptedWebhook(bind=BIND, by_path={"/events": [(200, None)]}) as receiver:
+    """The Event Grid subscriber: answers the validation handshake, accepts every event."""
+    with ScriptedWebhook(bind=BIND, by_path={"/events": [(200, None)]}, validates=True) as receiver:
         yield receiver
 
 
