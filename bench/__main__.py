@@ -15,6 +15,7 @@ SUITES = {
     "emulator": "bench.emulator_bench",
     "fleet": "bench.fleet_bench",
     "import": "bench.import_bench",
+    "scale": "bench.scale_bench",
     "webhook": "bench.webhook_bench",
 }
 

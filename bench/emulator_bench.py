@@ -52,7 +52,7 @@ class Counters:
 class Emulator:
     """`python -m emulator run` in a subprocess with `devices` identities in its hub."""
 
-    def __init__(self, workdir: Path, devices: int) -> None:
+    def __init__(self, workdir: Path, devices: int, *, bind: str = BIND, port: int = PORT) -> None:
         self.state_dir = workdir / f"state-{devices}"
         self.state_dir.mkdir()
         config = workdir / "bench.toml"
@@ -78,9 +78,9 @@ class Emulator:
                 "--state-dir",
                 str(self.state_dir),
                 "--bind",
-                BIND,
+                bind,
                 "--mqtt-port",
-                str(PORT),
+                str(port),
                 "--service-port",
                 "0",
             ],

@@ -4,6 +4,10 @@ What both commands share: `--https-port`, logging (`--log-level`; the Azure SDKs
 unless debugging), the hosted app's settings (`local.settings.json` under the environment, as
 `func start` gives them), and running until SIGINT or SIGTERM with every problem the emulator can
 name reported in one line and exit status 2.
+
+Each connected device holds one open file in the emulator; many systems start a process with a
+soft limit of 1,024 open files under a far higher hard one, so both commands raise the soft limit
+to the hard one before serving (`raise_open_file_limit`).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import resource
 import signal
 import sys
 from collections.abc import Callable
@@ -42,6 +47,7 @@ __all__ = [
     "app_settings",
     "configure_logging",
     "https_port_options",
+    "raise_open_file_limit",
     "run_until_stopped",
     "serve",
 ]
@@ -118,8 +124,19 @@ async def serve(options: Options, announce: Announce) -> None:
         await emulator.close()
 
 
+def raise_open_file_limit() -> int:
+    """Raise this process's soft limit of open files to its hard limit; the limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard and (hard == resource.RLIM_INFINITY or soft < hard):
+        with contextlib.suppress(ValueError, OSError):  # e.g. macOS caps an infinite hard limit
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
 def run_until_stopped(options: Options, announce: Announce) -> int:
     """Run the emulator in the foreground; one line and exit 2 for a problem it can name."""
+    limit = raise_open_file_limit()
+    logging.getLogger(__name__).info("open files: at most %d (one per connected device)", limit)
     try:
         asyncio.run(serve(options, announce))
     except (

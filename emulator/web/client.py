@@ -4,9 +4,13 @@ DPS calling a custom-allocation webhook (`dps.webhook`) and hubs delivering life
 (`events.delivery`) both POST a JSON body and read a bounded answer through `HttpClient.post`; the
 console (`console`) also reads and patches through `HttpClient.request`.
 Connections are kept alive and reused between calls (DPS calls the same webhook for every
-device). Any failure to get an HTTP answer is `PostFailed`, whose message names the URL with its
-query masked (a function key travels in `?code=`) and the kind of failure, never the server's
-words. No redirect is followed: a redirect status is just a status.
+device). At most `max_in_flight` requests (16 by default) are in flight at once; more wait their
+turn here, within the same timeout, and the pool holds at most that many connections. Unbounded,
+every request made httpcore's pool walk all its connections, each asked whether it had expired:
+at 50 registrations in flight that walk was a third of the emulator's loop. Any failure to get an
+HTTP answer is `PostFailed` (`PoolTimeout` when no turn came within the timeout), whose message
+names the URL with its query masked (a function key travels in `?code=`) and the kind of failure,
+never the server's words. No redirect is followed: a redirect status is just a status.
 
 TLS: the system's trust store with certifi (httpx's default), or the `ssl.SSLContext` given.
 
@@ -17,6 +21,7 @@ logging.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from collections.abc import Mapping
@@ -27,7 +32,7 @@ from devtools.urls import mask_url
 
 __all__ = ["HttpClient", "PostFailed"]
 
-MAX_CONNECTIONS = 256
+MAX_IN_FLIGHT = 16
 
 
 class _MaskUrls(logging.Filter):
@@ -59,14 +64,19 @@ class HttpClient:
         timeout: float,
         max_response_bytes: int,
         ssl_context: ssl.SSLContext | None = None,
+        max_in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
         self._max = max_response_bytes
+        self._timeout = timeout
+        self._turns = asyncio.Semaphore(max_in_flight)
         self._client = httpx.AsyncClient(
             timeout=timeout,
             verify=ssl_context if ssl_context is not None else True,
             follow_redirects=False,
             trust_env=False,
-            limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=64),
+            limits=httpx.Limits(
+                max_connections=max_in_flight, max_keepalive_connections=max_in_flight
+            ),
         )
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> tuple[int, bytes]:
@@ -79,6 +89,19 @@ class HttpClient:
         """Any method (the console reads and patches too); the status and the answer's body."""
         if not url.lower().startswith(("http://", "https://")):
             raise PostFailed(f"{mask_url(url)}: expected an http or https URL")
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._turns.acquire()
+        except TimeoutError:
+            raise PostFailed(f"{mask_url(url)}: PoolTimeout") from None
+        try:
+            return await self._send(method, url, body, headers)
+        finally:
+            self._turns.release()
+
+    async def _send(
+        self, method: str, url: str, body: bytes | None, headers: Mapping[str, str]
+    ) -> tuple[int, bytes]:
         try:
             async with self._client.stream(
                 method, url, content=body, headers=dict(headers)
