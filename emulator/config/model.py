@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from emulator.dps.enrollments import DpsSettings, EnrollmentGroup, IndividualEnrollment
 from emulator.faults.spec import FaultSpec
+from emulator.quotas.limits import QuotaSettings
 
 DEFAULT_POLICY_NAME = "iothubowner"
 
@@ -32,6 +33,7 @@ class EmulatorConfig:
     service_policies: tuple[ServicePolicy, ...] = ()  # one per hub, in `hubs` order
     events_url: str | None = None
     faults: Mapping[str, FaultSpec] = field(default_factory=dict)  # target -> spec at start
+    quotas: QuotaSettings = field(default_factory=QuotaSettings)  # Azure's limits by default
 
     def individual_enrollment(self, registration_id: str) -> IndividualEnrollment | None:
         """The individual enrollment of a registration id (ids match case-insensitively)."""

@@ -5,7 +5,8 @@ Defaults: `[dps]` id scope `0ne00000001`, host `global.azure-devices-provisionin
 `enabled = true`, no initial twin. `custom` needs `webhook_url`; `static` needs exactly one hub.
 A hub's service policy is `iothubowner` by default; without `shared_access_key` the emulator
 generates one and keeps it in `<state-dir>/hubs.json`. Without `[events] url` lifecycle events go
-to the local Functions host when it runs, and nowhere otherwise.
+to the local Functions host when it runs, and nowhere otherwise. `[quotas]` defaults to Azure's
+documented DPS and IoT Hub S1 limits (`quotas.limits`).
 
 `ConfigError` names the source, the section and the field of the first problem, never a key.
 """
@@ -33,6 +34,7 @@ from emulator.dps.enrollments import (
 )
 from emulator.faults.spec import FaultError, FaultSpec, parse_fault_table
 from emulator.hub.twin import InitialTwin, TwinError
+from emulator.quotas.limits import QuotaError, QuotaSettings, parse_quotas
 from sas.errors import KeyFormatError
 from sas.keys import decode_key
 
@@ -63,7 +65,7 @@ class ConfigError(ValueError):
 def parse_config(data: Mapping[str, Any], *, source: str) -> EmulatorConfig:
     """Validate a parsed TOML mapping into an EmulatorConfig, or raise ConfigError."""
     reader = _Reader(source)
-    reader.only_fields("top level", data, ("dps", "hubs", "events", "faults", *SECTIONS))
+    reader.only_fields("top level", data, ("dps", "hubs", "events", "faults", "quotas", *SECTIONS))
     dps = reader.dps(data.get("dps", {}))
     hubs = reader.hubs(data.get("hubs"))
     policies = reader.service_policies(data.get("hubs"), hubs)
@@ -91,6 +93,7 @@ def parse_config(data: Mapping[str, Any], *, source: str) -> EmulatorConfig:
         service_policies=policies,
         events_url=events_url,
         faults=_faults(data.get("faults", {}), hubs, source),
+        quotas=_quotas(data.get("quotas", {}), source),
     )
 
 
@@ -330,6 +333,13 @@ def _faults(value: object, hubs: tuple[str, ...], source: str) -> dict[str, Faul
     except FaultError as error:
         location, _, message = str(error).removeprefix(f"{source}: ").partition(": ")
         raise ConfigError(source, location, message) from None
+
+
+def _quotas(value: object, source: str) -> QuotaSettings:
+    try:
+        return parse_quotas(value)
+    except QuotaError as error:
+        raise ConfigError(source, error.where, error.message) from None
 
 
 def parse_toml(text: str, source: str) -> dict[str, Any]:
