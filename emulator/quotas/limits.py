@@ -10,7 +10,7 @@ Every decision takes `now` (seconds); nothing here reads a clock, sleeps or does
     hub_connections_per_second       100      CONNACK 3 (server unavailable)   IoT Hub S1, 1 unit
     hub_twin_reads_per_second        100      twin response 429                IoT Hub S1
     hub_twin_updates_per_second      50       twin response 429                IoT Hub S1
-    overload_lag_seconds             1.0      DPS 429 on register; CONNACK 3   the emulator's capacity
+    overload_lag_seconds             5.0      DPS 429 on register; CONNACK 3   the emulator's capacity
 
 - A rate is a token bucket holding one period's worth (a minute for per-minute quotas, a second
   for per-second ones), full at start and refilled continuously: "rate limitations applied in
@@ -89,7 +89,7 @@ class QuotaSettings:
     hub_connections_per_second: float = 100.0
     hub_twin_reads_per_second: float = 100.0
     hub_twin_updates_per_second: float = 50.0
-    overload_lag_seconds: float = 1.0
+    overload_lag_seconds: float = 5.0
 
     def to_json(self) -> dict[str, Any]:
         """Every field, as the config file spells it."""
