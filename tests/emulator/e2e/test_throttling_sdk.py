@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from emulator.__main__ import main as emulator_main
 from emulator.quotas.limits import Kind
 from sas import derive_device_key
 from simulator.__main__ import main
@@ -124,3 +126,22 @@ def test_the_fleet_retries_a_hub_connack_3_and_reports_it_apart_from_failures(
         if device.startswith("busy-")
     ]
     assert len(placed) == 4
+
+
+def test_status_counts_the_requests_each_quota_refused(
+    emulator: RunningEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`python -m emulator status` says how many requests were refused, by rule (only the rules
+    that refused some)."""
+    quotas = emulator.emulator.quotas
+    assert quotas is not None
+    # Two connection decisions in a row: the quota (one every 2 s) refuses at least the second.
+    emulator.call(lambda: [quotas.hub_connect(TOASTERS, time.time()) for _ in range(2)])
+    assert emulator_main(["status", "--state-dir", str(emulator.emulator.options.state_dir)]) == 0
+    out = capsys.readouterr().out
+    refused = emulator.call(lambda: {kind.value: n for kind, n in quotas.refused.items() if n})
+    line = next(line for line in out.splitlines() if line.startswith("throttled: "))
+    assert line.startswith(f"throttled: {sum(refused.values())} request(s) refused (")
+    for kind, count in refused.items():
+        assert f"{kind} {count}" in line
+    assert "hub_twin_reads_per_second" not in line
