@@ -74,6 +74,9 @@ def config_text() -> str:
         if allocation == "custom":
             entry += f'webhook_url = "{webhook}"\n'
         tables.append(entry)
+    # The local DPS's own capacity is measured against DPS's ceiling: without the quotas that
+    # would enforce that ceiling (and 429s the raw clients here do not retry).
+    tables.append("[quotas]\nenabled = false\n")
     return "\n".join(tables)
 
 

@@ -95,6 +95,8 @@ from emulator.operator.api import AdminServer
 from emulator.operator.client import remove_admin_file, write_admin_file
 from emulator.persistence.journal import Journal, segment_paths
 from emulator.persistence.writer import STATE_FILE, StateWriter, load_state, restore
+from emulator.quotas.gate import HubQuotaGate, LoopLagMonitor
+from emulator.quotas.limits import Quotas
 from emulator.service.api import ServiceApi
 from emulator.service.credentials import HUBS_FILE, connection_string, policy_keys, write_hubs_file
 from emulator.service.server import DEFAULT_SERVICE_PORT, ServiceEndpoint, ServiceServer
@@ -198,6 +200,8 @@ class Emulator:
         self.activity = Activity()
         self.loaded_config: EmulatorConfig | None = None  # as the file says, before edits
         self.faults: Faults | None = None
+        self.quotas: Quotas | None = None
+        self._lag: LoopLagMonitor | None = None
         self.state: StateWriter | None = None
         self.admin: AdminServer | None = None
         self.console: ConsoleServer | None = None
@@ -234,10 +238,20 @@ class Emulator:
         self.faults = Faults(config.hubs)
         for target, spec in config.faults.items():
             self.faults.set(target, spec, now=time.time())
-        self.dps = self._build_dps(config, hubs, self.faults)
+        quotas = self.quotas = Quotas(
+            config.quotas, config.hubs, now=time.time(), time_scale=options.time_scale
+        )
+        self._lag = LoopLagMonitor(quotas)
+        self._lag.start()
+        self.dps = self._build_dps(config, hubs, self.faults, quotas)
         self._gates = {DPS_TARGET: FaultGate(DPS_TARGET, self.dps, self.faults)}
         self._gates.update(
-            {hub.name.lower(): FaultGate(hub.name, hub, self.faults) for hub in hubs}
+            {
+                hub.name.lower(): FaultGate(
+                    hub.name, HubQuotaGate(hub.name, hub, quotas), self.faults
+                )
+                for hub in hubs
+            }
         )
         if options.persist:
             self._restore_state(config, self.dps, hubs)
@@ -441,6 +455,9 @@ class Emulator:
         if self.state is not None:
             await self.state.close()
             self.state = None
+        if self._lag is not None:
+            await self._lag.close()
+            self._lag = None
 
     def _restore_state(self, config: EmulatorConfig, dps: DpsService, hubs: Hubs) -> None:
         state_dir = self.options.state_dir
@@ -540,10 +557,17 @@ class Emulator:
                 )
         return problems
 
-    def _build_dps(self, config: EmulatorConfig, hubs: Hubs, faults: Faults) -> DpsService:
+    def _build_dps(
+        self, config: EmulatorConfig, hubs: Hubs, faults: Faults, quotas: Quotas
+    ) -> DpsService:
         webhook = DelayedWebhook(HttpWebhook(), faults, sleep=asyncio.sleep)
         return DpsService(
-            config, hubs, webhook, time_scale=self.options.time_scale, activity=self.activity
+            config,
+            hubs,
+            webhook,
+            time_scale=self.options.time_scale,
+            activity=self.activity,
+            admission=quotas,
         )
 
     def _events_url(self) -> str | None:

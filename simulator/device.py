@@ -30,6 +30,9 @@ Errors:
     ├── RegistrationFailed  DPS answered but did not assign the device (exit 1)
     ├── HubRefused          the hub refused both connection strings (exit 1)
     └── Unreachable         no connection, TLS failure or no answer in time (exit 1)
+        └── ServerBusy      DPS or the hub refused the CONNECT with CONNACK 3 "server
+                            unavailable": throttled, try again later (the SDK does not retry
+                            a first connect, hub-mqtt.md §6, dps-mqtt.md §4)
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ __all__ = [
     "KeysRefused",
     "Registration",
     "RegistrationFailed",
+    "ServerBusy",
     "SimulatorError",
     "Target",
     "Unreachable",
@@ -100,6 +104,19 @@ class HubRefused(SimulatorError):
 
 class Unreachable(SimulatorError):
     """DPS or the hub could not be reached, or did not answer in time."""
+
+
+class ServerBusy(Unreachable):
+    """CONNACK 3 ("server unavailable"): DPS or the hub is throttling connections; retry later."""
+
+
+# How paho words CONNACK 3 in the cause of the SDK's ConnectionFailedError.
+_CONNACK_3 = "broker unavailable"
+
+
+def _refused_as_busy(error: BaseException) -> bool:
+    """Whether the SDK's error is a CONNACK 3 (the cause's text), not a network failure."""
+    return _CONNACK_3 in str(error.__cause__ or "")
 
 
 class KeySlot(StrEnum):
@@ -303,7 +320,8 @@ async def connect(
             continue
         except Exception as error:
             await client.shutdown()
-            raise Unreachable(
+            kind = ServerBusy if _refused_as_busy(error) else Unreachable
+            raise kind(
                 f"hub: cannot connect to {connection.host_name}: {_describe(error)}"
             ) from None
         prepare(client)
@@ -373,7 +391,8 @@ def _registration_error(
     who = repr(secrets.registration_id)
     cause = str(error.__cause__ or "")
     if isinstance(error, ConnectionFailedError):
-        return Unreachable(f"dps: cannot reach {secrets.provisioning_host}: {_describe(error)}")
+        kind = ServerBusy if _refused_as_busy(error) else Unreachable
+        return kind(f"dps: cannot reach {secrets.provisioning_host}: {_describe(error)}")
     if "failed registration status" in cause:
         if dps_error is None:
             return RegistrationFailed(

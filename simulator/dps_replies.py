@@ -7,7 +7,9 @@ function key, ...) stay inside the SDK. They are in the reply the SDK logs at DE
 `Received payload:b'{...}' on topic:$dps/registrations/res/200/?...` from its provisioning MQTT
 stage. `DpsReplies` is a logging handler on that one logger (not propagated, so nothing is printed
 and no other handler sees it) that keeps each registration id's last error. A DPS reply carries no
-key (symmetric-key registrations get none back).
+key (symmetric-key registrations get none back). It also counts DPS's 429 answers (throttled
+requests, which the SDK sends again after `retry-after`, dps-mqtt.md §4): a 429 names no
+registration id, so the count is for the whole process (`throttled`).
 
 `likely_cause(code, message)` turns DPS's error into what to look at: the custom-allocation
 codes (4002xx) and every other code DPS (and so the emulator's DPS, `emulator.dps.codes`) sends.
@@ -30,6 +32,7 @@ __all__ = ["DpsError", "DpsReplies", "likely_cause"]
 SDK_LOGGER = "azure.iot.device.provisioning.pipeline.pipeline_stages_provisioning_mqtt"
 MAX_KEPT = 10_000
 _LINE = re.compile(r"^Received payload:(b'.*'|b\".*\") on topic:(\S+)$", re.DOTALL)
+_THROTTLED_TOPIC = "$dps/registrations/res/429/"
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ class DpsReplies(logging.Handler):
         super().__init__(level=logging.DEBUG)
         self._errors: OrderedDict[str, DpsError] = OrderedDict()
         self._guard = threading.Lock()
+        self._throttled = 0
 
     @classmethod
     def install(cls) -> DpsReplies:
@@ -70,6 +74,10 @@ class DpsReplies(logging.Handler):
             match = _LINE.match(record.getMessage())
             if match is None:
                 return
+            if match.group(2).startswith(_THROTTLED_TOPIC):
+                with self._guard:
+                    self._throttled += 1
+                return
             document = json.loads(ast.literal_eval(match.group(1)))
         except (ValueError, SyntaxError, TypeError, UnicodeDecodeError, MemoryError):
             return
@@ -88,6 +96,12 @@ class DpsReplies(logging.Handler):
             self._errors[registration_id.lower()] = error
             while len(self._errors) > MAX_KEPT:
                 self._errors.popitem(last=False)
+
+    @property
+    def throttled(self) -> int:
+        """DPS answers with status 429 seen so far in this process (each one retried by the SDK)."""
+        with self._guard:
+            return self._throttled
 
     def error(self, registration_id: str) -> DpsError | None:
         """The error of the last failed reply for `registration_id`, if one was seen."""

@@ -14,17 +14,33 @@ At most `--concurrency` devices are in flight: the SDK waits a fixed 2 s before 
 so throughput comes from overlap, while each SDK client costs a network thread, so the overlap is
 bounded by an asyncio semaphore.
 
+Worker processes: one process holds at most `CLIENTS_PER_PROCESS` (100) SDK clients in flight, so a
+higher concurrency is spread over `ceil(concurrency / 100)` worker processes (`--processes` to
+choose), each running its share of the devices. The reason is paho-mqtt 1.6 under the SDK: its
+network loop watches its socket with `select()`, which cannot take a file descriptor above 1023
+(FD_SETSIZE). Around 200 clients in one process (each holds a socket and a socket pair, and a
+device briefly has a DPS and a hub client) push new sockets past that number; paho's loop then
+fails at once and waits for its 2-hour reconnect delay, the CONNACK is never read, and the SDK
+reports `OperationTimeout` after its 60 s connect watchdog. Found with py-spy and `ss`: the
+stuck clients' paho threads sat in `_reconnect_wait` with the CONNACK unread in the socket.
+
+Throttling is not failure. DPS's 429 answers are retried by the SDK itself after `retry-after`
+(counted from the SDK's own log of DPS replies); a CONNACK 3 ("server unavailable", how DPS or a
+hub refuses a connection it cannot take now) ends the SDK's first connect, so the fleet retries the
+step itself with exponential backoff and jitter (`busy_delay`), up to `MAX_BUSY_RETRIES` times.
+Both are reported as throttled retries, apart from failures.
+
 While running, a progress line goes to stderr (redrawn in place on a terminal, a plain line per
 10 % otherwise). Then a summary on stdout: devices per hub, per allocation rule, provisioning
-latency p50/p95/p99 and failures by reason. Exit code 0 only if every device succeeded, 1 if any
-failed, 2 for usage errors.
+latency p50/p95/p99, throttled retries and failures by reason. Exit code 0 only if every device
+succeeded, 1 if any failed, 2 for usage errors.
 
 Where the rule comes from: the DPS payload's `rule` field when the allocation policy returns one
 (`[rules.payload] rule = "{rule}"`); with `--registration-log`, the webhook's registration log in
 Table storage (connection string in `AzureWebJobsStorage`, tables `--table-prefix`), which records
 the rule of every decision. Neither -> "(not reported)".
 
-`summarize` and `render` are pure; the rest is the SDK shell.
+`summarize`, `render`, `busy_delay` and `spread` are pure; the rest is the SDK shell.
 """
 
 from __future__ import annotations
@@ -33,10 +49,13 @@ import argparse
 import asyncio
 import json
 import math
+import multiprocessing
+import queue
+import random
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,6 +67,7 @@ from simulator.device import (
     HubRefused,
     KeysRefused,
     RegistrationFailed,
+    ServerBusy,
     SimulatorError,
     Target,
     Unreachable,
@@ -55,18 +75,23 @@ from simulator.device import (
     quiet_sdk_logs,
     register,
 )
+from simulator.dps_replies import DpsReplies
 from simulator.local import local_group
 from simulator.run_cli import add_target_arguments, parse_payload, target_from
 from simulator.secrets_file import DeviceSecrets, UsageError, derive_secrets
 
 __all__ = [
     "DeviceOutcome",
+    "FleetRun",
     "FleetSummary",
     "Progress",
+    "busy_delay",
     "percentile",
     "register_command",
     "render",
     "run_fleet",
+    "run_spread",
+    "spread",
     "summarize",
 ]
 
@@ -77,6 +102,15 @@ DEFAULT_DPS_HOST = "global.azure-devices-provisioning.net"
 DEFAULT_PREFIX = "sim-"
 # What the default policy of the local cloud (the tutorial's) admits: toasters and heat pumps.
 LOCAL_TEMPLATES = ("fleet{n}-contoso-tstrsd-007", "fleet{n}-contoso-hpsd-088")
+# SDK clients in flight per process: paho 1.6's select() fails on sockets numbered above 1023,
+# which ~200 clients in one process reach (module docstring); 100 keep well below it.
+CLIENTS_PER_PROCESS = 100
+MAX_BUSY_RETRIES = 20  # CONNACK 3 retries per step (register, connect) before it counts as failed
+BUSY_DELAY_CAP = 30.0  # seconds: the longest wait between two of them
+WORKER_EXITED = "fleet: worker process exited"
+THROTTLED_DPS_429 = "dps: 429, retried by the SDK after retry-after"
+THROTTLED_DPS_BUSY = "dps: CONNACK 3, retried by the fleet"
+THROTTLED_HUB_BUSY = "hub: CONNACK 3, retried by the fleet"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,6 +122,16 @@ class DeviceOutcome:
     rule: str | None = None
     provisioning_seconds: float | None = None
     failure: str | None = None
+    dps_busy_retries: int = 0  # CONNACK 3 from DPS, retried
+    hub_busy_retries: int = 0  # CONNACK 3 from the hub, retried
+
+
+@dataclass(frozen=True, kw_only=True)
+class FleetRun:
+    """What a run gives back: each device's outcome, and DPS's 429s the SDK retried."""
+
+    outcomes: tuple[DeviceOutcome, ...]
+    dps_throttled: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,6 +147,12 @@ class FleetSummary:
     latency_p99: float | None
     failures: tuple[tuple[str, int], ...]
     seconds: float
+    throttled: tuple[tuple[str, int], ...] = ()  # throttled retries by kind (none: empty)
+
+    @property
+    def throttled_retries(self) -> int:
+        """Requests or connections refused for throttling and tried again (not failures)."""
+        return sum(count for _, count in self.throttled)
 
     @property
     def failed(self) -> int:
@@ -122,8 +172,10 @@ def percentile(values: Sequence[float], fraction: float) -> float:
     return ordered[rank - 1]
 
 
-def summarize(outcomes: Sequence[DeviceOutcome], *, seconds: float) -> FleetSummary:
-    """Count and rank the outcomes of one fleet run."""
+def summarize(
+    outcomes: Sequence[DeviceOutcome], *, seconds: float, dps_throttled: int = 0
+) -> FleetSummary:
+    """Count and rank the outcomes of one fleet run (`dps_throttled`: DPS's 429s, retried)."""
     done = [outcome for outcome in outcomes if outcome.failure is None]
     latencies = [o.provisioning_seconds for o in done if o.provisioning_seconds is not None]
 
@@ -140,15 +192,24 @@ def summarize(outcomes: Sequence[DeviceOutcome], *, seconds: float) -> FleetSumm
         latency_p99=percentile(latencies, 0.99) if latencies else None,
         failures=ranked(Counter(o.failure for o in outcomes if o.failure is not None)),
         seconds=seconds,
+        throttled=tuple(
+            (kind, count)
+            for kind, count in (
+                (THROTTLED_DPS_429, dps_throttled),
+                (THROTTLED_DPS_BUSY, sum(o.dps_busy_retries for o in outcomes)),
+                (THROTTLED_HUB_BUSY, sum(o.hub_busy_retries for o in outcomes)),
+            )
+            if count
+        ),
     )
 
 
 def render(summary: FleetSummary) -> str:
     """The summary as plain-text tables."""
 
-    def table(title: str, rows: Sequence[tuple[str, object]]) -> list[str]:
+    def table(title: str, rows: Sequence[tuple[str, object]], unit: str = "devices") -> list[str]:
         width = max([len(title), *(len(name) for name, _ in rows)])
-        lines = [f"{title:<{width}}  devices", f"{'-' * width}  -------"]
+        lines = [f"{title:<{width}}  {unit:>7}", f"{'-' * width}  -------"]
         lines += [f"{name:<{width}}  {count:>7}" for name, count in rows]
         return [*lines, ""]
 
@@ -166,6 +227,11 @@ def render(summary: FleetSummary) -> str:
         f"p99 {seconds(summary.latency_p99)}",
         "",
     ]
+    if summary.throttled:
+        lines += [f"throttled retries: {summary.throttled_retries} (not failures)", ""]
+        lines += table("throttled", summary.throttled, "retries")
+    else:
+        lines += ["throttled retries: none", ""]
     if summary.failures:
         lines += table("failure", summary.failures)
     else:
@@ -233,16 +299,50 @@ def failure_reason(error: SimulatorError) -> str:
     return type(error).__name__
 
 
+def busy_delay(attempt: int, jitter: float) -> float:
+    """Seconds to wait before retrying after the `attempt`-th CONNACK 3 (1-based): exponential
+    from 1 s, capped at `BUSY_DELAY_CAP`, scaled by `jitter` in [0.5, 1] so that devices refused
+    together do not come back together."""
+    return min(BUSY_DELAY_CAP, 2.0 ** (attempt - 1)) * jitter
+
+
+async def _while_busy(
+    step: Callable[[], Awaitable[Any]], *, sleep: Callable[[float], Awaitable[Any]]
+) -> tuple[Any, int]:
+    """Run `step`, again after a backoff each time it raises ServerBusy; its result and the
+    number of retries. The last ServerBusy propagates after `MAX_BUSY_RETRIES` retries."""
+    retries = 0
+    while True:
+        try:
+            return await step(), retries
+        except ServerBusy:
+            if retries >= MAX_BUSY_RETRIES:
+                raise
+            retries += 1
+            await sleep(busy_delay(retries, random.uniform(0.5, 1.0)))
+
+
 async def run_device(
-    secrets: DeviceSecrets, target: Target, *, messages: int, payload: Any
+    secrets: DeviceSecrets,
+    target: Target,
+    *,
+    messages: int,
+    payload: Any,
+    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
 ) -> DeviceOutcome:
-    """Register, connect, send `messages` messages, disconnect; never raises a SimulatorError."""
+    """Register, connect, send `messages` messages, disconnect; never raises a SimulatorError.
+    A CONNACK 3 from DPS or the hub is retried with backoff (`_while_busy`)."""
     from azure.iot.device import Message  # noqa: PLC0415 - heavy SDK
 
+    dps_retries = hub_retries = 0
     try:
-        registration = await register(secrets, target, payload=payload)
+        registration, dps_retries = await _while_busy(
+            lambda: register(secrets, target, payload=payload), sleep=sleep
+        )
         settings = registration.settings(secrets)
-        client, _ = await connect(settings, target, connection_retry=False)
+        (client, _), hub_retries = await _while_busy(
+            lambda: connect(settings, target, connection_retry=False), sleep=sleep
+        )
         try:
             for number in range(1, messages + 1):
                 body = json.dumps({"deviceId": registration.device_id, "sequence": number})
@@ -250,13 +350,20 @@ async def run_device(
         finally:
             await client.shutdown()
     except SimulatorError as error:
-        return DeviceOutcome(registration_id=secrets.registration_id, failure=failure_reason(error))
+        return DeviceOutcome(
+            registration_id=secrets.registration_id,
+            failure=failure_reason(error),
+            dps_busy_retries=dps_retries,
+            hub_busy_retries=hub_retries,
+        )
     rule = registration.payload.get("rule") if isinstance(registration.payload, dict) else None
     return DeviceOutcome(
         registration_id=secrets.registration_id,
         hub=registration.hub,
         rule=rule if isinstance(rule, str) else None,
         provisioning_seconds=registration.seconds,
+        dps_busy_retries=dps_retries,
+        hub_busy_retries=hub_retries,
     )
 
 
@@ -268,21 +375,152 @@ async def run_fleet(
     messages: int = 2,
     payload: Any = None,
     progress: Progress | None = None,
+    on_outcome: Callable[[int, DeviceOutcome], None] | None = None,
 ) -> list[DeviceOutcome]:
-    """Run every device, at most `concurrency` at a time; outcomes in the order of `devices`."""
+    """Run every device in this process, at most `concurrency` at a time; outcomes in the order
+    of `devices`. `on_outcome(index, outcome)` hears of each device as it finishes."""
     gate = asyncio.Semaphore(concurrency)
 
-    async def one(secrets: DeviceSecrets) -> DeviceOutcome:
+    async def one(index: int, secrets: DeviceSecrets) -> DeviceOutcome:
         async with gate:
             outcome = await run_device(secrets, target, messages=messages, payload=payload)
         if progress is not None:
             progress.advance(ok=outcome.failure is None)
+        if on_outcome is not None:
+            on_outcome(index, outcome)
         return outcome
 
-    outcomes = await asyncio.gather(*(one(secrets) for secrets in devices))
+    outcomes = await asyncio.gather(*(one(i, secrets) for i, secrets in enumerate(devices)))
     if progress is not None:
         progress.finish()
     return list(outcomes)
+
+
+def spread(count: int, concurrency: int, processes: int | None = None) -> list[tuple[range, int]]:
+    """How `count` devices at `concurrency` are shared out: per worker process, the device
+    indices it runs (every n-th, so each gets the same mix of ids) and its concurrency. One
+    process per `CLIENTS_PER_PROCESS` in-flight devices unless `processes` says otherwise."""
+    in_flight = max(1, min(count, concurrency))
+    workers = processes or math.ceil(in_flight / CLIENTS_PER_PROCESS)
+    workers = max(1, min(workers, in_flight))
+    return [
+        (range(worker, count, workers), in_flight // workers + (worker < in_flight % workers))
+        for worker in range(workers)
+    ]
+
+
+def run_spread(
+    devices: Sequence[DeviceSecrets],
+    target: Target,
+    *,
+    concurrency: int,
+    messages: int = 2,
+    payload: Any = None,
+    progress: Progress | None = None,
+    processes: int | None = None,
+) -> FleetRun:
+    """Run the fleet over worker processes as `spread` shares it out (in this process when one
+    is enough); outcomes in the order of `devices`."""
+    shares = spread(len(devices), concurrency, processes)
+    if len(shares) == 1:
+        replies = DpsReplies.install()
+        before = replies.throttled
+        ran = asyncio.run(
+            run_fleet(
+                devices,
+                target,
+                concurrency=concurrency,
+                messages=messages,
+                payload=payload,
+                progress=progress,
+            )
+        )
+        return FleetRun(outcomes=tuple(ran), dps_throttled=replies.throttled - before)
+    context = multiprocessing.get_context("spawn")  # no fork of a process with threads
+    channel: multiprocessing.Queue[tuple[str, int, Any]] = context.Queue()
+    workers = [
+        context.Process(
+            target=_worker,
+            args=(
+                _Job(
+                    number=number,
+                    devices=tuple((index, devices[index]) for index in indices),
+                    target=target,
+                    concurrency=share,
+                    messages=messages,
+                    payload=payload,
+                ),
+                channel,
+            ),
+            name=f"fleet-worker-{number}",
+            daemon=True,
+        )
+        for number, (indices, share) in enumerate(shares)
+    ]
+    outcomes: dict[int, DeviceOutcome] = {}
+    throttled, reported = 0, 0
+    try:
+        for worker in workers:
+            worker.start()
+        while reported < len(workers):
+            try:
+                kind, number, value = channel.get(timeout=1.0)
+            except queue.Empty:
+                if all(not worker.is_alive() for worker in workers):
+                    break  # a worker died without reporting: its devices are failed below
+                continue
+            if kind == "outcome":
+                outcomes[number] = value
+                if progress is not None:
+                    progress.advance(ok=value.failure is None)
+            else:
+                reported += 1
+                throttled += value
+    finally:
+        for worker in workers:
+            if worker.is_alive():
+                worker.terminate()
+            worker.join(5)
+    if progress is not None:
+        progress.finish()
+    return FleetRun(
+        outcomes=tuple(
+            outcomes.get(index)
+            or DeviceOutcome(registration_id=secrets.registration_id, failure=WORKER_EXITED)
+            for index, secrets in enumerate(devices)
+        ),
+        dps_throttled=throttled,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Job:
+    """One worker process's share of the fleet (sent to it pickled)."""
+
+    number: int
+    devices: tuple[tuple[int, DeviceSecrets], ...]  # (index in the whole fleet, secrets)
+    target: Target
+    concurrency: int
+    messages: int
+    payload: Any
+
+
+def _worker(job: _Job, channel: multiprocessing.Queue[tuple[str, int, Any]]) -> None:
+    """A worker process: its devices, each outcome sent as it comes, then DPS's 429 count."""
+    quiet_sdk_logs()
+    replies = DpsReplies.install()
+    indices = [index for index, _ in job.devices]
+    asyncio.run(
+        run_fleet(
+            [secrets for _, secrets in job.devices],
+            job.target,
+            concurrency=job.concurrency,
+            messages=job.messages,
+            payload=job.payload,
+            on_outcome=lambda at, outcome: channel.put(("outcome", indices[at], outcome)),
+        )
+    )
+    channel.put(("done", job.number, replies.throttled))
 
 
 def rules_from_log(
@@ -308,6 +546,8 @@ def rules_from_log(
             hub=outcome.hub,
             rule=rules.get(outcome.registration_id.lower()),
             provisioning_seconds=outcome.provisioning_seconds,
+            dps_busy_retries=outcome.dps_busy_retries,
+            hub_busy_retries=outcome.hub_busy_retries,
         )
         for outcome in outcomes
     ]
@@ -345,6 +585,12 @@ def register_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
     parser.add_argument("--group-secondary-key", metavar="KEY", help="see 'group keys' below")
     parser.add_argument("--group-keys-file", type=Path, metavar="FILE", help="see 'group keys'")
     parser.add_argument("--concurrency", type=int, default=100, metavar="C", help="default 100")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        metavar="P",
+        help=f"worker processes (default: one per {CLIENTS_PER_PROCESS} in-flight devices)",
+    )
     parser.add_argument("--messages", type=int, default=2, metavar="N", help="per device")
     parser.add_argument("--payload", metavar="JSON", help="DPS registration payload (JSON)")
     parser.add_argument(
@@ -439,6 +685,8 @@ def _command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     try:
         if args.count < 1 or args.concurrency < 1 or args.messages < 0:
             raise UsageError("--count/--concurrency: expected 1 or more; --messages: 0 or more")
+        if args.processes is not None and args.processes < 1:
+            raise UsageError("--processes: expected 1 or more")
         templates = _templates(args)
         host, id_scope, primary, secondary = _dps_and_keys(args, env)
         storage = env.get(STORAGE_SETTING) if args.registration_log else None
@@ -467,24 +715,26 @@ def _command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     quiet_sdk_logs()
     since = datetime.now(UTC)
     started = time.monotonic()
+    workers = len(spread(args.count, args.concurrency, args.processes))
     print(
         f"fleet: {args.count} device(s) ({devices[0].registration_id}, ...) against "
-        f"{target.describe()}, at most {args.concurrency} at a time",
+        f"{target.describe()}, at most {args.concurrency} at a time"
+        + (f" over {workers} worker processes" if workers > 1 else ""),
         file=sys.stderr,
     )
-    outcomes = asyncio.run(
-        run_fleet(
-            devices,
-            target,
-            concurrency=args.concurrency,
-            messages=args.messages,
-            payload=payload,
-            progress=Progress(len(devices), sys.stderr),
-        )
+    run = run_spread(
+        devices,
+        target,
+        concurrency=args.concurrency,
+        messages=args.messages,
+        payload=payload,
+        progress=Progress(len(devices), sys.stderr),
+        processes=args.processes,
     )
     seconds = time.monotonic() - started
+    outcomes: Sequence[DeviceOutcome] = run.outcomes
     if storage:
         outcomes = rules_from_log(outcomes, storage, table_prefix=args.table_prefix, since=since)
-    summary = summarize(outcomes, seconds=seconds)
+    summary = summarize(outcomes, seconds=seconds, dps_throttled=run.dps_throttled)
     print(render(summary), end="")
     return EXIT_OK if summary.failed == 0 else EXIT_FAILED

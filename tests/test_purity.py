@@ -52,6 +52,7 @@ PURE = [
     "emulator.events.policy",
     "emulator.dps.codes",
     "emulator.faults.spec",
+    "emulator.quotas.limits",
     "emulator.https.dps_api",
     "emulator.https.hub_api",
     "emulator.persistence.document",

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from emulator.dps.enrollments import DpsSettings, EnrollmentGroup, IndividualEnrollment
 from emulator.faults.spec import FaultSpec
 from emulator.hub.presence import PresencePolicy
+from emulator.quotas.limits import QuotaSettings
 
 DEFAULT_POLICY_NAME = "iothubowner"
 
@@ -34,6 +35,7 @@ class EmulatorConfig:
     events_url: str | None = None
     presence: PresencePolicy = field(default_factory=PresencePolicy)  # connection events
     faults: Mapping[str, FaultSpec] = field(default_factory=dict)  # target -> spec at start
+    quotas: QuotaSettings = field(default_factory=QuotaSettings)  # Azure's limits by default
 
     def individual_enrollment(self, registration_id: str) -> IndividualEnrollment | None:
         """The individual enrollment of a registration id (ids match case-insensitively)."""

@@ -8,6 +8,7 @@ generates one and keeps it in `<state-dir>/hubs.json`. Without `[events] url` li
 to the local Functions host when it runs, and nowhere otherwise. Connection events are IoT Hub's
 60-second snapshots unless `[events] connection_events = "immediate"` (`snapshot_interval` sets
 the period).
+`[quotas]` defaults to Azure's documented DPS and IoT Hub S1 limits (`quotas.limits`).
 
 `ConfigError` names the source, the section and the field of the first problem, never a key.
 """
@@ -36,6 +37,7 @@ from emulator.dps.enrollments import (
 from emulator.faults.spec import FaultError, FaultSpec, parse_fault_table
 from emulator.hub.presence import ConnectionEvents, PresencePolicy
 from emulator.hub.twin import InitialTwin, TwinError
+from emulator.quotas.limits import QuotaError, QuotaSettings, parse_quotas
 from sas.errors import KeyFormatError
 from sas.keys import decode_key
 
@@ -67,7 +69,7 @@ class ConfigError(ValueError):
 def parse_config(data: Mapping[str, Any], *, source: str) -> EmulatorConfig:
     """Validate a parsed TOML mapping into an EmulatorConfig, or raise ConfigError."""
     reader = _Reader(source)
-    reader.only_fields("top level", data, ("dps", "hubs", "events", "faults", *SECTIONS))
+    reader.only_fields("top level", data, ("dps", "hubs", "events", "faults", "quotas", *SECTIONS))
     dps = reader.dps(data.get("dps", {}))
     hubs = reader.hubs(data.get("hubs"))
     policies = reader.service_policies(data.get("hubs"), hubs)
@@ -97,6 +99,7 @@ def parse_config(data: Mapping[str, Any], *, source: str) -> EmulatorConfig:
         events_url=events_url,
         presence=presence,
         faults=_faults(data.get("faults", {}), hubs, source),
+        quotas=_quotas(data.get("quotas", {}), source),
     )
 
 
@@ -353,6 +356,13 @@ def _faults(value: object, hubs: tuple[str, ...], source: str) -> dict[str, Faul
     except FaultError as error:
         location, _, message = str(error).removeprefix(f"{source}: ").partition(": ")
         raise ConfigError(source, location, message) from None
+
+
+def _quotas(value: object, source: str) -> QuotaSettings:
+    try:
+        return parse_quotas(value)
+    except QuotaError as error:
+        raise ConfigError(source, error.where, error.message) from None
 
 
 def parse_toml(text: str, source: str) -> dict[str, Any]:

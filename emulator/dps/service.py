@@ -27,6 +27,11 @@ same in its portal's registration records; here `python -m emulator registration
 simulator read it. DPS does not put that model into the hub's twin: the twin's `modelId` comes
 from the device's hub CONNECT (`hub.registry.Registry.announce_model`).
 
+Admission (`Admission`, `quotas.limits.Quotas` in the emulator): before a register or a poll is
+served, it may be refused with 429 429001 and a `retry-after`, on every transport, as DPS throttles
+(its quotas, and the emulator's own capacity: `assigning` is how many allocations run now). The
+SDK sends the same request again after `retry-after` (dps-mqtt.md §4).
+
 `publish` must be called from the event loop's thread (it starts tasks); `aclose()` cancels the
 allocations still running.
 """
@@ -41,6 +46,7 @@ import os
 import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Protocol
 
 from emulator.activity import Activity
 from emulator.config import EmulatorConfig
@@ -78,9 +84,10 @@ from emulator.dps.wire import (
     subscription_allowed,
 )
 from emulator.endpoints import CONNACK_ACCEPTED, Close, HubDirectory, Send
+from emulator.faults.spec import THROTTLED_MESSAGE
 from emulator.hub.twin import TwinDocument
 
-__all__ = ["Attempt", "DpsService", "retry_after"]
+__all__ = ["Admission", "Attempt", "DpsService", "retry_after"]
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +98,14 @@ OPERATIONS_PER_REGISTRATION = 4
 MAX_ATTEMPTS = 10_000
 MAX_ANSWER_CHARS = 300
 MAX_MODEL_ID_CHARS = 256
+
+
+class Admission(Protocol):
+    """Whether DPS serves a request now: None, or the `retry-after` of a 429 (throttled)."""
+
+    def register(self, now: float, *, assigning: int) -> int | None: ...
+
+    def poll(self, registration_id: str, now: float) -> int | None: ...
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -153,8 +168,10 @@ class DpsService:
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         entropy: Callable[[int], bytes] = os.urandom,
         activity: Activity | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self._activity = activity or Activity()
+        self._admission = admission
         self._config = config
         self._hubs = hubs
         self._webhook = webhook
@@ -311,8 +328,18 @@ class DpsService:
 
     # -- requests, whatever the transport -------------------------------------------------------
 
+    @property
+    def assigning(self) -> int:
+        """Allocations running now (webhook calls and their retry waits included)."""
+        return len(self._tasks)
+
     def register(self, registrant: Registrant, payload: object, *, now: float) -> Reply:
-        """Start a registration (the allocation runs as a task): 202 `assigning`."""
+        """Start a registration (the allocation runs as a task): 202 `assigning`, or 429 when
+        admission refuses it."""
+        if self._admission is not None:
+            wait = self._admission.register(now, assigning=len(self._tasks))
+            if wait is not None:
+                return _throttled(wait, now)
         stamp = format_dps_timestamp(now)
         operation = Operation(
             operation_id=new_operation_id(self._entropy(24)),
@@ -350,7 +377,12 @@ class DpsService:
         return Reply(202, operation_body(operation), self._retry_after)
 
     def poll(self, registrant: Registrant, operation_id: str, *, now: float) -> Reply:
-        """An operation's status: 202 while assigning, 200 once final, 404 if unknown."""
+        """An operation's status: 202 while assigning, 200 once final, 404 if unknown; 429
+        when admission refuses the poll."""
+        if self._admission is not None:
+            wait = self._admission.poll(registrant.registration_id, now)
+            if wait is not None:
+                return _throttled(wait, now)
         operation = self._operations.get(operation_id)
         if operation is None or (
             operation.registration_id.lower() != registrant.registration_id.lower()
@@ -583,6 +615,12 @@ class DpsService:
                 error_message=error.message if error else None,
             )
         )
+
+
+def _throttled(retry_after: int, now: float) -> Reply:
+    """DPS's throttling answer (wire-traces D7)."""
+    code = DpsErrorCode.THROTTLED
+    return Reply(code.status, error_body(code, THROTTLED_MESSAGE, now=now), retry_after)
 
 
 def retry_after(time_scale: float = 1.0) -> int:

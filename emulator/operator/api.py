@@ -105,6 +105,7 @@ class Operations(Protocol):
     dps: Any
     hubs: Any
     faults: Any
+    quotas: Any
     state: Any
     options: Any
 
@@ -266,6 +267,7 @@ class AdminApi:
                 "mqtt": f"{emulator.options.bind}:{emulator.options.mqtt_port}",
                 "state_file": str(state.path) if state is not None else None,
                 "faults": faults.describe(self._clock()),
+                "quotas": emulator.quotas.describe() if emulator.quotas is not None else None,
             },
         )
 

@@ -290,6 +290,12 @@ def _describe(command: str, args: argparse.Namespace, answer: dict[str, Any]) ->
         lines += [
             f"fault on {target}: {_fault_line(state)}" for target, state in answer["faults"].items()
         ]
+        refused = {
+            k: n for k, n in ((answer.get("quotas") or {}).get("refused") or {}).items() if n
+        }
+        if refused:
+            counts = ", ".join(f"{kind} {count}" for kind, count in refused.items())
+            lines.append(f"throttled: {sum(refused.values())} request(s) refused ({counts})")
         return lines
     if command == "enrollments":
         return [

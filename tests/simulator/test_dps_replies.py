@@ -232,3 +232,18 @@ def test_every_code_the_emulators_dps_sends_has_its_own_explanation() -> None:
     generic = likely_cause(None)
     for code in DpsErrorCode:
         assert likely_cause(int(code), "Custom allocation failed with status code: 400") != generic
+
+
+def test_throttled_replies_are_counted_and_nothing_else_is() -> None:
+    """Each 429 reply (register or poll, DPS's throttling body) counts once; a 202 and a
+    failed 200 do not."""
+    replies = DpsReplies()
+    throttled = b'{"errorCode":429001,"trackingId":"","message":"Operations are being throttled."}'
+    replies.emit(sdk_line(throttled, "$dps/registrations/res/429/?$rid=1&retry-after=3"))
+    replies.emit(sdk_line(throttled, "$dps/registrations/res/429/?$rid=2&retry-after=1"))
+    replies.emit(
+        sdk_line(b'{"operationId":"x","status":"assigning"}', "$dps/registrations/res/202/?$rid=3")
+    )
+    replies.emit(sdk_line(reply("dev", RegistrationStatus.FAILED, DENIED)))
+    assert replies.throttled == 2
+    assert replies.error("dev") == DpsError(400207, DENIED.message)

@@ -13,11 +13,14 @@ from hypothesis import strategies as st
 
 from simulator.__main__ import main
 from simulator.fleet import (
+    CLIENTS_PER_PROCESS,
     DeviceOutcome,
     Progress,
+    busy_delay,
     fleet_ids,
     percentile,
     render,
+    spread,
     summarize,
 )
 from tests.emulator.e2e.harness import RunningEmulator, options
@@ -257,3 +260,41 @@ def test_fleet_id_template_and_prefix_exclude_each_other(
     argv = ["fleet", "--id-scope", "0ne00000001", "--count", "2", "--prefix", "p-"]
     assert main([*argv, "--id-template", "t{n}"], KEYS) == 2
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_busy_delay_doubles_from_one_second_up_to_the_cap_scaled_by_jitter() -> None:
+    """1, 2, 4, 8, 16 s, then 30 s for good; jitter 0.5 halves each."""
+    assert [busy_delay(n, 1.0) for n in range(1, 8)] == [1, 2, 4, 8, 16, 30, 30]
+    assert busy_delay(3, 0.5) == 2.0
+
+
+@given(st.integers(1, 5000), st.integers(1, 3000), st.none() | st.integers(1, 40))
+def test_spread_runs_every_device_once_within_the_concurrency(
+    count: int, concurrency: int, processes: int | None
+) -> None:
+    """Every device in exactly one worker; shares add up to the fleet's in-flight bound; no
+    worker is given more than CLIENTS_PER_PROCESS unless `processes` forces it; none idle."""
+    shares = spread(count, concurrency, processes)
+    indices = sorted(index for devices, _ in shares for index in devices)
+    assert indices == list(range(count))
+    assert sum(share for _, share in shares) == min(count, concurrency)
+    assert all(share >= 1 and len(devices) >= 1 for devices, share in shares)
+    if processes is None:
+        assert all(share <= CLIENTS_PER_PROCESS for _, share in shares)
+
+
+def test_throttled_retries_are_reported_apart_from_failures() -> None:
+    """DPS's 429s and CONNACK 3 retries are counted by kind; they are not failures."""
+    outcomes = [
+        DeviceOutcome(registration_id="a", hub="h", provisioning_seconds=1.0, hub_busy_retries=2),
+        DeviceOutcome(registration_id="b", hub="h", provisioning_seconds=1.0, dps_busy_retries=1),
+    ]
+    summary = summarize(outcomes, seconds=1.0, dps_throttled=5)
+    assert summary.failed == 0
+    assert summary.throttled_retries == 8
+    text = render(summary)
+    assert "throttled retries: 8 (not failures)" in text
+    assert re.search(r"^dps: 429, retried by the SDK after retry-after +5$", text, re.MULTILINE)
+    assert re.search(r"^hub: CONNACK 3, retried by the fleet +2$", text, re.MULTILINE)
+    assert "failures: none" in text
+    assert "throttled retries: none" in render(summarize(outcomes[:0], seconds=1.0))

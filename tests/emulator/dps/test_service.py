@@ -742,3 +742,57 @@ def test_attempts_are_bounded_oldest_first() -> None:
     assert len(attempts) == dps_service.MAX_ATTEMPTS
     assert (attempts[0].registration_id, attempts[-1].registration_id) == ("d1", f"d{count - 1}")
     assert service.attempt("d0") is None
+
+
+def admitted_by(**settings: Any) -> tuple[DpsService, FunctionWebhook, Any]:
+    """A DPS service over real hubs whose admission is `Quotas` with these settings."""
+    from emulator.quotas.limits import Quotas, QuotaSettings  # noqa: PLC0415
+
+    webhook = answering(to_hub(TOASTERS))
+    config = make_config()
+    limits = Quotas(QuotaSettings(**settings), config.hubs, now=NOW)
+    hubs = Hubs(config.hubs, clock=lambda: NOW)
+    service = DpsService(config, hubs, webhook, clock=lambda: NOW, sleep=Sleeps(), admission=limits)
+    return service, webhook, limits
+
+
+def test_a_refused_register_gets_429_and_starts_nothing() -> None:
+    """The minute's registrations used up: 429 429001 with retry-after 1 (a token is a second
+    away); no operation, no allocation, no webhook call."""
+    service, webhook, limits = admitted_by(dps_registrations_per_minute=60)
+    for _ in range(60):
+        assert limits.register(NOW, assigning=0) is None
+
+    async def scenario() -> tuple[str, dict[str, Any]]:
+        device = group_device(service)
+        return device.publish(
+            REGISTER.format(rid="r1"), json.dumps({"registrationId": "dev-001"}).encode()
+        )
+
+    topic, body = asyncio.run(scenario())
+    assert topic == "$dps/registrations/res/429/?$rid=r1&retry-after=1"
+    assert (body["errorCode"], body["message"]) == (
+        429001,
+        "Operations are being throttled for this tenant.",
+    )
+    assert service.assigning == 0
+    assert webhook.calls == []
+    assert service.attempt("dev-001") is None
+
+
+def test_a_poll_over_the_devices_quota_gets_429_then_the_answer() -> None:
+    """One poll per window: the first poll is answered (assigned), the next refused with the
+    seconds until the window frees."""
+    service, _, _ = admitted_by(dps_polls_per_device=1)
+
+    async def scenario() -> tuple[dict[str, Any], tuple[str, dict[str, Any]]]:
+        device = group_device(service)
+        operation = device.register()
+        await service.idle()
+        return device.poll(operation)[1], device.poll(operation)
+
+    first, (topic, body) = asyncio.run(scenario())
+    assert first["status"] == "assigned"
+    assert topic.startswith("$dps/registrations/res/429/")
+    assert topic.endswith("&retry-after=10")
+    assert body["errorCode"] == 429001
