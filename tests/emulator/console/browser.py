@@ -15,9 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from devtools.browser import HOW_TO_INSTALL, find_chromium
+
+# `expect` waits 5 s by default, apart from the page's own timeout: on a loaded 2-core CI machine
+# a view's first API calls can take longer, so assertions wait as long as actions do.
+expect.set_options(timeout=15_000)
 
 
 def chromium() -> Path:
