@@ -23,6 +23,7 @@ from emulator.endpoints import (
     connack_of,
 )
 from emulator.faults.spec import DPS_TARGET, THROTTLED_ERROR_CODE, THROTTLED_MESSAGE, Faults
+from emulator.hub.messages import request_id
 
 __all__ = ["DelayedWebhook", "FaultGate", "drop_connections"]
 
@@ -78,7 +79,7 @@ class FaultGate:
         """A throttled DPS request gets 429 + retry-after; everything else goes through."""
         if self._is_dps:
             retry_after = self._faults.throttle(self.target, now)
-            rid = _rid(topic)
+            rid = request_id(topic)
             if retry_after is not None and rid:
                 send(
                     reply_topic(429, rid, retry_after=retry_after),
@@ -127,12 +128,3 @@ class DelayedWebhook:
     async def aclose(self) -> None:
         """Release the real webhook's client."""
         await self._inner.aclose()
-
-
-def _rid(topic: str) -> str:
-    _, _, query = topic.partition("?")
-    for pair in query.split("&"):
-        name, _, value = pair.partition("=")
-        if name == "$rid":
-            return value
-    return ""

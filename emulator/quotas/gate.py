@@ -27,6 +27,7 @@ from emulator.endpoints import (
     Send,
 )
 from emulator.faults.spec import THROTTLED_ERROR_CODE, THROTTLED_MESSAGE
+from emulator.hub.messages import request_id
 from emulator.quotas.limits import Quotas
 
 __all__ = ["HubQuotaGate", "LoopLagMonitor"]
@@ -75,7 +76,7 @@ class HubQuotaGate:
             topic.startswith(_TWIN_PATCH) and self._quotas.twin_update(self.hub, now)
         )
         if refused:
-            send(f"$iothub/twin/res/429/?$rid={_rid(topic)}", _THROTTLED_BODY, qos=0)
+            send(f"$iothub/twin/res/429/?$rid={request_id(topic)}", _THROTTLED_BODY, qos=0)
             return True
         return self.endpoint.publish(
             client_id=client_id, topic=topic, payload=payload, send=send, now=now
@@ -97,14 +98,6 @@ class HubQuotaGate:
 _THROTTLED_BODY = json.dumps(
     {"errorCode": THROTTLED_ERROR_CODE, "message": THROTTLED_MESSAGE}, separators=(",", ":")
 ).encode("utf-8")
-
-
-def _rid(topic: str) -> str:
-    for pair in topic.partition("?")[2].split("&"):
-        name, _, value = pair.partition("=")
-        if name == "$rid":
-            return value
-    return ""
 
 
 class LoopLagMonitor:
