@@ -17,13 +17,12 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from devtools.checkout import CHECKOUT as REPO
 
 if TYPE_CHECKING:
     import requests
-    import urllib3
 
 AZURITE = REPO / "node_modules" / ".bin" / "azurite-table"
 DEV_STORAGE_PORT = 10002  # UseDevelopmentStorage=true: http://127.0.0.1:10002/devstoreaccount1
@@ -139,33 +138,21 @@ class Azurite:
 
 @dataclass
 class RequestCount:
-    """HTTP clients for `store.tables.TableStore` (``session=``, ``http=``) that note the method of
-    every request they send: the SDK's (requests) and the hot path's (urllib3) alike. The tests and
-    the webhook bench count a call's round trips with them."""
+    """Hooks for `store.tables.TableStore` (``session=``, ``on_send=``) that note the method of
+    every request it sends: the SDK's (a requests session) and the hot path's (`store.wire`)
+    alike. The tests and the webhook bench count a call's round trips with them."""
 
     sent: list[str] = field(default_factory=list)
     session: requests.Session = field(init=False)
-    http: urllib3.PoolManager = field(init=False)
 
     def __post_init__(self) -> None:
-        import requests  # noqa: PLC0415 -- the clients' own transports, loaded only when counting
-        import urllib3  # noqa: PLC0415
+        import requests  # noqa: PLC0415 -- the SDK's own transport, loaded only when counting
 
         sent = self.sent
-
-        class CountedPool(urllib3.HTTPConnectionPool):
-            def urlopen(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-                sent.append(method)
-                return super().urlopen(method, url, *args, **kwargs)
-
-        class CountedTlsPool(urllib3.HTTPSConnectionPool):
-            def urlopen(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-                sent.append(method)
-                return super().urlopen(method, url, *args, **kwargs)
-
         self.session = requests.Session()
         self.session.hooks["response"].append(
             lambda response, *args, **kwargs: sent.append(response.request.method)
         )
-        self.http = urllib3.PoolManager()
-        self.http.pool_classes_by_scheme = {"http": CountedPool, "https": CountedTlsPool}
+
+    def on_send(self, method: str) -> None:
+        self.sent.append(method)

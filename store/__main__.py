@@ -97,7 +97,10 @@ def main(
     except StoreError as exc:
         print(f"settings: {exc}", file=sys.stderr)
         return 2
-    report = replay(store, parsed)
+    try:
+        report = replay(store, parsed)
+    finally:
+        store.close()
     print(
         f"found {len(parsed.records)} records: written {report.written}, "
         f"already present {report.already_present}, failed {report.failed}, "
@@ -111,10 +114,16 @@ def _migrate(
 ) -> int:
     try:
         store = make_store(load_settings(env))
-        report = store.migrate(dry_run=dry_run)
     except StoreError as exc:
         print(f"migrate: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, SettingsError) else 1
+    try:
+        report = store.migrate(dry_run=dry_run)
+    except StoreError as exc:
+        print(f"migrate: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
     if dry_run:
         print(
             f"would move {report.devices} legacy inventory rows and {report.registrations} "

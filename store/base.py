@@ -84,6 +84,9 @@ class Store(Protocol):
     """True when `get_device`, `append_registration` and `record_registration` bound every blocking
     step by `store.deadline.active()` themselves, so `call_with_deadline` may run them inline."""
 
+    def close(self) -> None:
+        """Release connections; the store is not used afterwards."""
+
     def append_registration(self, rec: RegistrationRecord) -> None:
         """Write one registration-log record; writing the same record again changes nothing."""
 

@@ -12,7 +12,7 @@ finishes (or fails) in the background on its own SDK timeouts; a daemon thread n
 process exit.
 
 A store that bounds its own blocking steps by the deadline (`Store.bounds_own_calls`: the Table
-store on its urllib3 path, `store.rest`) is called with ``inline=True`` instead: `fn` runs on the
+store on its own HTTP path, `store.rest`) is called with ``inline=True`` instead: `fn` runs on the
 caller's thread with the deadline made `active()` for its duration, and each request it sends
 takes its connect and read timeouts from what is left (no request is sent once nothing is), so a
 hung server fails the call within the bound without a thread. A thread costs about 0.07 ms to

@@ -13,10 +13,11 @@ remembered), then the log row and the inventory update go as one entity-group tr
 device's partition (`store.changeset`), so a logged record is always counted and a concurrent
 change (a retire, a lifecycle event, another registration) makes the etag fail and the write
 retry. A record that changes no inventory row (denied, invalid, retried, already counted) is one
-upsert. These requests go over urllib3 below the Tables SDK (`store.rest`,
-docs/protocol/table-rest.md), which costs a third to a half of the SDK's CPU per request. Transactions need one table and one partition: that is why the inventory lives beside the
-log, and why there is no by-hour index any more (a second table cannot join the transaction, and
-writing it cost a third round trip on every call).
+upsert. These requests go below the Tables SDK (`store.rest` over `store.wire`,
+docs/protocol/table-rest.md), at about a tenth of the SDK's CPU per request. Transactions need
+one table and one partition: that is why the inventory lives beside the log, and why there is
+no by-hour index any more (a second table cannot join the transaction, and writing it cost a
+third round trip on every call).
 
 The price, paid by the queries that are not on the hot path:
 

@@ -30,6 +30,9 @@ class MemoryStore(InventoryOps):
         self._devices: dict[str, DeviceRecord] = {}
         self.fail_with: StoreError | None = None
 
+    def close(self) -> None:
+        """Nothing to release."""
+
     def _check(self) -> None:
         if self.fail_with is not None:
             raise self.fail_with

@@ -1,4 +1,4 @@
-"""`TableRest`: the webhook's two Table requests on urllib3, below azure-data-tables.
+"""`TableRest`: the webhook's two Table requests, below azure-data-tables.
 
 The hot path of a webhook call is a point read of the device row (the retired check) and one
 entity-group transaction (the log row and the inventory update), or a single upsert of the log
@@ -11,12 +11,12 @@ Why below the SDK: the webhook's goal is at most 3x the CPU of the in-memory sto
 one request through azure-core's pipeline (policies, request copies, the requests transport, the
 generated operation's deserialisation) costs more CPU than the store may add. Measured on
 Azurite on loopback, CPU of this process per request: point read 0.71-0.77 ms through
-`TableClient.get_entity`, 0.19-0.22 ms here; upsert 0.74-0.87 ms against 0.20 ms; the two-row
-transaction 0.83-0.85 ms through the client's own pipeline against 0.39-0.45 ms here, of which
-about 0.11 ms is http.client parsing the answer's head (for a `multipart/mixed` answer the email
-parser compiles a regular expression for its boundary, new every time). urllib3 is the
-transport requests itself runs on, so this adds no HTTP stack: pooled keep-alive connections,
-TLS verified against the system's trust store, connect and read timeouts.
+`TableClient.get_entity`, 0.19-0.22 ms on urllib3 with these same headers, 0.08 ms here; the
+two-row transaction 0.83-0.85 ms through the client's own pipeline, 0.39-0.45 ms on urllib3,
+0.11 ms here.
+The requests go over `store.wire`, a keep-alive HTTP/1.1 client for one host (why not urllib3,
+http.client or h11, measured, is in its docstring): pooled connections, TLS verified against
+the system's trust store, connect and read timeouts, one end per request.
 
 What the SDK still decides: where the account is and how to authorize (`from_client` takes the
 endpoint, credential, table name and API version of the `TableClient` built from the connection
@@ -30,15 +30,14 @@ read back through the SDK exactly like its own.
 - Reads ask for `application/json;odata=nometadata`: the properties as plain JSON, the etag in
   the `ETag` header. A device row holds only strings, 32-bit integers and nulls, so nothing is lost
   without type annotations.
-- One attempt, no redirects, no proxies (the store keeps the SDK when the environment names one),
-  answers bounded to `MAX_ANSWER_BYTES`.
-- Time: connect and read timeouts of `timeout` seconds each; inside an inline
-  `store.deadline.call_with_deadline`, no more than what is left of its deadline (connect and
-  read together, urllib3's ``Timeout(total=...)``), and no request at all once nothing is left,
-  so the webhook's read and transaction together stay within its storage budget without a
-  thread. The read timeout bounds each wait for bytes: a peer that answers a byte at a time can
-  stretch one request past it (Azurite and the service answer whole; a server that does not
-  answer at all is what the bound is for).
+- One attempt (a GET or PUT on a connection the server closed while idle is sent again on a new
+  one, `store.wire`), no redirects, no proxies (the store keeps the SDK when the environment
+  names one), answers bounded to `MAX_ANSWER_BYTES`.
+- Time: connect and read timeouts of `timeout` seconds each, and each request ends at most
+  `2 * timeout` after it starts, however slowly the peer answers; inside an inline
+  `store.deadline.call_with_deadline`, no later than its deadline, and no request at all once
+  nothing is left, so the webhook's read and transaction together stay within its storage
+  budget without a thread.
 
 Errors (neither carries a URL, a key or the service's message):
 
@@ -54,18 +53,18 @@ import hashlib
 import hmac
 import json
 import platform
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-import urllib3
 from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential
-from urllib3.exceptions import HTTPError
-from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 from store.changeset import Change, changeset_body, entity_json, entity_path, part_statuses
 from store.deadline import active
+from store.wire import Unanswered, Wire
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient
@@ -74,15 +73,6 @@ MAX_ANSWER_BYTES = 4 * 1024 * 1024
 MAX_IDLE_CONNECTIONS = 16
 NO_METADATA = "application/json;odata=nometadata"
 _USER_AGENT = f"dps-webhook-store Python/{platform.python_version()}"
-
-
-class Unanswered(Exception):
-    """No complete HTTP answer; `timed_out` when it was a time bound that ran out."""
-
-    def __init__(self, reason: str, *, timed_out: bool = False) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.timed_out = timed_out
 
 
 class Refused(Exception):
@@ -113,28 +103,33 @@ class TableRest:
         credential: AzureNamedKeyCredential | AzureSasCredential,
         api_version: str,
         timeout: float,
-        http: urllib3.PoolManager | None = None,
+        on_send: Callable[[str], None] | None = None,
     ) -> None:
-        url = urllib3.util.parse_url(account_url)
-        if url.scheme not in ("http", "https") or not url.host or url.query:
+        url = urlsplit(account_url)
+        try:
+            port = url.port
+        except ValueError:
+            port = -1
+        if url.scheme not in ("http", "https") or not url.hostname or url.query or port == -1:
             raise ValueError("account_url: expected http(s)://host[:port][/account]")
         self._account_url = account_url.rstrip("/")
         self._table = table
         self._path = (url.path or "").rstrip("/")
-        manager = http if http is not None else urllib3.PoolManager()
-        # One pool for the one host; each request says its own timeout, retries and redirects.
-        self._pool = manager.connection_from_url(
-            account_url,
-            pool_kwargs={"maxsize": MAX_IDLE_CONNECTIONS, "block": False},
+        default_port = 443 if url.scheme == "https" else 80
+        self._wire = Wire(
+            url.scheme,
+            url.hostname,
+            port or default_port,
+            max_idle=MAX_IDLE_CONNECTIONS,
+            on_send=on_send,
         )
         self._seconds = float(timeout)
-        self._timeout = urllib3.Timeout(connect=timeout, read=timeout)
-        self._fixed = {
-            "User-Agent": _USER_AGENT,
-            "x-ms-version": api_version,
-            "DataServiceVersion": "3.0",
-            "MaxDataServiceVersion": "3.0;NetFx",
-        }
+        self._fixed = [
+            ("User-Agent", _USER_AGENT),
+            ("x-ms-version", api_version),
+            ("DataServiceVersion", "3.0"),
+            ("MaxDataServiceVersion", "3.0;NetFx"),
+        ]
         self._account = ""
         self._key = b""
         self._query = ""
@@ -146,12 +141,18 @@ class TableRest:
                 raise ValueError("AccountKey: expected base64") from None
         elif isinstance(credential, AzureSasCredential):
             self._query = "?" + credential.signature.lstrip("?")
+            if not self._query.isprintable() or " " in self._query:
+                raise ValueError("SharedAccessSignature: expected a URL query string")
         else:
             raise TypeError("credential: expected an account key or a SAS")
 
     @classmethod
     def from_client(
-        cls, client: TableClient, *, timeout: float, http: urllib3.PoolManager | None = None
+        cls,
+        client: TableClient,
+        *,
+        timeout: float,
+        on_send: Callable[[str], None] | None = None,
     ) -> TableRest | None:
         """The same table, account and credential as `client`; None when its credential is neither
         an account key nor a SAS (the caller keeps the SDK then)."""
@@ -164,12 +165,12 @@ class TableRest:
             credential=credential,
             api_version=client.api_version,
             timeout=timeout,
-            http=http,
+            on_send=on_send,
         )
 
     def close(self) -> None:
-        """Close the pooled connections."""
-        self._pool.close()
+        """Close the idle connections."""
+        self._wire.close()
 
     # -- the two requests ----------------------------------------------------------------------------------------
 
@@ -181,7 +182,7 @@ class TableRest:
             return None
         if status != 200:
             raise Refused(status, error_code(headers.get("x-ms-error-code"), body))
-        return entity_answer(headers.get("ETag"), body)
+        return entity_answer(headers.get("etag"), body)
 
     def upsert(self, entity: Mapping[str, Any]) -> None:
         """Insert or replace one entity (a PUT without If-Match): cheaper than a transaction of one."""
@@ -210,49 +211,35 @@ class TableRest:
 
     def _send(
         self, method: str, path: str, headers: dict[str, str], content: bytes | None = None
-    ) -> tuple[int, urllib3.HTTPHeaderDict, bytes]:
-        timeout = self._timeout
+    ) -> tuple[int, dict[str, str], bytes]:
+        now = time.monotonic()
+        end = now + 2 * self._seconds  # connect, then read: neither longer than `timeout`
         deadline = active()
         if deadline is not None:  # an inline `call_with_deadline`: this request gets what is left
             left = deadline.remaining()
             if left <= 0:
                 raise Unanswered("no time left of the call's deadline", timed_out=True)
-            timeout = urllib3.Timeout(total=left, connect=self._seconds, read=self._seconds)
+            end = min(end, now + left)
         date = formatdate(usegmt=True)
-        head = {**self._fixed, **headers, "x-ms-date": date}
+        head = [*self._fixed, *headers.items(), ("x-ms-date", date)]
         if self._key:
-            head["Authorization"] = self._authorization(
-                method, path, headers.get("Content-Type", ""), date
+            head.append(
+                (
+                    "Authorization",
+                    self._authorization(method, path, headers.get("Content-Type", ""), date),
+                )
             )
-        try:
-            response = self._pool.urlopen(
-                method,
-                path + self._query,
-                body=content,
-                headers=head,
-                retries=False,
-                redirect=False,
-                timeout=timeout,
-                preload_content=False,
-                decode_content=False,
-            )
-        except Urllib3Timeout:
-            raise Unanswered("no answer in time", timed_out=True) from None
-        except HTTPError as exc:
-            raise Unanswered(f"connection failed: {type(exc).__name__}") from None
-        try:
-            body = response.read(MAX_ANSWER_BYTES + 1)
-        except Urllib3Timeout:
-            response.close()  # a connection with an answer half read is never reused
-            raise Unanswered("no answer in time", timed_out=True) from None
-        except HTTPError as exc:
-            response.close()
-            raise Unanswered(f"answer broken off: {type(exc).__name__}") from None
-        if len(body) > MAX_ANSWER_BYTES:
-            response.close()
-            raise Unanswered(f"answer larger than {MAX_ANSWER_BYTES} bytes")
-        response.release_conn()
-        return response.status, response.headers, body
+        answer = self._wire.request(
+            method,
+            path + self._query,
+            head,
+            content,
+            connect_timeout=self._seconds,
+            read_timeout=self._seconds,
+            end=end,
+            max_body=MAX_ANSWER_BYTES,
+        )
+        return answer.status, answer.headers, answer.body
 
     def _authorization(self, method: str, path: str, content_type: str, date: str) -> str:
         """Shared Key for the Table service: VERB, Content-MD5 (none), Content-Type, Date and the

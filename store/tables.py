@@ -15,10 +15,11 @@ A shell: records become entities (`store.records` dict form plus `PartitionKey`/
   re-apply, up to `MAX_UPDATE_ATTEMPTS` times → `ConcurrencyConflict`. Two concurrent provisionings
   never lose a count.
 - The webhook's hot path (the retired check's point read, then the transaction or the log row's
-  upsert) goes through `store.rest` on urllib3, below the SDK, with the account, credential and
-  API version of the SDK's own client, at a third to a half of the SDK's CPU per request (figures
-  in `store.rest`). The SDK keeps every other call, and the hot path too when the environment
-  names a proxy (only the SDK's transport honours one).
+  upsert) goes through `store.rest` on its own HTTP/1.1 client (`store.wire`), below the SDK, with
+  the account, credential and API version of the SDK's own client, at about a tenth of the
+  SDK's CPU per request (figures in `store.rest`). ``on_send`` (tests and benchmarks) is told the
+  method of every request that path sends. The SDK keeps every other call, and the hot path too
+  when the environment names a proxy (only the SDK's transport honours one).
 - On that path the store bounds its own hot-path calls by the invocation's deadline
   (`bounds_own_calls`): the webhook runs them inline (`store.deadline`), each request taking its
   timeouts from what is left, and the SDK calls they may make (creating the table on first use,
@@ -100,7 +101,6 @@ from store.settings import StoreSettings
 
 if TYPE_CHECKING:
     import requests
-    import urllib3
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -126,7 +126,7 @@ class TableStore(InventoryOps):
         table_prefix: str = "dps",
         timeout_seconds: float = 2.0,
         session: requests.Session | None = None,
-        http: urllib3.PoolManager | None = None,
+        on_send: Callable[[str], None] | None = None,
     ):
         self._timeout = timeout_seconds
         import requests  # noqa: PLC0415 -- azure-core's transport already depends on it
@@ -171,7 +171,7 @@ class TableStore(InventoryOps):
         if not self._session.trust_env:
             with suppress(ValueError):
                 self._rest = TableRest.from_client(
-                    self._clients["registry"], timeout=timeout_seconds, http=http
+                    self._clients["registry"], timeout=timeout_seconds, on_send=on_send
                 )
         # The hot path's requests take their timeouts from an inline call's deadline (`store.rest`);
         # its rare SDK calls go on the deadline's thread (`_bounded`).

@@ -92,6 +92,7 @@ def test_stopped_azurite_fails_fast_and_replay_restores(
     assert device.provisioning_count == 1
     assert main(["replay", str(logfile)], env=env) == 0  # idempotent
     assert len(fresh.registration_history("d1")) == 1
+    fresh.close()
 
 
 def test_hung_azurite_times_out_within_the_bound(own_azurite: Azurite) -> None:

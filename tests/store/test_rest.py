@@ -94,7 +94,7 @@ def test_a_sas_connection_string_takes_the_rest_path(azurite: Azurite) -> None:
         table_prefix=fresh_prefix(),
         timeout_seconds=5,
         session=count.session,
-        http=count.http,
+        on_send=count.on_send,
     )
     try:
         store.get_device("warm-up")  # creates the table through the SDK
@@ -220,7 +220,7 @@ def test_no_request_is_sent_once_the_deadline_has_passed(azurite: Azurite) -> No
         table_prefix=fresh_prefix(),
         timeout_seconds=5,
         session=count.session,
-        http=count.http,
+        on_send=count.on_send,
     )
     try:
         store.get_device("warm-up")  # creates the table through the SDK

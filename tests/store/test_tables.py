@@ -62,7 +62,7 @@ def test_a_webhook_call_makes_at_most_two_round_trips(azurite: Azurite) -> None:
         table_prefix=fresh_prefix(),
         timeout_seconds=5,
         session=count.session,
-        http=count.http,
+        on_send=count.on_send,
     )
     store.get_device("warm-up")  # creates the table, learns there is no legacy inventory
     for n, outcome in enumerate([Outcome.ASSIGNED, Outcome.ASSIGNED, Outcome.DENIED]):
