@@ -25,7 +25,7 @@ from azure.iot.hub import IoTHubRegistryManager
 from azure.iot.hub.models import Twin, TwinProperties
 
 from sas import derive_device_key
-from tests.emulator.e2e.harness import DPS_HOST, ID_SCOPE, emulator_toml
+from tests.emulator.e2e.harness import DPS_HOST, ID_SCOPE, emulator_toml, register_then_release
 
 pytestmark = pytest.mark.e2e
 
@@ -129,7 +129,7 @@ class Load:
                 server_verification_cert=(self.state / "ca.pem").read_text(),
             )
             try:
-                result = client.register()
+                result = register_then_release(client)
             except Exception:
                 return
             if result.status == "assigned":
