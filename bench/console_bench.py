@@ -31,6 +31,7 @@ from pathlib import Path
 
 import httpx
 
+from bench import procs
 from emulator.hub.registry import DeviceIdentity
 from emulator.hub.twin import TwinDocument
 from emulator.mqtt import Connack, Connect, NeedMoreData, Puback, Publish, decode, encode
@@ -90,8 +91,7 @@ class Emulator:
             raise RuntimeError(f"emulator did not start (see {self._log.name})")
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return procs.cpu_seconds(self.process.pid)
 
     def close(self) -> None:
         self.process.terminate()

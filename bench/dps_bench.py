@@ -17,6 +17,7 @@ Reported per allocation: registrations per second and p50 / p99 latency from the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+from bench import procs
 from emulator.mqtt import (
     Connack,
     Connect,
@@ -127,6 +129,14 @@ class LocalCloud:
         context = ssl.create_default_context(cafile=self.state_dir / "ca.pem")
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         return context
+
+    def cpu_seconds(self) -> tuple[float, float]:
+        """CPU seconds so far of the emulator's process, and of the processes below it (Azurite)."""
+        below = 0.0
+        for pid in procs.descendants(self.process.pid):
+            with contextlib.suppress(OSError):
+                below += procs.cpu_seconds(pid)
+        return procs.cpu_seconds(self.process.pid), below
 
     def close(self) -> None:
         self.process.terminate()
@@ -269,10 +279,18 @@ def run(*, quick: bool = False) -> str:
                 ("bench-custom", "custom, webhook + Azurite"),
             ):
                 asyncio.run(drive(cloud, group, count=20, concurrency=10, prefix="w"))  # warm up
+                before = cloud.cpu_seconds(), time.process_time()
                 results, seconds = asyncio.run(
                     drive(cloud, group, count=count, concurrency=concurrency)
                 )
-                rows.append((label, results, seconds))
+                after = cloud.cpu_seconds(), time.process_time()
+                per = max(1, len(results.latencies))
+                cpu = (
+                    (after[0][0] - before[0][0]) / per * 1000,
+                    (after[0][1] - before[0][1]) / per * 1000,
+                    (after[1] - before[1]) / per * 1000,
+                )
+                rows.append((label, results, seconds, cpu))
         finally:
             cloud.close()
     lines = [
@@ -283,7 +301,7 @@ def run(*, quick: bool = False) -> str:
         "| vs DPS ceiling (16.7/s) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for label, results, seconds in rows:
+    for label, results, seconds, _ in rows:
         latencies = sorted(results.latencies) or [float("nan")]
         rate = len(results.latencies) / seconds
         p99 = latencies[max(0, int(len(latencies) * 0.99) - 1)]
@@ -291,5 +309,18 @@ def run(*, quick: bool = False) -> str:
             f"| {label} | {len(results.latencies)} | {len(results.failed)} | {results.throttled} "
             f"| {rate:.0f} | {statistics.median(latencies) * 1000:.1f} | {p99 * 1000:.1f} "
             f"| {rate / DPS_CEILING_PER_SECOND:.1f}x |"
+        )
+    lines += [
+        "",
+        "CPU per registration (from /proc around the timed run):",
+        "",
+        "| allocation | emulator (DPS, hubs, hosted app) | Azurite | the bench's clients |",
+        "|---|---:|---:|---:|",
+    ]
+    for label, results, seconds, (emulator_ms, azurite_ms, client_ms) in rows:
+        busy = emulator_ms * len(results.latencies) / seconds / 10  # ms x per second / 1000 x 100
+        lines.append(
+            f"| {label} | {emulator_ms:.2f} ms ({busy:.0f} % of a core) | {azurite_ms:.2f} ms "
+            f"| {client_ms:.2f} ms |"
         )
     return "\n".join(lines)

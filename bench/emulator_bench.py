@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import resource
 import ssl
 import subprocess
@@ -26,6 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import procs
 from emulator.hub.registry import DeviceIdentity
 from emulator.hub.twin import TwinDocument
 from emulator.mqtt import Connack, Connect, NeedMoreData, Puback, Publish, decode, encode
@@ -98,13 +98,10 @@ class Emulator:
             raise RuntimeError(f"emulator did not start: {line!r} (see {self._log.name})")
 
     def rss_mib(self) -> float:
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        match = re.search(r"VmRSS:\s+(\d+) kB", status)
-        return int(match.group(1)) / 1024 if match else float("nan")
+        return procs.rss_mib(self.process.pid)
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return procs.cpu_seconds(self.process.pid)
 
     def close(self) -> None:
         self.process.terminate()
