@@ -21,7 +21,8 @@ webhook over real HTTP. Layers, each a sub-package that says what it owns:
 - `config/`: the configuration file.
 
 Modules at the top: `app` (the composition root: it alone wires components), `endpoints` (the
-contracts between the MQTT server and DPS or a hub, and which one a CONNECT is for), `activity`
+contracts between the MQTT server and DPS or a hub, and which one a CONNECT is for), `gating`
+(an endpoint in front of another: the fault and quota gates' common part), `activity`
 (what happens, for watchers), `certs`, and the entry points `__main__`, `run`, `up`,
 `foreground`, `in_process`. Cores never import shells; the operator commands import no server.
 """
