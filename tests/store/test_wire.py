@@ -293,6 +293,14 @@ MALFORMED = [
     b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"f" * 20 + b"\r\n",
     b"HTTP/1.1 200 OK\r\nContent-Length: 3",
     b"HTTP/1.1 100 Continue\r\n\r\n" * (10),
+    b"HTTP/1.1 000 OK\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nETag: a\nX-Injected: b\r\nContent-Length: 0\r\n\r\n",  # a bare LF
+    b"HTTP/1.1 200 OK\r\nX: a\rb\r\nContent-Length: 0\r\n\r\n",  # a bare CR
+    b"HTTP/1.1 200 OK\r\nX: a\x00b\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: " + b"1" * 5000 + b"\r\n\r\n",  # past int()'s digits
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: ,\r\nContent-Length: 1\r\n\r\nx",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n 1\r\nx\r\n0\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nno colon\r\n\r\n",
 ]
 
 
@@ -309,6 +317,43 @@ def test_a_malformed_answer_is_unanswered_and_its_connection_closed(answer: byte
         assert ask(wire).body == b"next"
         assert wire.opened == 2
         wire.close()
+
+
+def test_chunks_and_length_together_read_by_chunks_and_the_connection_closes() -> None:
+    """Transfer-Encoding and Content-Length both (RFC 9112 §6.3: the chunks win, and the
+    connection is not used again)."""
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+    answer += b"5\r\nabcde\r\n0\r\n\r\n"
+    with scripted([answer], [ok(b"next")]) as server:
+        wire = Wire("http", BIND, server.port)
+        assert ask(wire).body == b"abcde"
+        assert ask(wire).body == b"next"
+        assert wire.opened == 2
+        wire.close()
+
+
+def test_a_size_in_leading_zeros_and_one_byte_chunks_cost_no_more_than_the_body() -> None:
+    """A chunk size padded with zeros is read; 50,000 one-byte chunks make one body, not a list of
+    50,000 objects (peak Python memory well under what a list of them would take)."""
+    import tracemalloc  # noqa: PLC0415
+
+    padded = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + b"0" * 20
+        + b"2\r\nab\r\n0\r\n\r\n"
+    )
+    many = chunked([b"x"] * 50_000)
+    with scripted([padded, many]) as server:
+        wire = Wire("http", BIND, server.port)
+        assert ask(wire).body == b"ab"
+        tracemalloc.start()
+        try:
+            assert ask(wire).body == b"x" * 50_000
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        wire.close()
+    assert peak < 1_000_000
 
 
 def test_bounds_on_head_and_body() -> None:
@@ -362,6 +407,83 @@ def test_a_connection_dropped_on_a_request_resends_a_get_but_never_a_post() -> N
             ask(wire, "POST", b"{}")
         wire.close()
     assert server.requests == ["GET /t HTTP/1.1", "POST /t HTTP/1.1"]
+
+
+def test_an_idle_connection_is_not_kept_past_what_the_server_said() -> None:
+    """``Keep-Alive: timeout=2``: reused at once, but not once it has been idle longer than the
+    server keeps it (less a second's margin), so a POST never meets a connection the server is
+    about to close."""
+    answer = ok(b"1", "Keep-Alive: timeout=2")
+    with scripted([answer, answer], [ok(b"3")]) as server:
+        wire = Wire("http", BIND, server.port)
+        assert ask(wire).body == b"1"
+        assert ask(wire).body == b"1"
+        assert wire.opened == 1
+        time.sleep(1.2)
+        assert ask(wire, "POST", b"{}").body == b"3"
+        assert wire.opened == 2
+        wire.close()
+
+
+def test_a_failing_send_hook_leaves_no_connection_open() -> None:
+    """An exception from `on_send` reaches the caller; the connection it was about to use is
+    closed (the server sees the close), not leaked."""
+
+    def refuse(method: str) -> None:
+        raise RuntimeError("counting failed")
+
+    with scripted([ok(), ok()]) as server:
+        wire = Wire("http", BIND, server.port)
+        ask(wire)
+        wire._on_send = refuse
+        with pytest.raises(RuntimeError):
+            ask(wire)
+        deadline = time.monotonic() + 5
+        while server.ended < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert server.ended == 1
+        wire.close()
+
+
+def test_the_connect_ends_at_the_end_whatever_the_addresses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A name with two addresses, neither answering (a listener whose queue is full drops SYNs):
+    the connect gives up at the request's end, not after a timeout per address."""
+    hole = socket.socket()
+    hole.bind((BIND, 0))
+    hole.listen(0)
+    port = hole.getsockname()[1]
+    fillers = []
+    for _ in range(4):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex((BIND, port))
+        fillers.append(filler)
+    time.sleep(0.1)
+    real = socket.getaddrinfo
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: real(*a, **k) * 2)
+    wire = Wire("http", BIND, port)
+    started = time.monotonic()
+    try:
+        with pytest.raises(Unanswered) as caught:
+            wire.request(
+                "GET",
+                "/t",
+                [],
+                None,
+                connect_timeout=1.0,
+                read_timeout=1.0,
+                end=started + 1.2,
+                max_body=100,
+            )
+        took = time.monotonic() - started
+    finally:
+        for filler in fillers:
+            filler.close()
+        hole.close()
+    assert caught.value.timed_out
+    assert took < 1.7
 
 
 def test_nobody_listening_is_unanswered() -> None:
@@ -460,6 +582,39 @@ def test_tls_is_verified(tmp_path: Path) -> None:
         default = Wire("https", BIND, server.port)
         with pytest.raises(Unanswered, match="SSLCertVerificationError"):
             ask(default)
+
+
+def test_a_tls_answer_cut_off_without_close_notify_is_unanswered(tmp_path: Path) -> None:
+    """Over TLS a body that runs to the close must end with TLS's close_notify: a bare TCP close
+    (which anyone on the path can forge) is an answer cut off, not a whole one (RFC 9112 §9.8)."""
+    paths = ensure_certificates(tmp_path, names=[BIND])
+    trusting = ssl.create_default_context(cafile=str(paths.ca_cert))
+    answer = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{"rows": [1, 2'
+    with scripted([answer, CLOSE], tls=server_ssl_context(paths)) as server:
+        wire = Wire("https", BIND, server.port, tls=trusting)
+        with pytest.raises(Unanswered, match="cut off"):
+            ask(wire)
+        wire.close()
+
+
+def test_a_header_outside_latin_1_is_refused_without_the_request_in_the_error() -> None:
+    """The error names the problem; neither it nor its context holds the request's head (which
+    carries the Authorization header or a SAS)."""
+    wire = Wire("http", BIND, 9)
+    with pytest.raises(ValueError, match="not Latin-1") as caught:
+        wire.request(
+            "GET",
+            "/t?sig=SECRET",
+            [("Authorization", "SharedKey a:SECRET"), ("X", "\u20ac")],
+            None,
+            connect_timeout=TIMEOUT,
+            read_timeout=TIMEOUT,
+            end=time.monotonic() + 1,
+            max_body=100,
+        )
+    assert "SECRET" not in repr(caught.value)
+    assert caught.value.__context__ is None
+    assert wire.opened == 0
 
 
 # -- TableRest on the wire -------------------------------------------------------------------------------------------
