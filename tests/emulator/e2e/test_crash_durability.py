@@ -34,7 +34,8 @@ GROUP_KEY = "DZPe4q3my4xZRYespJ9DC5wu5B5SWQOjY81pkl/cYJY="
 ROOT = Path(__file__).resolve().parents[3]
 CREATORS = 6
 REGISTRANTS = 3
-RUN_SECONDS = 2.5
+RUN_SECONDS = 2.5  # at least this long under load before the kill
+GOING_WITHIN = 60.0  # ... and until every kind of change has been acknowledged, up to this long
 
 
 def start(config: Path, state: Path) -> subprocess.Popen[bytes]:
@@ -88,6 +89,11 @@ class Load:
         self.created: list[str] = []
         self.twin_value = 0  # the last desired value whose update returned
         self.registered: dict[str, str] = {}  # registration id -> assigned hub
+
+    def going(self) -> bool:
+        """Every kind of change acknowledged at least once, and creates by the dozen."""
+        with self.lock:
+            return len(self.created) > 50 and bool(self.registered) and self.twin_value > 0
 
     def create(self, worker: int) -> None:
         manager = registry(self.state, self.hub)
@@ -155,7 +161,13 @@ def test_kill_9_loses_nothing_acknowledged(tmp_path: Path, monkeypatch: pytest.M
     threads.append(threading.Thread(target=load.patch_twin))
     for thread in threads:
         thread.start()
-    time.sleep(RUN_SECONDS)
+    started = time.monotonic()
+    # Kill mid-load, once the load is going: on a loaded machine that takes longer than on a
+    # quiet one, so the wait is for the load, not for a fixed time.
+    while time.monotonic() - started < RUN_SECONDS or (
+        not load.going() and time.monotonic() - started < GOING_WITHIN
+    ):
+        time.sleep(0.05)
     os.kill(process.pid, signal.SIGKILL)
     process.communicate(timeout=30)
     load.stop.set()
