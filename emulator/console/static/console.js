@@ -1022,6 +1022,7 @@ async function route() {
   // Each view draws into a container of its own: one still loading when the address changes
   // draws into a detached node, and its listeners are stopped as soon as it returns.
   const mine = ++generation;
+  routedHash = location.hash;
   stopView(cleanup);
   cleanup = null;
   const main = h("div", { class: "view" });
@@ -1049,8 +1050,13 @@ async function route() {
   }
 }
 
-window.addEventListener("hashchange", route);
-window.addEventListener("DOMContentLoaded", async () => {
-  try { await loadInfo(); } catch (error) { showBanner(error.message); return; }
-  await route();
+// The first view is drawn once /api/info has answered. An address that changes before then (a
+// link followed while the page loads) is drawn by that first route, which reads location.hash
+// then; its hashchange adds nothing. Without this, the view was drawn twice, and what was typed
+// into the first drawing was lost when the second replaced it.
+let routedHash = null;
+const ready = new Promise((resolve) => window.addEventListener("DOMContentLoaded", resolve)).then(loadInfo);
+ready.then(() => route(), (error) => showBanner(error.message));
+window.addEventListener("hashchange", () => {
+  ready.then(() => { if (location.hash !== routedHash) route(); }, () => {});
 });

@@ -331,6 +331,34 @@ def test_a_view_left_while_loading_leaves_nothing_behind(
     expect(page.page.locator(".panel", has_text=TOASTER)).to_contain_text("connected")
 
 
+def test_a_view_opened_while_the_console_loads_is_drawn_once(
+    page: Watched, cloud: RunningEmulator
+) -> None:
+    """The address changes to a view while the console's /api/info is still on its way: the view
+    is drawn once, after the answer, and what is typed into it stays (drawn twice, the second
+    drawing replaced the first and what was typed in it)."""
+    page.page.add_init_script(
+        "window.__views = 0; new MutationObserver((changes) => { for (const change of changes)"
+        " for (const node of change.addedNodes) if (node.classList && node.classList.contains('view'))"
+        " window.__views += 1; }).observe(document, { childList: true, subtree: true });"
+    )
+    held: list[Any] = []
+
+    def hold(route: Any) -> None:  # a Python function: Playwright does not take a builtin
+        held.append(route)
+
+    page.page.route("**/api/info", hold)
+    login(page, cloud)  # the page is loaded; its /api/info is held
+    page.page.goto(base(cloud) + "#/allocation")
+    page.page.wait_for_timeout(300)
+    assert len(held) == 1
+    held[0].continue_()
+    page.page.fill("#play-id", "nowhere9-contoso-tstrsd-007")
+    page.page.wait_for_timeout(1000)  # past any second drawing
+    expect(page.page.locator("#play-id")).to_have_value("nowhere9-contoso-tstrsd-007")
+    assert page.page.evaluate("window.__views") == 1
+
+
 def test_policy_playground_and_hub_moves(page: Watched, cloud: RunningEmulator) -> None:
     """The playground shows the hosted policy's rule and hub without registering the device;
     adding a hub moves only some of the synthetic toasters."""
