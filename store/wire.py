@@ -19,8 +19,8 @@ What it does, and no more (RFC 9112, "HTTP/1.1"; the sections named below are th
   ``Content-Length`` (for a body), and the body. No ``Expect``, no compression, no redirects, no
   proxies (the store keeps the Tables SDK when the environment names a proxy), no retries but one:
   a reused connection that the server closed while idle, found when the request's answer never
-  started, is replaced by a new connection once for a GET or a PUT (idempotent, §9.3.1 of
-  RFC 9110); a POST (the transaction) is never sent twice.
+  started, is replaced by a new connection once for a GET or a PUT (§9.3.1; idempotent methods,
+  RFC 9110 §9.2.2); a POST (the transaction) is never sent twice.
 - Answers (§4-§7): a status line ``HTTP/1.x NNN reason`` (100-599); header lines ``name:
   value`` (a line folded onto the next, anything without a colon, a name with white space, a
   bare CR or LF or a NUL anywhere in the head is a malformed answer); 1xx interim answers
