@@ -232,7 +232,10 @@ class Wire:
             left = end - time.monotonic()
             if left <= 0:
                 raise Unanswered("no connection in time", timed_out=True)
-            sock = socket.socket(family, kind, proto)
+            try:
+                sock = socket.socket(family, kind, proto)
+            except OSError as exc:  # out of file descriptors, say
+                raise Unanswered(f"connection failed: {type(exc).__name__}") from None
             try:
                 sock.settimeout(min(connect_timeout, left))
                 sock.connect(address)

@@ -486,6 +486,18 @@ def test_the_connect_ends_at_the_end_whatever_the_addresses(
     assert took < 1.7
 
 
+def test_no_file_descriptor_left_is_unanswered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process out of file descriptors cannot make a socket: Unanswered, not an OSError."""
+
+    def exhausted(*args: object, **kwargs: object) -> socket.socket:
+        raise OSError(24, "Too many open files")
+
+    wire = Wire("http", BIND, 9)
+    monkeypatch.setattr(socket, "socket", exhausted)
+    with pytest.raises(Unanswered, match="connection failed: OSError"):
+        ask(wire)
+
+
 def test_nobody_listening_is_unanswered() -> None:
     with socket.create_server((BIND, 0)) as probe:
         port = probe.getsockname()[1]
