@@ -35,6 +35,7 @@ from store.rest import (
 )
 from store.tables import TableStore
 from tests.azurite import ACCOUNT, ACCOUNT_KEY, Azurite, fresh_prefix
+from tests.store.servers import read_request, serving
 
 T0 = datetime(2026, 5, 6, 7, 8, 9, tzinfo=UTC)
 BIND = "127.55.0.1"  # this test module's loopback address
@@ -133,62 +134,26 @@ def test_a_wrong_key_is_refused_without_saying_the_key(azurite: Azurite) -> None
 
 @contextmanager
 def raw_server(answer: bytes) -> Iterator[int]:
-    """A TCP server on BIND that reads one request's head, writes `answer` and closes."""
-    listener = socket.create_server((BIND, 0))
-    listener.settimeout(5)
+    """A server on BIND that reads one request, writes `answer` and closes."""
 
-    def serve() -> None:
-        try:
-            conn, _ = listener.accept()
-        except OSError:
-            return
-        with conn:
-            conn.settimeout(5)
-            data = b""
-            try:
-                while b"\r\n\r\n" not in data:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        break
-                    data += chunk
-                conn.sendall(answer)
-            except OSError:
-                pass
+    def handle(conn: socket.socket, index: int, stop: threading.Event) -> None:
+        conn.settimeout(5)
+        if read_request(conn, bytearray()) is not None:
+            conn.sendall(answer)
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        listener.close()
-        thread.join(5)
+    with serving(BIND, handle) as port:
+        yield port
 
 
 @contextmanager
 def silent_server() -> Iterator[int]:
     """A server on BIND that accepts connections and never answers (a hung Azurite)."""
-    listener = socket.create_server((BIND, 0))
-    held: list[socket.socket] = []
-    stop = threading.Event()
 
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            held.append(conn)
+    def handle(conn: socket.socket, index: int, stop: threading.Event) -> None:
+        stop.wait()
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        stop.set()
-        listener.close()
-        for conn in held:
-            conn.close()
-        thread.join(5)
+    with serving(BIND, handle) as port:
+        yield port
 
 
 def test_an_inline_deadline_bounds_a_request_below_its_timeout() -> None:

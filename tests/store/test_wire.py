@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from emulator.certs import ensure_certificates, server_ssl_context
 from store.rest import TableRest
 from store.wire import MAX_HEAD_BYTES, Answer, Unanswered, Wire
 from tests.azurite import ACCOUNT, ACCOUNT_KEY, Azurite, fresh_prefix
+from tests.store.servers import read_request, serving
 
 BIND = "127.55.0.2"  # this module's loopback address
 TIMEOUT = 2.0
@@ -60,76 +61,40 @@ class Scripted:
     ended: int = 0
 
 
-def _read_request(conn: socket.socket, buffer: bytearray) -> str | None:
-    """One request (head and Content-Length body) off `buffer`/`conn`; its request line."""
-    while b"\r\n\r\n" not in buffer:
-        data = conn.recv(65536)
-        if not data:
-            return None
-        buffer += data
-    end = buffer.index(b"\r\n\r\n") + 4
-    head = bytes(buffer[:end]).decode("latin-1")
-    del buffer[:end]
-    length = 0
-    for line in head.split("\r\n")[1:]:
-        name, _, value = line.partition(":")
-        if name.lower() == "content-length":
-            length = int(value)
-    while len(buffer) < length:
-        buffer += conn.recv(65536)
-    del buffer[:length]
-    return head.split("\r\n", 1)[0]
-
-
 @contextmanager
 def scripted(
     *connections: list[bytes | str], tls: ssl.SSLContext | None = None
 ) -> Iterator[Scripted]:
     script = Scripted([list(answers) for answers in connections])
-    listener = socket.create_server((BIND, 0))
-    listener.settimeout(10)
-    script.port = listener.getsockname()[1]
 
-    def serve() -> None:
-        for answers in script.connections:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
+    def handle(conn: socket.socket, index: int, stop: threading.Event) -> None:
+        try:
+            if index >= len(script.connections):
                 return
-            try:
-                if tls is not None:
-                    conn = tls.wrap_socket(conn, server_side=True)
-                conn.settimeout(10)
-                buffer = bytearray()
-                for step in answers:
-                    if step == CLOSE:
-                        break
-                    line = _read_request(conn, buffer)
-                    if line is None:
-                        break
-                    script.requests.append(line)
-                    if step == DROP:
-                        break
-                    assert isinstance(step, bytes)
-                    conn.sendall(step)
-                else:
-                    while conn.recv(65536):  # open until the client is done with it
-                        pass
-            except OSError:
+            if tls is not None:
+                conn = tls.wrap_socket(conn, server_side=True)
+            conn.settimeout(10)
+            buffer = bytearray()
+            for step in script.connections[index]:
+                if step == CLOSE:
+                    return
+                line = read_request(conn, buffer)
+                if line is None:
+                    return
+                script.requests.append(line)
+                if step == DROP:
+                    return
+                assert isinstance(step, bytes)
+                conn.sendall(step)
+            while conn.recv(65536):  # open until the client is done with it
                 pass
-            finally:
-                conn.close()
-                script.ended += 1
+        finally:
+            conn.close()
+            script.ended += 1
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
+    with serving(BIND, handle) as port:
+        script.port = port
         yield script
-    finally:
-        with suppress(OSError):
-            listener.shutdown(socket.SHUT_RDWR)  # wakes an accept() waiting for a connection
-        listener.close()
-        thread.join(10)
 
 
 def ok(body: bytes = b"{}", *extra: str) -> bytes:
@@ -512,30 +477,16 @@ def test_nobody_listening_is_unanswered() -> None:
 @contextmanager
 def dribbling(interval: float) -> Iterator[int]:
     """A server that answers one byte every `interval` seconds, for ever."""
-    listener = socket.create_server((BIND, 0))
-    stop = threading.Event()
 
-    def serve() -> None:
-        conn, _ = listener.accept()
-        with conn:
-            try:
-                conn.recv(65536)
-                answer = ok(b"x" * 1000)
-                for byte in answer:
-                    if stop.wait(interval):
-                        return
-                    conn.sendall(bytes([byte]))
-            except OSError:
+    def handle(conn: socket.socket, index: int, stop: threading.Event) -> None:
+        conn.recv(65536)
+        for byte in ok(b"x" * 1000):
+            if stop.wait(interval):
                 return
+            conn.sendall(bytes([byte]))
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        stop.set()
-        listener.close()
-        thread.join(5)
+    with serving(BIND, handle) as port:
+        yield port
 
 
 def test_a_peer_answering_a_byte_at_a_time_cannot_stretch_a_request_past_its_end() -> None:
@@ -636,31 +587,24 @@ def test_table_rest_sends_host_length_and_one_write() -> None:
     """The request as the server reads it: request line, Host with the port, Content-Length of
     the body; Shared Key signed."""
     seen: list[bytes] = []
-    listener = socket.create_server((BIND, 0))
-    port = listener.getsockname()[1]
 
-    def serve() -> None:
-        conn, _ = listener.accept()
-        with conn:
-            data = b""
-            while b"\r\n\r\n" not in data or not data.endswith(b"}"):
-                data += conn.recv(65536)
-            seen.append(data)
-            conn.sendall(b"HTTP/1.1 204 No Content\r\n\r\n")
+    def handle(conn: socket.socket, index: int, stop: threading.Event) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data or not data.endswith(b"}"):
+            data += conn.recv(65536)
+        seen.append(data)
+        conn.sendall(b"HTTP/1.1 204 No Content\r\n\r\n")
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    rest = TableRest(
-        account_url=f"http://{BIND}:{port}/{ACCOUNT}",
-        table="t",
-        credential=AzureNamedKeyCredential(ACCOUNT, ACCOUNT_KEY),
-        api_version="2019-02-02",
-        timeout=2,
-    )
-    rest.upsert({"PartitionKey": "p", "RowKey": "r", "n": 1})
-    rest.close()
-    thread.join(5)
-    listener.close()
+    with serving(BIND, handle) as port:
+        rest = TableRest(
+            account_url=f"http://{BIND}:{port}/{ACCOUNT}",
+            table="t",
+            credential=AzureNamedKeyCredential(ACCOUNT, ACCOUNT_KEY),
+            api_version="2019-02-02",
+            timeout=2,
+        )
+        rest.upsert({"PartitionKey": "p", "RowKey": "r", "n": 1})
+        rest.close()
     head, _, body = seen[0].partition(b"\r\n\r\n")
     lines = head.decode().split("\r\n")
     assert lines[0] == f"PUT /{ACCOUNT}/t(PartitionKey='p',RowKey='r') HTTP/1.1"
