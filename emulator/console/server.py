@@ -3,8 +3,10 @@
 `ConsoleServer` serves `api.ConsoleApi` on a loopback address (the emulator's `--bind` when it is
 one, else 127.0.0.1) and `--console-port` (0: any free port). Its URL carries a token, as
 Jupyter's does: `http://127.0.0.1:<port>/?token=<token>`. The token is kept in
-`<state-dir>/console-token` (0600), so a bookmarked URL works after a restart; the URL is
-printed at start and written to `admin.json` as `console_url` (that file is 0600 too).
+`<state-dir>/console-token` (0600), and with `--console-port 0` the port it got is kept in
+`<state-dir>/console-port` and asked for again at the next start (any free port if it is taken),
+so a bookmarked URL works after a restart; the URL is printed at start and written to
+`admin.json` as `console_url` (that file is 0600 too).
 
 Access (`TokenGate`, around every route, the page and its assets included):
 
@@ -21,9 +23,11 @@ Must not: listen on anything but loopback, log the token, or let a browser slow 
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
 import os
+import socket
 from collections.abc import Mapping
 from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
@@ -45,13 +49,14 @@ __all__ = ["TOKEN_FILE", "ConsoleServer", "TokenGate"]
 log = logging.getLogger(__name__)
 
 TOKEN_FILE = "console-token"  # noqa: S105 -- a file name, not a secret
+PORT_FILE = "console-port"
 LIMITS = HttpLimits(max_body_bytes=64 * 1024, body_timeout=10.0, idle_timeout=60.0)
 _CHANGES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _UNAUTHORIZED_PAGE = b"""<!doctype html><meta charset="utf-8"><title>401 - local cloud console</title>
 <body style="font:16px system-ui,sans-serif;margin:3em;color:#223">
 <h1>401: this console needs its login token</h1>
-<p>Open the URL the local cloud printed when it started, or ask for it again:</p>
-<pre>python -m emulator console --open</pre></body>
+<p>Open the URL the local cloud printed when it started, or ask for it again, in the checkout:</p>
+<pre>.venv/bin/python -m emulator console --open</pre></body>
 """
 
 
@@ -152,7 +157,7 @@ class ConsoleServer:
 
     async def start(self) -> None:
         """Bind, then serve (the caller names the option when the port cannot be had)."""
-        sock = bind(self._host, self._port)
+        sock = self._bind()
         self._token, _ = state_key(self._state_dir, TOKEN_FILE)
         emulator = self._emulator
         feed = Feed(emulator.activity)
@@ -192,6 +197,23 @@ class ConsoleServer:
         self._server = HttpServer(app, sockets=[sock], limits=LIMITS, name="console")
         await self._server.start()
         log.info("console listening on http://%s:%d/", self._host, port)
+
+    def _bind(self) -> socket.socket:
+        """The port asked for; with 0, the one the last start got if it is free, else any, and
+        that one is remembered for the next start."""
+        if self._port != 0:
+            return bind(self._host, self._port)
+        remembered = self._state_dir / PORT_FILE
+        sock = None
+        with contextlib.suppress(OSError, ValueError):
+            port = int(remembered.read_text(encoding="ascii").strip())
+            if 1024 <= port <= 65535:
+                sock = bind(self._host, port)
+        if sock is None:
+            sock = bind(self._host, 0)
+        with contextlib.suppress(OSError):
+            remembered.write_text(f"{sock.getsockname()[1]}\n", encoding="ascii")
+        return sock
 
     async def close(self) -> None:
         """Stop listening, end the streams, release the clients."""

@@ -54,7 +54,7 @@ async function api(method, path, body) {
   try { data = await response.json(); } catch (error) { data = null; }
   if (!response.ok) {
     const detail = (data && data.error) || {};
-    if (response.status === 401) showBanner("This page's login has expired: open the console URL again (python -m emulator console --open).");
+    if (response.status === 401) showBanner("This page's login has expired: open the console URL again (in the checkout: .venv/bin/python -m emulator console --open).");
     throw new ApiError(response.status, detail.code || "Error", detail.message || `HTTP ${response.status}`);
   }
   return data || {};

@@ -162,7 +162,7 @@ def test_a_browser_without_the_token_sees_401(browser: Browser, cloud: RunningEm
     assert answer is not None
     assert answer.status == 401
     expect(view.page.locator("h1")).to_contain_text("401")
-    expect(view.page.locator("pre")).to_have_text("python -m emulator console --open")
+    expect(view.page.locator("pre")).to_have_text(".venv/bin/python -m emulator console --open")
     view.page.context.close()
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 import httpx
 from starlette.applications import Starlette
@@ -11,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from emulator.console.server import TokenGate
+from emulator.console.server import PORT_FILE, ConsoleServer, TokenGate
 
 TOKEN = "s3cret-token"
 HOST = "testserver"
@@ -115,3 +116,29 @@ def test_a_malformed_cookie_header_is_no_cookie() -> None:
     with client() as web:
         answer = web.get("/api/x", headers={"Cookie": 'console-1="unterminated; ;;=='})
         assert answer.status_code == 401
+
+
+def test_the_console_asks_again_for_the_port_it_had(tmp_path: Path) -> None:
+    """With --console-port 0 the console gets any port and keeps it in the state directory; the
+    next start asks for it again, so a bookmarked URL still works; if another program holds it,
+    the console takes another and remembers that one. A file that holds no port is ignored."""
+    bind = "127.54.9.1"
+
+    def start() -> Any:
+        return ConsoleServer(cast(Any, None), state_dir=tmp_path, host=bind)._bind()
+
+    first = start()
+    port = first.getsockname()[1]
+    first.close()
+    assert (tmp_path / PORT_FILE).read_text().strip() == str(port)
+    again = start()
+    assert again.getsockname()[1] == port
+    other = start()  # `again` still holds the port
+    assert other.getsockname()[1] != port
+    assert (tmp_path / PORT_FILE).read_text().strip() == str(other.getsockname()[1])
+    again.close()
+    other.close()
+    (tmp_path / PORT_FILE).write_text("not a port\n")
+    fresh = start()
+    assert fresh.getsockname()[1] > 0
+    fresh.close()
