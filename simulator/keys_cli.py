@@ -14,7 +14,9 @@ Rules:
   history. A device key for `verify-key`: ``--device-key`` or ``DPS_DEVICE_KEY``.
 - Everything is validated before anything is written; a message names the argument at fault.
 - Secrets files are 0600 (directories 0700), written to a temporary file in the same directory and
-  renamed into place; an existing file is refused unless ``--force``.
+  renamed into place; an existing file is refused unless ``--force``, or left as it is when it
+  already holds exactly what would be written (running the same command again changes nothing
+  and succeeds).
 - No key reaches stdout or stderr unless ``--show-keys``.
 - Exit codes: 0 success, 1 `verify-key` mismatch, 2 usage or validation error.
 - `--local`: the provisioning host, ID scope and group keys come from the running local cloud
@@ -296,7 +298,11 @@ def _write_devices(args: argparse.Namespace, devices: Sequence[DeviceSecrets]) -
         except OSError as error:
             raise UsageError(f"--out-dir: cannot create {directory}: {_reason(error)}") from None
         paths = [directory / f"{device.registration_id}.json" for device in devices]
-        existing = [path for path in paths if os.path.lexists(path)]
+        existing = [
+            path
+            for path, device in zip(paths, devices, strict=True)
+            if os.path.lexists(path) and not _holds(path, device.to_json() + "\n")
+        ]
         if existing and not args.force:
             raise UsageError(
                 f"--out-dir: {len(existing)} file(s) already exist, first {existing[0]}; "
@@ -307,17 +313,33 @@ def _write_devices(args: argparse.Namespace, devices: Sequence[DeviceSecrets]) -
         return f"wrote {len(devices)} secrets file(s) to {directory}"
     output: Path = args.output if args.output is not None else Path("secrets.json")
     (device,) = devices
-    _write(output, device.to_json() + "\n", "--output", force=args.force)
+    if not _write(output, device.to_json() + "\n", "--output", force=args.force):
+        return f"{output} already holds these keys for {device.registration_id!r}: unchanged"
     return f"wrote {output} for registration id {device.registration_id!r}"
 
 
-def _write(path: Path, data: str, label: str, *, force: bool) -> None:
+def _write(path: Path, data: str, label: str, *, force: bool) -> bool:
+    """Write `data` to `path` (0600); False when the file already held exactly `data`."""
+    if not force and os.path.lexists(path) and _holds(path, data):
+        return False
     try:
         write_secret_file(path, data, force=force)
     except FileExistsError:
         raise UsageError(f"{label}: {path} already exists; pass --force to overwrite it") from None
     except OSError as error:
         raise UsageError(f"{label}: cannot write {path}: {_reason(error)}") from None
+    return True
+
+
+def _holds(path: Path, data: str) -> bool:
+    """Whether the regular file at `path` holds exactly `data` (a link or anything unreadable
+    does not)."""
+    try:
+        if path.is_symlink() or not path.is_file():
+            return False
+        return path.read_text(encoding="utf-8") == data
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 # --- verify-key ---------------------------------------------------------------------------------

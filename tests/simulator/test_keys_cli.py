@@ -142,6 +142,41 @@ def test_refuses_to_overwrite_without_force(capsys: pytest.CaptureFixture[str]) 
     assert "--force" in err
 
 
+def test_the_same_command_again_succeeds_and_changes_nothing(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Run twice (the quick start run again): the second finds the same keys in secrets.json,
+    says so without printing them, and exits 0; the file is untouched, still 0600. Other keys in
+    it are still refused without --force."""
+    assert _derive(*_positional()) == 0
+    written = Path("secrets.json").read_text()
+    modified = Path("secrets.json").stat().st_mtime_ns
+    capsys.readouterr()
+    assert _derive(*_positional()) == 0
+    out = capsys.readouterr().out
+    assert "already holds these keys" in out
+    assert json.loads(written)["primaryKey"] not in out
+    assert Path("secrets.json").read_text() == written
+    assert Path("secrets.json").stat().st_mtime_ns == modified
+    assert _mode(Path("secrets.json")) == 0o600
+    other = _positional()
+    other[2] = "dev-002"
+    assert _derive(*other, "--output", "secrets.json") == 2
+    assert Path("secrets.json").read_text() == written
+
+
+def test_bulk_again_leaves_identical_files_and_writes_the_rest() -> None:
+    """A batch run again over its own output succeeds: files that already hold their keys are
+    left as they are."""
+    argv = [HOST, SCOPE, *FLAGS, "--count", "2", "--prefix", "d-", "--out-dir", "out"]
+    assert _derive(*argv) == 0
+    first = Path("out/d-1.json").read_text()
+    Path("out/d-2.json").unlink()
+    assert _derive(*argv) == 0
+    assert Path("out/d-1.json").read_text() == first
+    assert json.loads(Path("out/d-2.json").read_text())["registrationId"] == "d-2"
+
+
 def test_force_overwrites_and_makes_the_file_private() -> None:
     """--force replaces an existing world-readable file with a 0600 one."""
     Path("secrets.json").write_text("old")
