@@ -76,7 +76,7 @@ from simulator.device import (
     register,
 )
 from simulator.dps_replies import DpsReplies
-from simulator.local import local_group
+from simulator.local import local_group, local_storage
 from simulator.run_cli import add_target_arguments, parse_payload, target_from
 from simulator.secrets_file import DeviceSecrets, UsageError, derive_secrets
 
@@ -690,8 +690,13 @@ def _command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         templates = _templates(args)
         host, id_scope, primary, secondary = _dps_and_keys(args, env)
         storage = env.get(STORAGE_SETTING) if args.registration_log else None
+        if args.registration_log and not storage and args.local:
+            storage = local_storage(env)  # the local cloud's: local.settings.json
         if args.registration_log and not storage:
-            raise UsageError(f"--registration-log: set {STORAGE_SETTING} to the storage account")
+            raise UsageError(
+                f"--registration-log: set {STORAGE_SETTING} to the storage account"
+                + (" (the checkout's local.settings.json has none)" if args.local else "")
+            )
         try:
             devices = fleet_devices(
                 host=host,

@@ -6,6 +6,8 @@
 - For the factory tools (`derive-key --local`, `fleet --local`): DPS's host and ID scope and an
   enrollment group's two keys, asked of the admin API. The group is `--group`, else the first
   custom-allocation group (the one whose devices go through our webhook), else the first group.
+- For `fleet --local --registration-log`: the app's `AzureWebJobsStorage` as `make up` gives it
+  to the hosted app (the environment's, else the checkout's `local.settings.json`).
 - While a registration waits, the latest attempt DPS keeps for it (`registration_state`): the
   webhook's last answer and when DPS calls it again. Real DPS does not tell a device why it is
   still assigning; the local cloud can.
@@ -15,6 +17,7 @@ Keys are held in memory only long enough to derive device keys; they are never p
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +27,7 @@ from emulator.operator.client import AdminClient, LocalCloud, Refused, Unreachab
 from simulator.device import SimulatorError, Target
 from simulator.device import Unreachable as DeviceUnreachable
 
-__all__ = ["LocalGroup", "local_group", "local_target", "registration_state"]
+__all__ = ["LocalGroup", "local_group", "local_storage", "local_target", "registration_state"]
 
 DEFAULT_GATEWAY = "127.0.0.1"
 
@@ -114,3 +117,21 @@ def registration_state(state_dir: Path | None, registration_id: str) -> dict[str
 
 def _segment(value: str) -> str:
     return quote(value, safe="")
+
+
+def local_storage(environ: Mapping[str, str], settings: Path | None = None) -> str | None:
+    """The hosted app's `AzureWebJobsStorage` as `make up` sets it: the environment's, else the
+    one in `settings` (the checkout's `local.settings.json`); None when neither has one or the
+    file cannot be read."""
+    from devtools.checkout import CHECKOUT  # noqa: PLC0415 -- only for --registration-log
+    from emulator.functions.settings import (  # noqa: PLC0415
+        SETTINGS_FILE,
+        LocalSettingsError,
+        read_values,
+    )
+
+    try:
+        values = read_values(settings if settings is not None else CHECKOUT / SETTINGS_FILE)
+    except LocalSettingsError:
+        values = {}
+    return {**values, **environ}.get("AzureWebJobsStorage") or None
