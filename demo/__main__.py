@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import secrets
 import sys
 import tempfile
 import time
@@ -27,21 +26,17 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
+from demo.cloud import cloud_options, group_devices
 from devtools.azurite import Azurite
-from emulator.app import Options
 from emulator.hub.twin import TwinDocument
 from emulator.in_process import BackgroundEmulator
-from simulator.device import Target, quiet_sdk_logs
+from simulator.device import quiet_sdk_logs
 from simulator.fleet import DeviceOutcome, run_fleet
-from simulator.secrets_file import derive_secrets
 from store.base import Store
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG_TEMPLATE = ROOT / "demo" / "emulator.toml"
 POLICY = "examples/tutorial-policy.toml"
 BIND = "127.77.0.1"
-FUNCTIONS_PORT = 7071
-GROUP = "contoso-custom"
 DEVICES = (
     "breakroom499-contoso-tstrsd-007",
     "kitchen12-contoso-tstrsd-007",
@@ -82,36 +77,10 @@ def _functions_app_on(connection_string: str) -> Iterator[Store]:
 
 
 def _with_cloud(scratch: Path, store: Store) -> int:
-    function_key = secrets.token_urlsafe(24)
-    webhook = f"http://{BIND}:{FUNCTIONS_PORT}/api/allocate?code={function_key}"
-    config = scratch / "emulator.toml"
-    config.touch(mode=0o600)  # the emulator writes the generated group keys into it
-    config.write_text(CONFIG_TEMPLATE.read_text().replace("{webhook_url}", webhook))
-    options = Options(
-        config_path=config,
-        state_dir=scratch / "state",
-        bind=BIND,
-        host_functions=True,
-        function_key=function_key,
-        functions_bind=BIND,
-        functions_port=FUNCTIONS_PORT,
-    )
+    options = cloud_options(scratch, BIND)
     print(f"demo: starting the emulator on {BIND}:8883 hosting the Functions app ({POLICY})")
     with BackgroundEmulator(options) as cloud:
-        emulator_config = cloud.emulator.config
-        assert emulator_config is not None  # noqa: S101 - set by start()
-        group = next(g for g in emulator_config.enrollment_groups if g.id == GROUP)
-        devices = [
-            derive_secrets(
-                emulator_config.dps.host,
-                emulator_config.dps.id_scope,
-                registration_id,
-                group.primary_key,
-                group.secondary_key,
-            )
-            for registration_id in DEVICES
-        ]
-        target = Target(gateway=BIND, ca_pem=cloud.emulator.ca_path.read_text(encoding="ascii"))
+        target, devices = group_devices(cloud, DEVICES)
         since = datetime.now(UTC)
         print(f"demo: provisioning {len(devices)} devices through DPS and our webhook\n")
         outcomes = asyncio.run(run_fleet(devices, target, concurrency=len(devices), messages=1))

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import secrets
 import sys
 import tempfile
 import threading
@@ -26,23 +25,21 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from demo.cloud import cloud_options, group_devices
 from devtools.azurite import Azurite
 from devtools.browser import HOW_TO_INSTALL, find_chromium
 from emulator.app import Options
 from emulator.in_process import BackgroundEmulator
 from simulator.device import Target, quiet_sdk_logs
 from simulator.fleet import run_fleet
-from simulator.secrets_file import DeviceSecrets, derive_secrets
+from simulator.secrets_file import DeviceSecrets
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page, ViewportSize
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG_TEMPLATE = ROOT / "demo" / "emulator.toml"
 OUT = ROOT / "docs" / "images"
 BIND = "127.58.0.1"
-FUNCTIONS_PORT = 7071
-GROUP = "contoso-custom"
 VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
 FLEET = (
     "breakroom499-contoso-tstrsd-007",
@@ -84,21 +81,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _options(scratch: Path, storage: str) -> Options:
-    function_key = secrets.token_urlsafe(24)
-    webhook = f"http://{BIND}:{FUNCTIONS_PORT}/api/allocate?code={function_key}"
-    config = scratch / "emulator.toml"
-    config.touch(mode=0o600)  # the emulator writes the generated group keys into it
-    config.write_text(CONFIG_TEMPLATE.read_text().replace("{webhook_url}", webhook))
-    return Options(
-        config_path=config,
-        state_dir=scratch / "state",
-        bind=BIND,
+    return cloud_options(
+        scratch,
+        BIND,
         https_port=0,
         service_port=0,
-        host_functions=True,
-        function_key=function_key,
-        functions_bind=BIND,
-        functions_port=FUNCTIONS_PORT,
         app_settings={
             "ALLOCATION_POLICY_FILE": "examples/tutorial-policy.toml",
             "AzureWebJobsStorage": storage,
@@ -107,21 +94,9 @@ def _options(scratch: Path, storage: str) -> Options:
 
 
 def _fleet(cloud: BackgroundEmulator) -> tuple[Target, dict[str, DeviceSecrets]]:
-    config = cloud.emulator.config
-    assert config is not None  # noqa: S101 -- set by start()
-    group = next(g for g in config.enrollment_groups if g.id == GROUP)
-    devices = {
-        registration_id: derive_secrets(
-            config.dps.host,
-            config.dps.id_scope,
-            registration_id,
-            group.primary_key,
-            group.secondary_key,
-        )
-        for registration_id in FLEET
-    }
-    target = Target(gateway=BIND, ca_pem=cloud.emulator.ca_path.read_text(encoding="ascii"))
-    asyncio.run(run_fleet(list(devices.values()), target, concurrency=len(devices), messages=3))
+    target, fleet = group_devices(cloud, FLEET)
+    asyncio.run(run_fleet(fleet, target, concurrency=len(fleet), messages=3))
+    devices = {device.registration_id: device for device in fleet}
     return target, devices
 
 

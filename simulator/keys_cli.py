@@ -289,7 +289,8 @@ def _write_devices(args: argparse.Namespace, devices: Sequence[DeviceSecrets]) -
     """Write the secrets where the arguments say; return a one-line summary without keys."""
     if args.jsonl is not None:
         lines = "".join(device.to_json(indent=None) + "\n" for device in devices)
-        _write(args.jsonl, lines, "--jsonl", force=args.force)
+        if not _write(args.jsonl, lines, "--jsonl", force=args.force):
+            return f"{args.jsonl} already holds these {len(devices)} device(s): unchanged"
         return f"wrote {len(devices)} device(s) to {args.jsonl}"
     if args.out_dir is not None:
         directory: Path = args.out_dir
@@ -297,20 +298,26 @@ def _write_devices(args: argparse.Namespace, devices: Sequence[DeviceSecrets]) -
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as error:
             raise UsageError(f"--out-dir: cannot create {directory}: {_reason(error)}") from None
-        paths = [directory / f"{device.registration_id}.json" for device in devices]
-        existing = [
-            path
-            for path, device in zip(paths, devices, strict=True)
-            if os.path.lexists(path) and not _holds(path, device.to_json() + "\n")
+        # Files that already hold their device's keys are left as they are; the rest are written.
+        pending = [
+            (path, data)
+            for device in devices
+            for path, data in [
+                (directory / f"{device.registration_id}.json", device.to_json() + "\n")
+            ]
+            if not (os.path.lexists(path) and _holds(path, data))
         ]
+        existing = [path for path, _ in pending if os.path.lexists(path)]
         if existing and not args.force:
             raise UsageError(
                 f"--out-dir: {len(existing)} file(s) already exist, first {existing[0]}; "
                 "pass --force to overwrite them"
             )
-        for path, device in zip(paths, devices, strict=True):
-            _write(path, device.to_json() + "\n", "--out-dir", force=args.force)
-        return f"wrote {len(devices)} secrets file(s) to {directory}"
+        for path, data in pending:
+            _write(path, data, "--out-dir", force=args.force)
+        unchanged = len(devices) - len(pending)
+        kept = f" ({unchanged} already held their keys)" if unchanged else ""
+        return f"wrote {len(pending)} secrets file(s) to {directory}{kept}"
     output: Path = args.output if args.output is not None else Path("secrets.json")
     (device,) = devices
     if not _write(output, device.to_json() + "\n", "--output", force=args.force):

@@ -363,37 +363,39 @@ class _Reader:
         self._buffer += data
         return True
 
-    def line_block(self, limit: int) -> bytes:
-        """Everything up to and including the next empty line (a head), at most `limit` bytes."""
-        while True:
-            found = self._buffer.find(b"\r\n\r\n")
-            if found >= 0:
-                if found + 4 > limit:
-                    break
-                block = bytes(self._buffer[: found + 4])
-                del self._buffer[: found + 4]
-                return block
-            if len(self._buffer) > limit:
-                break
-            if not self._fill():
-                raise Unanswered("the answer ended inside its head")
-        raise Unanswered(f"answer head larger than {limit} bytes")
+    def head(self) -> bytes:
+        """An answer's head, up to (not including) the empty line that ends it."""
+        return self._through(
+            b"\r\n\r\n",
+            MAX_HEAD_BYTES,
+            ended="the answer ended inside its head",
+            too_long=f"answer head larger than {MAX_HEAD_BYTES} bytes",
+        )
 
     def line(self, limit: int) -> bytes:
         """The next line without its CRLF, at most `limit` bytes."""
+        return self._through(
+            b"\r\n",
+            limit,
+            ended="the answer ended inside a chunk",
+            too_long="a chunk line too long",
+        )
+
+    def _through(self, mark: bytes, limit: int, *, ended: str, too_long: str) -> bytes:
+        """What comes before the next `mark` (at most `limit` bytes); the mark is consumed too."""
         while True:
-            found = self._buffer.find(b"\r\n")
+            found = self._buffer.find(mark)
             if found >= 0:
                 if found > limit:
                     break
-                line = bytes(self._buffer[:found])
-                del self._buffer[: found + 2]
-                return line
+                data = bytes(self._buffer[:found])
+                del self._buffer[: found + len(mark)]
+                return data
             if len(self._buffer) > limit:
                 break
             if not self._fill():
-                raise Unanswered("the answer ended inside a chunk")
-        raise Unanswered("a chunk line too long")
+                raise Unanswered(ended)
+        raise Unanswered(too_long)
 
     def take(self, count: int, into: bytearray) -> None:
         """Move exactly `count` bytes into `into`."""
@@ -421,7 +423,7 @@ class _Reader:
 def _read_answer(reader: _Reader, method: str, max_body: int) -> tuple[Answer, float]:
     """The answer, and how long its connection may wait idle for another request (0: close it)."""
     for _ in range(MAX_INTERIM_ANSWERS + 1):
-        version, status, headers = _head(reader.line_block(MAX_HEAD_BYTES))
+        version, status, headers = _head(reader.head())
         if not 100 <= status < 200:
             break
     else:
@@ -462,8 +464,8 @@ def _keep_for(version: str, headers: dict[str, str]) -> float:
 
 
 def _head(block: bytes) -> tuple[str, int, dict[str, str]]:
-    """Version, status and header fields of one answer head (ending in an empty line)."""
-    text = block[:-4].decode("latin-1")
+    """Version, status and header fields of one answer head (its empty line already removed)."""
+    text = block.decode("latin-1")
     crlf = text.count("\r\n")
     if text.count("\r") != crlf or text.count("\n") != crlf or "\x00" in text:
         raise Unanswered("a malformed header line")  # a bare CR or LF, or a NUL

@@ -165,14 +165,18 @@ def test_the_same_command_again_succeeds_and_changes_nothing(
     assert Path("secrets.json").read_text() == written
 
 
-def test_bulk_again_leaves_identical_files_and_writes_the_rest() -> None:
+def test_bulk_again_leaves_identical_files_and_writes_the_rest(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """A batch run again over its own output succeeds: files that already hold their keys are
-    left as they are."""
+    left as they are, and the summary counts them apart."""
     argv = [HOST, SCOPE, *FLAGS, "--count", "2", "--prefix", "d-", "--out-dir", "out"]
     assert _derive(*argv) == 0
     first = Path("out/d-1.json").read_text()
     Path("out/d-2.json").unlink()
+    capsys.readouterr()
     assert _derive(*argv) == 0
+    assert "wrote 1 secrets file(s) to out (1 already held their keys)" in capsys.readouterr().out
     assert Path("out/d-1.json").read_text() == first
     assert json.loads(Path("out/d-2.json").read_text())["registrationId"] == "d-2"
 

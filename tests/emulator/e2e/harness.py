@@ -20,6 +20,7 @@ from azure.iot.device import IoTHubDeviceClient, ProvisioningDeviceClient
 
 from emulator.__main__ import main as emulator_main
 from emulator.app import Options
+from emulator.hub.endpoint import Hub
 from emulator.in_process import BackgroundEmulator
 
 DPS_HOST = "global.azure-devices-provisioning.net"
@@ -131,6 +132,18 @@ def release(client: Any) -> None:
         done.wait_for_completion(timeout=10)
     except Exception:  # noqa: S110 - the registration already failed; this only tidies up
         pass
+
+
+def add_device(emulator: BackgroundEmulator, hub: str, device_id: str, key: str) -> Hub:
+    """Create (or replace) a device identity in one of the emulator's hubs, `key` in both slots;
+    the hub."""
+    found = emulator.emulator.hub(hub)
+    emulator.call(
+        lambda: found.upsert_device(
+            device_id, primary_key=key, secondary_key=key, twin=None, now=time.time()
+        )
+    )
+    return found
 
 
 def device_client(

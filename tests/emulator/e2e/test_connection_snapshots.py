@@ -4,7 +4,6 @@ sent telemetry, with the real azure-iot-device SDK."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,6 +12,7 @@ from azure.iot.device import Message
 
 from tests.emulator.e2e.harness import (
     RunningEmulator,
+    add_device,
     device_client,
     emulator_toml,
     options,
@@ -67,13 +67,8 @@ def test_only_a_device_that_sent_telemetry_is_reported_and_at_snapshot_times(
     """A device that only connects (twin, methods) is never reported; one that sends telemetry
     is reported Connected, then Disconnected, each at a snapshot time (whole seconds here) with
     a growing sequence number."""
-    hub = emulator.emulator.hub(HUB)
     for device_id in ("quiet-1", "talker-1"):
-        emulator.call(
-            lambda device_id=device_id: hub.upsert_device(
-                device_id, primary_key=KEY, secondary_key=KEY, twin=None, now=time.time()
-            )
-        )
+        add_device(emulator, HUB, device_id, KEY)
     quiet = device_client(emulator, HUB, "quiet-1", KEY)
     quiet.on_method_request_received = lambda request: None  # connects, subscribes to methods
     talker = device_client(emulator, HUB, "talker-1", KEY)

@@ -11,9 +11,14 @@ import pytest
 from azure.iot.device import Message, MethodResponse
 from azure.iot.device.exceptions import CredentialError
 
-from emulator.hub.endpoint import Hub
 from emulator.hub.messages import MethodResponse as HubMethodResponse
-from tests.emulator.e2e.harness import RunningEmulator, device_client, options, wait_for
+from tests.emulator.e2e.harness import (
+    RunningEmulator,
+    add_device,
+    device_client,
+    options,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -28,16 +33,6 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEmulat
     """One emulator for this module, on its own loopback address."""
     with RunningEmulator(options(tmp_path_factory.mktemp("hub"), BIND)) as running:
         yield running
-
-
-def add_device(emulator: RunningEmulator, device_id: str) -> Hub:
-    hub = emulator.emulator.hub(HUB)
-    emulator.call(
-        lambda: hub.upsert_device(
-            device_id, primary_key=KEY, secondary_key=KEY, twin=None, now=time.time()
-        )
-    )
-    return hub
 
 
 def client_for(emulator: RunningEmulator, device_id: str, key: str = KEY) -> Any:
@@ -62,7 +57,7 @@ class Inbox:
 
 def test_twin_telemetry_c2d_and_methods(emulator: RunningEmulator) -> None:
     """Twin get and reported patch, desired push, telemetry with properties, C2D and a method."""
-    hub = add_device(emulator, "dev-001")
+    hub = add_device(emulator, HUB, "dev-001", KEY)
     client = client_for(emulator, "dev-001")
     desired, c2d = Inbox(), Inbox()
     client.on_twin_desired_properties_patch_received = desired
@@ -130,7 +125,7 @@ def test_twin_telemetry_c2d_and_methods(emulator: RunningEmulator) -> None:
 def test_reconnect_keeps_subscriptions(emulator: RunningEmulator) -> None:
     """After the server drops the connection the SDK reconnects without re-subscribing, and
     desired patches and C2D still arrive."""
-    hub = add_device(emulator, "dev-002")
+    hub = add_device(emulator, HUB, "dev-002", KEY)
     client = client_for(emulator, "dev-002")
     desired, c2d = Inbox(), Inbox()
     client.on_twin_desired_properties_patch_received = desired
@@ -158,7 +153,7 @@ def test_reconnect_keeps_subscriptions(emulator: RunningEmulator) -> None:
 
 def test_wrong_key_raises_credential_error(emulator: RunningEmulator) -> None:
     """A token signed with a key the hub does not hold gets CONNACK 5 -> CredentialError."""
-    add_device(emulator, "dev-003")
+    add_device(emulator, HUB, "dev-003", KEY)
     client = client_for(emulator, "dev-003", key=WRONG_KEY)
     try:
         with pytest.raises(CredentialError):

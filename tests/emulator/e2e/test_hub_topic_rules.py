@@ -15,7 +15,7 @@ from paho.mqtt import client as mqtt
 
 from emulator.hub.endpoint import Hub
 from sas import generate_sas_token
-from tests.emulator.e2e.harness import RunningEmulator, options, wait_for
+from tests.emulator.e2e.harness import RunningEmulator, add_device, options, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -36,16 +36,6 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEmulat
     """One emulator for this module, on its own loopback address."""
     with RunningEmulator(options(tmp_path_factory.mktemp("rules"), BIND)) as running:
         yield running
-
-
-def add_device(emulator: RunningEmulator, device_id: str) -> Hub:
-    hub = emulator.emulator.hub(HUB)
-    emulator.call(
-        lambda: hub.upsert_device(
-            device_id, primary_key=KEY, secondary_key=KEY, twin=None, now=time.time()
-        )
-    )
-    return hub
 
 
 class Device:
@@ -121,8 +111,8 @@ def test_the_any_device_c2d_filter_is_granted_for_the_devices_own_messages(
 ) -> None:
     """`devices/+/messages/devicebound/#`, what azure-sdk-for-c and the RTOS clients send, is
     granted and receives this device's C2D only; another device's literal filter is refused."""
-    hub = add_device(emulator, "plus-1")
-    add_device(emulator, "plus-2")
+    hub = add_device(emulator, HUB, "plus-1", KEY)
+    add_device(emulator, HUB, "plus-2", KEY)
     device = Device(emulator, "plus-1")
     try:
         assert device.subscribe(ANY_C2D) == 1
@@ -142,7 +132,7 @@ def test_twin_responses_reach_only_a_twin_res_subscriber_at_qos_0(
 ) -> None:
     """A twin GET before `$iothub/twin/res/#` is subscribed is never answered; after it, the
     answer comes at QoS 0."""
-    add_device(emulator, "twin-rules")
+    add_device(emulator, HUB, "twin-rules", KEY)
     device = Device(emulator, "twin-rules")
     try:
         device.client.publish("$iothub/twin/GET/?$rid=early", b"", qos=1)
@@ -156,7 +146,7 @@ def test_twin_responses_reach_only_a_twin_res_subscriber_at_qos_0(
 def test_the_hub_publishes_at_the_qos_iot_hub_uses(emulator: RunningEmulator) -> None:
     """C2D to a QoS 0 subscription goes at QoS 0 (and is then off the queue); desired patches
     and method requests go at QoS 0 whatever was granted."""
-    hub = add_device(emulator, "qos-1")
+    hub = add_device(emulator, HUB, "qos-1", KEY)
     device = Device(emulator, "qos-1")
     try:
         assert device.subscribe("devices/qos-1/messages/devicebound/#", qos=0) == 0
@@ -179,7 +169,7 @@ def test_an_unacknowledged_c2d_message_comes_back_on_the_next_connection(
     """A QoS 1 C2D message whose PUBACK never came (the connection dropped) stays queued and is
     sent again to the next CleanSession 0 connection (Session Present 1, no SUBSCRIBE needed);
     that connection's PUBACK takes it off the queue."""
-    hub = add_device(emulator, "redeliver")
+    hub = add_device(emulator, HUB, "redeliver", KEY)
     first = Device(emulator, "redeliver")
     assert first.flags == {"session present": 0}
     assert first.subscribe(ANY_C2D) == 1
@@ -211,7 +201,7 @@ def test_a_clean_session_forgets_the_subscriptions_but_not_the_queue(
 ) -> None:
     """CleanSession 1: Session Present 0, no C2D until the device subscribes again, and then
     the message sent meanwhile arrives (the queue is the device's, not the session's)."""
-    hub = add_device(emulator, "clean-1")
+    hub = add_device(emulator, HUB, "clean-1", KEY)
     kept = Device(emulator, "clean-1")
     assert kept.subscribe(ANY_C2D) == 1
     kept.close()
@@ -245,8 +235,8 @@ def test_a_publish_to_a_topic_the_device_may_not_use_closes_the_connection(
 ) -> None:
     """IoT Hub closes the connection of a device that publishes where it may not: no PUBACK,
     nothing logged for anyone; the device may connect again and its next telemetry counts."""
-    hub = add_device(emulator, device_id)
-    add_device(emulator, "pub-victim")
+    hub = add_device(emulator, HUB, device_id, KEY)
+    add_device(emulator, HUB, "pub-victim", KEY)
     device = Device(emulator, device_id)
     closed: list[int] = []
     acknowledged: list[int] = []

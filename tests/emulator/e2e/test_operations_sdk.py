@@ -20,6 +20,7 @@ from emulator.__main__ import main
 from sas import derive_device_key
 from tests.emulator.e2e.harness import (
     RunningEmulator,
+    add_device,
     device_client,
     emulator_toml,
     options,
@@ -130,12 +131,7 @@ def test_dropped_connection_reconnects_with_subscriptions_intact(
     emulator: RunningEmulator, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """drop HUB closes the connection; the SDK reconnects and still gets desired patches."""
-    hub = emulator.emulator.hub(HUB)
-    emulator.call(
-        lambda: hub.upsert_device(
-            "dev-drop", primary_key=PRIMARY, secondary_key=PRIMARY, twin=None, now=time.time()
-        )
-    )
+    hub = add_device(emulator, HUB, "dev-drop", PRIMARY)
     patches: list[dict[str, Any]] = []
     lock = threading.Lock()
 
@@ -166,12 +162,7 @@ def test_refused_connections_raise_connection_failed(
     emulator: RunningEmulator, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """refuse_connects answers CONNACK 3: the hub and DPS clients raise ConnectionFailedError."""
-    hub = emulator.emulator.hub(HUB)
-    emulator.call(
-        lambda: hub.upsert_device(
-            "dev-refused", primary_key=PRIMARY, secondary_key=PRIMARY, twin=None, now=time.time()
-        )
-    )
+    hub = add_device(emulator, HUB, "dev-refused", PRIMARY)
     assert command(emulator, "fault-set", HUB, "--refuse-connects", "1") == 0
     assert command(emulator, "fault-set", "dps", "--refuse-connects", "1") == 0
     client = hub_device(emulator, "dev-refused", PRIMARY)

@@ -26,6 +26,7 @@ from tests.emulator.e2e.harness import (
     ID_SCOPE,
     TOASTERS,
     RunningEmulator,
+    add_device,
     emulator_toml,
     options,
     wait_for,
@@ -302,11 +303,7 @@ def test_hub_https_requests_reach_the_hub_by_host_or_by_token(emulator: RunningE
     """A hub's HTTPS API is found by the `Host` header, or by the token's `sr` when `Host` is the
     emulator's address (a client sent there the way `gateway_hostname` sends the SDK)."""
     key = derive_device_key(STATIC_KEY, "http-3")
-    emulator.call(
-        lambda: emulator.emulator.hub(TOASTERS).upsert_device(
-            "http-3", primary_key=key, secondary_key=key, twin=None, now=time.time()
-        )
-    )
+    add_device(emulator, TOASTERS, "http-3", key)
     token = generate_sas_token(f"{TOASTERS}/devices/http-3", key, int(time.time()) + 3600)
     with httpx.Client(verify=trust(emulator), timeout=10) as client:
         for host in (TOASTERS, BIND):
